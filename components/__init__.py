@@ -1,0 +1,1 @@
+"""Custom TFX components of mnist-vae-tfx, one package each."""

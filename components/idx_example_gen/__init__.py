@@ -1,0 +1,1 @@
+"""IdxExampleGen: MNIST-style IDX files -> tf.Example TFRecords."""

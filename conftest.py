@@ -1,0 +1,43 @@
+"""Shared pytest fixtures: small IDX data sets cut from the shipped MNIST."""
+
+import os
+import pathlib
+from typing import Dict, Tuple
+
+import numpy as np
+import pytest
+
+from components.idx_example_gen import idx
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent
+MNIST_DIR = REPO_ROOT / 'data' / 'mnist'
+
+
+def load_mnist_head(split_prefix: str, count: int) -> Tuple[np.ndarray, np.ndarray]:
+  """The first `count` images and labels of a shipped MNIST split."""
+  images = idx.read_images_header(
+      str(MNIST_DIR / f'{split_prefix}-images-idx3-ubyte.gz'))
+  labels = idx.read_labels_header(
+      str(MNIST_DIR / f'{split_prefix}-labels-idx1-ubyte.gz'))
+  return idx.read_items(images, 0, count), idx.read_items(labels, 0, count)
+
+
+def write_mnist_subset(directory: os.PathLike, counts: Dict[str, int],
+                       compress: bool = True) -> pathlib.Path:
+  """Writes the first counts[prefix] examples of each split as IDX files."""
+  directory = pathlib.Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  suffix = '.gz' if compress else ''
+  for prefix, count in counts.items():
+    images, labels = load_mnist_head(prefix, count)
+    idx.write_idx(str(directory / f'{prefix}-images-idx3-ubyte{suffix}'),
+                  images)
+    idx.write_idx(str(directory / f'{prefix}-labels-idx1-ubyte{suffix}'),
+                  labels)
+  return directory
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path) -> pathlib.Path:
+  """A gzipped IDX data set: 120 train and 40 eval real MNIST examples."""
+  return write_mnist_subset(tmp_path / 'mnist', {'train': 120, 't10k': 40})

@@ -1,0 +1,1 @@
+"""The mnist-vae-tfx pipeline definition, shared by every runner."""

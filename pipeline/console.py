@@ -1,0 +1,89 @@
+"""What a runner shows on the terminal: our progress, not framework noise.
+
+TensorFlow's C++ runtime, absl (used by TFX), Beam's worker processes and the
+Google Cloud client libraries all log or warn at import and run time, which
+buries the few lines a user wants. By default `configure_logging` shows:
+
+* INFO and above from this project's packages;
+* one line when each pipeline component starts and finishes (taken from the
+  LocalDagRunner's own log records);
+* errors from everything else.
+
+`verbose=True` shows every framework's INFO logs instead.
+"""
+
+import logging
+import os
+import time
+import warnings
+from typing import Dict
+
+# Loggers of this project's code.
+PROJECT_LOGGERS = ('components', 'pipeline', 'models', 'local_runner',
+                   'kubeflow_runner', '__main__')
+# LocalDagRunner's records around each component (tfx 1.16 local_dag_runner).
+_COMPONENT_RUNNING = 'Component %s is running.'
+_COMPONENT_FINISHED = 'Component %s is finished.'
+# Start of FutureWarnings the Google Cloud clients print at import: Python
+# 3.10 is past their support window and google-cloud-storage is older than
+# they would like; the TFX 1.16 pin set allows neither to change.
+_IMPORT_WARNINGS = ('You are using a non-supported Python version',
+                    'Support for google-cloud-storage < 3.0.0')
+_LOG_FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
+
+
+class ComponentProgress(logging.Filter):
+  """Turns LocalDagRunner's component records into progress lines.
+
+  Attached to the `absl` logger: keeps the start/finish records (rewritten to
+  say which component and how long it took) and records at `min_level` or
+  above; drops the rest.
+  """
+
+  def __init__(self, min_level: int = logging.ERROR):
+    super().__init__()
+    self._min_level = min_level
+    self._started: Dict[str, float] = {}
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.msg == _COMPONENT_RUNNING and record.args:
+      name = record.args[0]
+      self._started[name] = time.monotonic()
+      record.name, record.msg, record.args = 'pipeline', '%s started', (name,)
+      record.levelno, record.levelname = logging.INFO, 'INFO'
+      return True
+    if record.msg == _COMPONENT_FINISHED and record.args:
+      name = record.args[0]
+      seconds = time.monotonic() - self._started.pop(name, time.monotonic())
+      record.name, record.msg = 'pipeline', '%s finished in %.1f s'
+      record.args = (name, seconds)
+      record.levelno, record.levelname = logging.INFO, 'INFO'
+      return True
+    return record.levelno >= self._min_level
+
+
+def configure_logging(verbose: bool = False) -> None:
+  """Configures logging and warnings; call before TensorFlow is imported."""
+  # Child processes (Beam workers) inherit these through the environment.
+  os.environ['PYTHONWARNINGS'] = ','.join(
+      f'ignore:{message}:FutureWarning' for message in _IMPORT_WARNINGS)
+  for message in _IMPORT_WARNINGS:
+    warnings.filterwarnings('ignore', message=message, category=FutureWarning)
+  if not verbose:
+    # 3 also hides the harmless CUDA-plugin registration errors TF 2.16 prints
+    # at import on machines without a GPU; Python exceptions still surface.
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+  logging.basicConfig(level=logging.INFO if verbose else logging.ERROR,
+                      format=_LOG_FORMAT, datefmt='%H:%M:%S', force=True)
+  for name in PROJECT_LOGGERS:
+    logging.getLogger(name).setLevel(logging.INFO)
+
+  # absl (TFX) logs through the standard `absl` logger once its verbosity is
+  # set; the filter keeps component progress even when quiet.
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.INFO)
+  absl_logger = logging.getLogger('absl')
+  absl_logger.setLevel(logging.INFO)
+  if not any(isinstance(f, ComponentProgress) for f in absl_logger.filters):
+    absl_logger.addFilter(
+        ComponentProgress(logging.INFO if verbose else logging.ERROR))

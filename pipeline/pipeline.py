@@ -1,0 +1,66 @@
+"""The one definition of the mnist-vae-tfx pipeline, used by every runner.
+
+Runners choose paths, the metadata store and the orchestrator; every other
+knob is an argument of `create_pipeline`.
+"""
+
+from typing import List, Optional, Sequence
+
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+from components.idx_example_gen.component import IdxExampleGen
+
+PIPELINE_NAME = 'mnist-vae-tfx'
+
+
+def create_pipeline(
+    *,
+    pipeline_name: str,
+    pipeline_root: str,
+    data_root: str,
+    use_spans: bool = False,
+    max_examples: Optional[int] = None,
+    beam_pipeline_args: Sequence[str] = (),
+    metadata_connection_config: Optional[
+        metadata_store_pb2.ConnectionConfig] = None,
+    enable_cache: bool = True,
+) -> tfx.dsl.Pipeline:
+  """Builds the pipeline.
+
+  Args:
+    pipeline_name: name recorded in ML Metadata and used for output paths.
+    pipeline_root: root folder (local or gs://) of all component outputs.
+    data_root: folder holding the IDX data set (flat, or `span-N/` folders).
+    use_spans: ingest the newest `span-N/` folder of `data_root`.
+    max_examples: keep only the first N examples of each split (quick runs).
+    beam_pipeline_args: arguments for every Beam-based component.
+    metadata_connection_config: ML Metadata store; None lets the orchestrator
+      provide one (Kubeflow).
+    enable_cache: reuse outputs of components whose inputs did not change.
+
+  Returns:
+    The TFX pipeline.
+  """
+  example_gen = IdxExampleGen(
+      input_base=data_root, use_spans=use_spans, max_examples=max_examples)
+  statistics_gen = tfx.components.StatisticsGen(
+      examples=example_gen.outputs['examples'])
+  schema_gen = tfx.components.SchemaGen(
+      statistics=statistics_gen.outputs['statistics'],
+      infer_feature_shape=True)
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs['statistics'],
+      schema=schema_gen.outputs['schema'])
+
+  components: List[tfx.types.BaseNode] = [
+      example_gen, statistics_gen, schema_gen, example_validator
+  ]
+  return tfx.dsl.Pipeline(
+      pipeline_name=pipeline_name,
+      pipeline_root=pipeline_root,
+      components=components,
+      enable_cache=enable_cache,
+      metadata_connection_config=metadata_connection_config,
+      beam_pipeline_args=list(beam_pipeline_args),
+  )
