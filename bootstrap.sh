@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 
 lock=requirements.lock
 stamp=.venv/.requirements.lock.sha256
-want=$(sha256sum "$lock" pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(sha256sum "$lock" pyproject.toml bootstrap.sh | sha256sum | cut -d' ' -f1)
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/python ]; then
   exit 0
@@ -38,7 +38,10 @@ fi
 
 echo "bootstrap: installing $lock into .venv (a few minutes on a fresh machine)"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r "$lock"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+# compat mode puts the repo root on the path, so packages added later
+# (components/*, models/ ...) are importable without reinstalling.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+  --config-settings editable_mode=compat -e .
 .venv/bin/python -m pip check
 echo "$want" > "$stamp"
 echo "bootstrap: .venv ready"

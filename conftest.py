@@ -37,6 +37,18 @@ def write_mnist_subset(directory: os.PathLike, counts: Dict[str, int],
   return directory
 
 
+@pytest.fixture(scope='session')
+def exported_model(tmp_path_factory) -> str:
+  """A Trainer-style model directory of an untrained VAE (real SavedModels)."""
+  from models import export  # pylint: disable=g-import-not-at-top
+  from models import vae  # pylint: disable=g-import-not-at-top
+  hp = vae.Hyperparameters()
+  model_uri = tmp_path_factory.mktemp('model')
+  export.export_model(vae.build_vae(hp), hp,
+                      str(model_uri / export.SERVING_MODEL_DIR))
+  return str(model_uri)
+
+
 @pytest.fixture
 def tiny_mnist(tmp_path) -> pathlib.Path:
   """A gzipped IDX data set: 120 train and 40 eval real MNIST examples."""

@@ -6,18 +6,40 @@ file in the output directory. Run `python local_runner.py --help` for flags.
 """
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 from typing import List, Optional, Sequence
 
+from pipeline import console
+from pipeline import run_lock
+
 logger = logging.getLogger(__name__)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA_DIR = os.path.join(_HERE, 'data', 'mnist')
+# Help for the hyperparameter flags; every field of models.vae.Hyperparameters
+# gets a flag (--field-name) with the dataclass default.
+_HYPERPARAMETER_HELP = {
+    'latent_dim': 'size of the latent space z',
+    'epochs': 'passes over the train split',
+    'batch_size': 'images per training step',
+    'learning_rate': 'Adam learning rate',
+    'seed': 'random seed for initialisation, shuffling and sampling',
+}
+
+
+def _verbose_requested(argv: Sequence[str]) -> bool:
+  """--verbose, read before anything imports TensorFlow."""
+  pre = argparse.ArgumentParser(add_help=False)
+  pre.add_argument('--verbose', action='store_true')
+  return pre.parse_known_args(argv)[0].verbose
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+  from components.vae_evaluator import component as evaluator  # pylint: disable=g-import-not-at-top
+  from models import vae  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(
       description='Train the MNIST convolutional VAE with a local TFX '
       'pipeline (LocalDagRunner, Beam DirectRunner, SQLite ML Metadata).',
@@ -43,13 +65,45 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
       'defaults (which run the DirectRunner in multi-processing mode with '
       'one worker per core), e.g. --beam-arg=--direct_num_workers=1 or '
       '--beam-arg=--runner=DataflowRunner.')
+  hyperparameters = parser.add_argument_group(
+      'training hyperparameters (models/vae.py, Hyperparameters)')
+  for field in dataclasses.fields(vae.Hyperparameters):
+    hyperparameters.add_argument(
+        '--' + field.name.replace('_', '-'), type=type(field.default),
+        default=field.default, dest=field.name,
+        choices=vae.LR_SCHEDULES if field.name == 'lr_schedule' else None,
+        help=_HYPERPARAMETER_HELP.get(field.name,
+                                      f'see Hyperparameters.{field.name}'))
+  gate = parser.add_argument_group('evaluation and blessing')
+  gate.add_argument(
+      '--bless-threshold', type=float,
+      default=evaluator.DEFAULT_BLESS_THRESHOLD, metavar='NATS',
+      help='bless only a model whose held-out -ELBO is at most this; the '
+      'default 30-epoch run reaches about 145, a model that ignores its '
+      'latent code about 206.')
+  gate.add_argument(
+      '--bless-tolerance', type=float,
+      default=evaluator.DEFAULT_BLESS_TOLERANCE, metavar='NATS',
+      help='bless only a model at most this much worse (-ELBO) than the one '
+      'being served, both measured on the same eval images.')
+  gate.add_argument(
+      '--iwae-samples', type=_positive_int,
+      default=evaluator.DEFAULT_IWAE_SAMPLES, metavar='K',
+      help='importance samples per image for the IWAE bound.')
   parser.add_argument(
       '--no-cache', action='store_true',
       help='rerun every component even if its inputs are unchanged.')
   parser.add_argument(
       '--verbose', action='store_true',
       help='show TensorFlow, TFX (absl) and Beam INFO logs.')
-  return parser.parse_args(argv)
+  args = parser.parse_args(argv)
+  try:
+    args.hyperparameters = vae.Hyperparameters(**{
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(vae.Hyperparameters)})
+  except ValueError as e:
+    parser.error(str(e))
+  return args
 
 
 def _positive_int(text: str) -> int:
@@ -68,14 +122,14 @@ def default_beam_args() -> List[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  # TensorFlow reads its log level when imported: configure logging first.
+  console.configure_logging(_verbose_requested(argv))
   args = parse_args(argv)
-  # Imported here, after logging is set up, so that --help is instant and
-  # TensorFlow reads the log level chosen by configure_logging.
-  from pipeline import console  # pylint: disable=g-import-not-at-top
-  console.configure_logging(args.verbose)
   from components.idx_example_gen import component as idx_component  # pylint: disable=g-import-not-at-top
   from components.idx_example_gen import idx  # pylint: disable=g-import-not-at-top
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import run_summary  # pylint: disable=g-import-not-at-top
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
 
   data_dir = os.path.abspath(args.data_dir)
@@ -87,30 +141,44 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 2
 
   pipeline_root = os.path.join(output_dir, 'pipeline')
+  serving_dir = os.path.join(output_dir, 'serving_model')
   metadata_path = os.path.join(output_dir, 'metadata.sqlite')
-  os.makedirs(output_dir, exist_ok=True)
   pipeline = pipeline_lib.create_pipeline(
       pipeline_name=pipeline_lib.PIPELINE_NAME,
       pipeline_root=pipeline_root,
       data_root=data_dir,
+      serving_dir=serving_dir,
       use_spans=use_spans,
       max_examples=args.max_examples,
+      hyperparameters=args.hyperparameters,
+      bless_threshold=args.bless_threshold,
+      bless_tolerance=args.bless_tolerance,
+      iwae_samples=args.iwae_samples,
       beam_pipeline_args=default_beam_args() + args.beam_arg,
       metadata_connection_config=(
           tfx.orchestration.metadata.sqlite_metadata_connection_config(
               metadata_path)),
       enable_cache=not args.no_cache,
   )
-  logger.info('Running pipeline %s on %s (%s examples per split)',
+  logger.info('Running pipeline %s on %s (%s examples per split), %s',
               pipeline_lib.PIPELINE_NAME, data_dir,
-              args.max_examples or 'all')
+              args.max_examples or 'all', args.hyperparameters)
   try:
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+    with run_lock.run_lock(output_dir):
+      tfx.orchestration.LocalDagRunner().run(pipeline)
+      summary = run_summary.summarize(metadata_path)
+      summary['output_dir'] = output_dir
+      summary_path = run_summary.write_summary(summary, output_dir)
+  except run_lock.RunLockedError as e:
+    logger.error('%s', e)
+    return 3
   except idx.IdxFormatError as e:
     logger.error('bad input data: %s', e)
     return 2
+  print(run_summary.format_summary(summary))
   logger.info('Pipeline finished. Outputs: %s (component outputs in %s, ML '
-              'Metadata in %s)', output_dir, pipeline_root, metadata_path)
+              'Metadata in %s, summary in %s)', output_dir, pipeline_root,
+              metadata_path, summary_path)
   return 0
 
 

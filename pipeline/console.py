@@ -21,9 +21,11 @@ from typing import Dict
 # Loggers of this project's code.
 PROJECT_LOGGERS = ('components', 'pipeline', 'models', 'local_runner',
                    'kubeflow_runner', '__main__')
-# LocalDagRunner's records around each component (tfx 1.16 local_dag_runner).
+# LocalDagRunner's records around each component (tfx 1.16 local_dag_runner),
+# and the launcher's record of a cache hit in between.
 _COMPONENT_RUNNING = 'Component %s is running.'
 _COMPONENT_FINISHED = 'Component %s is finished.'
+_CACHE_HIT = 'A cached execution %d is used.'
 # Start of FutureWarnings the Google Cloud clients print at import: Python
 # 3.10 is past their support window and google-cloud-storage is older than
 # they would like; the TFX 1.16 pin set allows neither to change.
@@ -36,29 +38,36 @@ class ComponentProgress(logging.Filter):
   """Turns LocalDagRunner's component records into progress lines.
 
   Attached to the `absl` logger: keeps the start/finish records (rewritten to
-  say which component and how long it took) and records at `min_level` or
-  above; drops the rest.
+  say which component, whether it ran or was served from cache, and how long
+  it took) and records at `min_level` or above; drops the rest.
   """
 
   def __init__(self, min_level: int = logging.ERROR):
     super().__init__()
     self._min_level = min_level
     self._started: Dict[str, float] = {}
+    self._cached = False
+
+  @staticmethod
+  def _rewrite(record: logging.LogRecord, msg: str, args: tuple) -> bool:
+    record.name, record.msg, record.args = 'pipeline', msg, args
+    record.levelno, record.levelname = logging.INFO, 'INFO'
+    return True
 
   def filter(self, record: logging.LogRecord) -> bool:
     if record.msg == _COMPONENT_RUNNING and record.args:
       name = record.args[0]
       self._started[name] = time.monotonic()
-      record.name, record.msg, record.args = 'pipeline', '%s started', (name,)
-      record.levelno, record.levelname = logging.INFO, 'INFO'
-      return True
+      self._cached = False
+      return self._rewrite(record, '%s started', (name,))
+    if record.msg == _CACHE_HIT:
+      self._cached = True
+      return record.levelno >= self._min_level
     if record.msg == _COMPONENT_FINISHED and record.args:
       name = record.args[0]
       seconds = time.monotonic() - self._started.pop(name, time.monotonic())
-      record.name, record.msg = 'pipeline', '%s finished in %.1f s'
-      record.args = (name, seconds)
-      record.levelno, record.levelname = logging.INFO, 'INFO'
-      return True
+      outcome = 'cached' if self._cached else 'finished'
+      return self._rewrite(record, f'%s {outcome} in %.1f s', (name, seconds))
     return record.levelno >= self._min_level
 
 

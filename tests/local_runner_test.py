@@ -4,9 +4,14 @@ These run the real command line in a subprocess: LocalDagRunner, Beam's
 DirectRunner in multi-processing mode and a SQLite ML Metadata store.
 """
 
+import json
+import math
 import os
 import pathlib
+import re
+import signal
 import subprocess
+import time
 import sys
 from typing import Dict, List
 
@@ -22,8 +27,11 @@ from components.idx_example_gen.component import IdxExampleGen
 from conftest import REPO_ROOT
 from conftest import load_mnist_head
 from conftest import write_mnist_subset
+from models import export
+from pipeline import run_lock
 
-SKELETON = ('IdxExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator')
+COMPONENTS = ('IdxExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
+              'Trainer', 'VaeEvaluator', 'Pusher')
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -62,16 +70,24 @@ def test_help_explains_the_flags():
   result = run_cli('--help')
   assert result.returncode == 0, result.stderr
   for flag in ('--data-dir', '--output-dir', '--max-examples', '--beam-arg',
-               'data/mnist', 'DataflowRunner'):
+               'data/mnist', 'DataflowRunner', '--epochs', '--batch-size',
+               '--latent-dim', '--learning-rate', '--bless-threshold',
+               '--bless-tolerance'):
     assert flag in result.stdout
 
 
 def test_subset_run_completes_and_names_its_outputs(tmp_path):
   out = tmp_path / 'out'
-  result = run_cli('--max-examples', '300', '--output-dir', str(out))
+  # One epoch on 300 images is far from the default threshold: loosen it so
+  # the model is blessed and pushed.
+  result = run_cli('--max-examples', '300', '--epochs', '1', '--output-dir',
+                   str(out), '--bless-threshold', '1000')
   assert result.returncode == 0, result.stderr[-3000:]
   assert f'Outputs: {out}' in result.stderr
-  for name in SKELETON:
+  # Keras' per-epoch line, with the validation -ELBO.
+  assert re.search(r'loss: [\d.]+ .*val_loss: [\d.]+', result.stdout), (
+      result.stdout[-2000:])
+  for name in COMPONENTS:
     assert f'{name} started' in result.stderr
     assert f'{name} finished in' in result.stderr
   # Default output is progress, not framework noise.
@@ -79,7 +95,7 @@ def test_subset_run_completes_and_names_its_outputs(tmp_path):
   assert 'FutureWarning' not in result.stderr
 
   store = open_store(out)
-  assert execution_states(store) == {name: ['COMPLETE'] for name in SKELETON}
+  assert execution_states(store) == {name: ['COMPLETE'] for name in COMPONENTS}
   [examples] = store.get_artifacts_by_type('Examples')
   assert count_examples(os.path.join(examples.uri, 'Split-train')) == 300
   assert count_examples(os.path.join(examples.uri, 'Split-eval')) == 300
@@ -88,6 +104,59 @@ def test_subset_run_completes_and_names_its_outputs(tmp_path):
   assert 'name: "image"' in schema_text and 'size: 784' in schema_text
   [anomalies] = store.get_artifacts_by_type('ExampleAnomalies')
   assert anomalies.uri.startswith(str(out / 'pipeline'))
+  [model] = store.get_artifacts_by_type('Model')
+  model_dir = pathlib.Path(model.uri)
+  assert (model_dir / export.SERVING_MODEL_DIR / 'saved_model.pb').is_file()
+  assert (model_dir / export.ENCODER_DIR / 'saved_model.pb').is_file()
+  assert (model_dir / export.WARM_START_WEIGHTS).is_file()
+  [model_run] = store.get_artifacts_by_type('ModelRun')
+  assert list(pathlib.Path(model_run.uri).glob('**/events.out.tfevents.*'))
+  [evaluation] = store.get_artifacts_by_type('ModelEvaluation')
+  for name in ('metrics.json', 'manifold.png', 'clusters.png', 'report.html'):
+    assert (pathlib.Path(evaluation.uri) / name).is_file()
+  [blessing] = store.get_artifacts_by_type('ModelBlessing')
+  assert blessing.custom_properties['blessed'].int_value == 1
+  assert (pathlib.Path(blessing.uri) / 'BLESSED').is_file()
+  [version_dir] = (out / 'serving_model').iterdir()
+  assert version_dir.name.isdigit()
+  assert (version_dir / 'saved_model.pb').is_file()
+  [pushed] = store.get_artifacts_by_type('PushedModel')
+  assert pushed.custom_properties['pushed_destination'].string_value == str(
+      version_dir)
+
+  summary = json.loads((out / 'run_summary.json').read_text())
+  assert set(summary['metrics']) == {'neg_elbo', 'reconstruction', 'kl',
+                                     'iwae_bound'}
+  assert all(math.isfinite(v) for v in summary['metrics'].values())
+  assert summary['blessed'] is True
+  assert summary['pushed_model'] == str(version_dir)
+  assert summary['model_uri'] == model.uri
+  for path in summary['plots'].values():
+    assert os.path.isfile(path)
+  assert {name: c['status'] for name, c in summary['components'].items()} == {
+      name: 'ran' for name in COMPONENTS}
+  assert all(c['seconds'] >= 0 for c in summary['components'].values())
+  assert 'Run summary:' in result.stdout
+
+  # A rerun with nothing changed is served from cache and pushes nothing new.
+  rerun = run_cli('--max-examples', '300', '--epochs', '1', '--output-dir',
+                  str(out), '--bless-threshold', '1000')
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  summary = json.loads((out / 'run_summary.json').read_text())
+  for name in ('IdxExampleGen', 'StatisticsGen', 'SchemaGen'):
+    assert summary['components'][name]['status'] == 'cached'
+    assert f'{name} cached in' in rerun.stderr
+  assert [p.name for p in (out / 'serving_model').iterdir()] == [
+      version_dir.name]
+
+
+def test_second_run_on_the_same_output_dir_is_refused(tmp_path):
+  out = tmp_path / 'out'
+  with run_lock.run_lock(str(out)):
+    result = run_cli('--max-examples', '100', '--output-dir', str(out))
+  assert result.returncode == 3
+  assert f'{out} is in use by another run (pid {os.getpid()})' in result.stderr
+  assert not (out / 'metadata.sqlite').exists()
 
 
 def test_missing_data_dir_fails_fast_with_its_name(tmp_path):
@@ -140,3 +209,62 @@ def test_newest_span_is_ingested_by_the_next_run(tmp_path):
   assert spans == [1, 2]
   assert count_examples(os.path.join(artifacts[1].uri, 'Split-train')) == 45
   assert count_examples(os.path.join(artifacts[1].uri, 'Split-eval')) == 15
+
+
+def test_new_span_leads_to_a_new_evaluation(tmp_path):
+  drops = tmp_path / 'drops'
+  out = tmp_path / 'out'
+  write_mnist_subset(drops / 'span-1', {'train': 200, 't10k': 100})
+  args = ('--data-dir', str(drops), '--output-dir', str(out), '--epochs', '1',
+          '--bless-threshold', '1000', '--bless-tolerance', '1000')
+  first = run_cli(*args)
+  assert first.returncode == 0, first.stderr[-3000:]
+  write_mnist_subset(drops / 'span-2', {'train': 300, 't10k': 150})
+  second = run_cli(*args)
+  assert second.returncode == 0, second.stderr[-3000:]
+
+  summary = json.loads((out / 'run_summary.json').read_text())
+  assert summary['components']['IdxExampleGen']['status'] == 'ran'
+  assert summary['components']['VaeEvaluator']['status'] == 'ran'
+  store = open_store(out)
+  examples = sorted(store.get_artifacts_by_type('Examples'), key=lambda a: a.id)
+  assert [a.custom_properties['span'].int_value for a in examples] == [1, 2]
+  evaluations = sorted(store.get_artifacts_by_type('ModelEvaluation'),
+                       key=lambda a: a.id)
+  assert len(evaluations) == 2
+  second_metrics = json.loads(
+      pathlib.Path(evaluations[1].uri, 'metrics.json').read_text())
+  assert second_metrics['num_images'] == 150
+  # The second evaluation measured the model pushed by the first run.
+  assert second_metrics['served_model_dir'] is not None
+  assert len(list((out / 'serving_model').iterdir())) == 2
+
+
+def test_run_killed_during_training_resumes_to_completion(tmp_path):
+  out = tmp_path / 'out'
+  args = ('--max-examples', '2000', '--epochs', '3', '--output-dir', str(out),
+          '--bless-threshold', '1000')
+  process = subprocess.Popen(
+      [sys.executable, str(REPO_ROOT / 'local_runner.py'), *args],
+      cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True, start_new_session=True)
+  seen = []
+  deadline = time.monotonic() + 300
+  for line in process.stdout:
+    seen.append(line)
+    if line.startswith('Epoch 2/3') or time.monotonic() > deadline:
+      break
+  os.killpg(process.pid, signal.SIGKILL)  # the runner and its Beam workers
+  process.wait()
+  assert any(line.startswith('Epoch 2/3') for line in seen), ''.join(seen)
+  assert not (out / 'serving_model').exists()
+
+  resumed = run_cli(*args)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  summary = json.loads((out / 'run_summary.json').read_text())
+  statuses = {n: c['status'] for n, c in summary['components'].items()}
+  assert statuses['IdxExampleGen'] == statuses['StatisticsGen'] == 'cached'
+  assert statuses['Trainer'] == 'ran' and statuses['Pusher'] == 'ran'
+  versions = list((out / 'serving_model').iterdir())
+  assert len(versions) == 1 and versions[0].name.isdigit()
+  assert (versions[0] / 'saved_model.pb').is_file()

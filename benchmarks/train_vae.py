@@ -1,0 +1,307 @@
+"""Benchmark: train the VAE on ExampleGen's train split, score the eval split.
+
+Trains with `models.train.train` (the code the TFX Trainer runs), then
+estimates the held-out -ELBO, reconstruction and KL per image on the eval split
+with `models.vae.evaluate_negative_elbo` (the model's own loss function),
+measures the wall time and the input pipeline's throughput, and records
+everything in benchmarks/results/train_vae_<date>[_<tag>].json and in a
+section of BENCHMARKS.md.
+
+Run from the repository root:
+
+  .venv/bin/python -m benchmarks.train_vae \\
+      --examples-dir /tmp/full/pipeline/IdxExampleGen/examples/1
+
+This is not a test: 30 epochs take about 15-30 minutes on 2 CPU cores.
+"""
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import pathlib
+import platform
+import re
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Optional
+
+import keras
+import tensorflow as tf
+
+from models import data
+from models import export
+from models import train as train_lib
+from models import vae as vae_lib
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+TARGET_NEGATIVE_ELBO = 145.0
+SEED_REFERENCE = ('the seed re-run on these machines reached 146.05 nats on '
+                  'the data it trained on (all 70,000 images)')
+
+
+class EpochTimer(keras.callbacks.Callback):
+  """Wall time of each epoch, validation included."""
+
+  def __init__(self):
+    super().__init__()
+    self.seconds: List[float] = []
+    self._start = 0.0
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start = time.perf_counter()
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.seconds.append(time.perf_counter() - self._start)
+
+
+def measure_pipeline(file_pattern: str, batch_size: int, seed: int,
+                     warm_passes: int = 3) -> Dict[str, float]:
+  """Images/s of the training dataset alone: making it, then iterating it.
+
+  Making the dataset reads, parses and caches every image (and counts them);
+  each later pass only shuffles, batches and converts the cached images.
+  """
+  start = time.perf_counter()
+  dataset = data.make_dataset(file_pattern, batch_size, shuffle=True,
+                              seed=seed)
+  fill_seconds = time.perf_counter() - start
+
+  def one_pass():
+    start = time.perf_counter()
+    count = 0
+    for images in dataset:
+      count += int(images.shape[0])
+    return count, time.perf_counter() - start
+
+  count, cold_seconds = one_pass()
+  cold_seconds += fill_seconds
+  warm_seconds = min(one_pass()[1] for _ in range(warm_passes))
+  return {
+      'images': count,
+      'first_pass_images_per_s': count / cold_seconds,
+      'cached_images_per_s': count / warm_seconds,
+  }
+
+
+def cpu_model() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or 'unknown'
+
+
+def write_markdown(path: pathlib.Path, result: Dict[str, Any]) -> None:
+  """Adds or replaces this run's block in the trainer section of `path`."""
+  hp = result['hyperparameters']
+  figures = result['held_out']
+  epochs = result['epoch_seconds']
+  section = (f'## Trainer: {hp["epochs"]} epochs on '
+             f'{result["train_images"]:,} images')
+  run = result['run_name']
+  met = 'met' if result['target_met'] else 'NOT met'
+  block = '\n'.join([
+      f'<!-- run: {run} -->',
+      f'### `{run}`: lr_schedule={hp["lr_schedule"]}, '
+      f'kl_warmup_epochs={hp["kl_warmup_epochs"]}',
+      '',
+      f'- Date: {result["date_utc"]}; machine: {result["machine"]["cpus"]} '
+      f'CPU cores ({result["machine"]["cpu_model"]}), no GPU.',
+      f'- Versions: Python {result["versions"]["python"]}, TensorFlow '
+      f'{result["versions"]["tensorflow"]}, Keras '
+      f'{result["versions"]["keras"]}, TFX {result["versions"]["tfx"]}.',
+      f'- Command: `{result["command"]}`',
+      f'- Hyperparameters: `{json.dumps(hp, sort_keys=True)}`',
+      f'- Results: `benchmarks/results/{result["results_file"]}`',
+      '',
+      '| Figure | Value |',
+      '| --- | --- |',
+      f'| Held-out -ELBO ({figures["num_images"]:,} eval images, '
+      f'{figures["num_samples"]} z draws each) | '
+      f'**{figures["negative_elbo"]:.2f}** nats/image (target <= '
+      f'{TARGET_NEGATIVE_ELBO}: {met}) |',
+      f'| Held-out reconstruction (BCE summed over 784 pixels) | '
+      f'{figures["reconstruction_loss"]:.2f} nats/image |',
+      f'| Held-out KL (summed over latent dims) | '
+      f'{figures["kl_loss"]:.2f} nats/image |',
+      f'| Train split -ELBO after training (1 z draw) | '
+      f'{result["train_split"]["negative_elbo"]:.2f} nats/image |',
+      f'| Last epoch running train loss / val_loss | '
+      f'{result["history"]["loss"][-1]:.2f} / '
+      f'{result["history"]["val_loss"][-1]:.2f} |',
+      f'| Training wall time ({hp["epochs"]} epochs, validation included) | '
+      f'{result["train_seconds"]:.0f} s ({result["train_seconds"] / 60:.1f} '
+      f'min; {result["mean_epoch_seconds"]:.1f} s/epoch) |',
+      f'| Epoch time: fastest / median (the machine is shared) | '
+      f'{min(epochs):.1f} s / {statistics.median(epochs):.1f} s |',
+      f'| Training throughput | '
+      f'{result["train_images_per_s"]:.0f} images/s |',
+      f'| Input pipeline alone, first pass (read + parse + fill cache) | '
+      f'{result["pipeline"]["first_pass_images_per_s"]:,.0f} images/s |',
+      f'| Input pipeline alone, cached (shuffle + batch + to float) | '
+      f'{result["pipeline"]["cached_images_per_s"]:,.0f} images/s |',
+      f'| Total script wall time | {result["total_seconds"]:.0f} s |',
+      f'<!-- end run: {run} -->',
+  ])
+  text = path.read_text() if path.exists() else '# Benchmarks\n'
+  if section not in text:
+    text = text.rstrip('\n') + f'\n\n{section}\n'
+  pattern = re.compile(
+      rf'<!-- run: {re.escape(run)} -->.*?<!-- end run: {re.escape(run)} -->',
+      re.S)
+  if pattern.search(text):
+    text = pattern.sub(lambda _: block, text)
+  else:
+    # Append at the end of the section (before the next '## ' heading).
+    start = text.index(section)
+    next_heading = text.find('\n## ', start + len(section))
+    end = len(text) if next_heading == -1 else next_heading
+    text = text[:end].rstrip('\n') + '\n\n' + block + '\n' + text[end:]
+  path.write_text(text.rstrip('\n') + '\n')
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+  defaults = vae_lib.Hyperparameters()
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--examples-dir',
+                      help='ExampleGen Examples artifact dir with Split-train/ '
+                      'and Split-eval/')
+  parser.add_argument('--epochs', type=int, default=defaults.epochs)
+  parser.add_argument('--batch-size', type=int, default=defaults.batch_size)
+  parser.add_argument('--learning-rate', type=float,
+                      default=defaults.learning_rate)
+  parser.add_argument('--latent-dim', type=int, default=defaults.latent_dim)
+  parser.add_argument('--seed', type=int, default=defaults.seed)
+  parser.add_argument('--lr-schedule', choices=vae_lib.LR_SCHEDULES,
+                      default=defaults.lr_schedule)
+  parser.add_argument('--lr-final-fraction', type=float,
+                      default=defaults.lr_final_fraction)
+  parser.add_argument('--kl-warmup-epochs', type=int,
+                      default=defaults.kl_warmup_epochs)
+  parser.add_argument('--eval-samples', type=int, default=10,
+                      help='z draws per held-out image for the -ELBO estimate')
+  parser.add_argument('--tag', default='',
+                      help='suffix of the run name / results file')
+  parser.add_argument('--results-dir',
+                      default=str(REPO_ROOT / 'benchmarks' / 'results'))
+  parser.add_argument('--markdown', default=str(REPO_ROOT / 'BENCHMARKS.md'),
+                      help='file to record the run in ("" to skip)')
+  parser.add_argument('--log-dir', default='',
+                      help='TensorBoard logs (default: a temporary dir)')
+  parser.add_argument('--model-dir', default='',
+                      help='if set, export the trained model here')
+  parser.add_argument('--markdown-from', default='',
+                      help='only re-record this results JSON in --markdown')
+  args = parser.parse_args(argv)
+  if not args.examples_dir and not args.markdown_from:
+    parser.error('--examples-dir is required')
+  return args
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+  args = parse_args(argv)
+  if args.markdown_from:
+    with open(args.markdown_from) as f:
+      result = json.load(f)
+    write_markdown(pathlib.Path(args.markdown), result)
+    return result
+  script_start = time.perf_counter()
+  now = datetime.datetime.now(datetime.timezone.utc)
+  hp = vae_lib.Hyperparameters(
+      latent_dim=args.latent_dim, epochs=args.epochs,
+      batch_size=args.batch_size, learning_rate=args.learning_rate,
+      seed=args.seed, lr_schedule=args.lr_schedule,
+      lr_final_fraction=args.lr_final_fraction,
+      kl_warmup_epochs=args.kl_warmup_epochs)
+  train_files = os.path.join(args.examples_dir, 'Split-train', '*')
+  eval_files = os.path.join(args.examples_dir, 'Split-eval', '*')
+  run_name = f'train_vae_{now:%Y-%m-%d}' + (f'_{args.tag}' if args.tag else '')
+
+  logger.info('Measuring the input pipeline')
+  pipeline = measure_pipeline(train_files, hp.batch_size, hp.seed)
+  logger.info('Input pipeline: %s', pipeline)
+
+  timer = EpochTimer()
+  log_dir = args.log_dir or tempfile.mkdtemp(prefix='train_vae_logs_')
+  train_start = time.perf_counter()
+  vae, history = train_lib.train(hp, train_files, eval_files, log_dir,
+                                 callbacks=[timer])
+  train_seconds = time.perf_counter() - train_start
+  epochs_run = len(history.history['loss'])
+
+  eval_start = time.perf_counter()
+  keras.utils.set_random_seed(hp.seed)
+  held_out = vae_lib.evaluate_negative_elbo(
+      vae, data.make_dataset(eval_files, 1000, shuffle=False),
+      num_samples=args.eval_samples)
+  train_split = vae_lib.evaluate_negative_elbo(
+      vae, data.make_dataset(train_files, 1000, shuffle=False), num_samples=1)
+  eval_seconds = time.perf_counter() - eval_start
+  logger.info('Held out: %s', held_out)
+  if args.model_dir:
+    export.export_model(vae, hp,
+                        os.path.join(args.model_dir, export.SERVING_MODEL_DIR))
+
+  results_dir = pathlib.Path(args.results_dir)
+  results_dir.mkdir(parents=True, exist_ok=True)
+  result = {
+      'run_name': run_name,
+      'results_file': f'{run_name}.json',
+      'date_utc': now.strftime('%Y-%m-%d %H:%M UTC'),
+      'command': shlex.join(['.venv/bin/python', '-m', 'benchmarks.train_vae'] +
+                            (sys.argv[1:] if argv is None else argv)),
+      'machine': {'cpus': os.cpu_count(), 'cpu_model': cpu_model(),
+                  'platform': platform.platform()},
+      'versions': {'python': platform.python_version(),
+                   'tensorflow': tf.__version__, 'keras': keras.__version__,
+                   'tfx': _tfx_version()},
+      'hyperparameters': hp.to_dict(),
+      'train_images': pipeline['images'],
+      'epochs_run': epochs_run,
+      'held_out': held_out,
+      'train_split': train_split,
+      'target_negative_elbo': TARGET_NEGATIVE_ELBO,
+      'target_met': held_out['negative_elbo'] <= TARGET_NEGATIVE_ELBO,
+      'seed_reference': SEED_REFERENCE,
+      'train_seconds': train_seconds,
+      'epoch_seconds': timer.seconds,
+      'mean_epoch_seconds': sum(timer.seconds) / max(len(timer.seconds), 1),
+      'train_images_per_s': pipeline['images'] * epochs_run / sum(
+          timer.seconds),
+      'eval_seconds': eval_seconds,
+      'pipeline': pipeline,
+      'history': {k: [float(x) for x in v]
+                  for k, v in history.history.items()},
+      'total_seconds': time.perf_counter() - script_start,
+  }
+  with open(results_dir / result['results_file'], 'w') as f:
+    json.dump(result, f, indent=2)
+  logger.info('Wrote %s', results_dir / result['results_file'])
+  if args.markdown:
+    write_markdown(pathlib.Path(args.markdown), result)
+    logger.info('Updated %s', args.markdown)
+  return result
+
+
+def _tfx_version() -> str:
+  try:
+    from tfx import version  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return 'not installed'
+  return version.__version__
+
+
+if __name__ == '__main__':
+  logging.basicConfig(level=logging.INFO,
+                      format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+  main()

@@ -1,0 +1,1 @@
+"""AtomicPusher: versioned, all-or-nothing filesystem push of the decoder."""

@@ -1,0 +1,151 @@
+"""Tests of the atomic pusher, and of what it pushes, with TF Serving's tools."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from tfx.proto import pusher_pb2
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from components import serving_layout
+from components.atomic_pusher import executor
+from models import export
+
+
+def _do(model_uri, serving_dir, tmp_path, blessed):
+  model = standard_artifacts.Model()
+  model.uri = model_uri
+  model.id = 3
+  blessing = standard_artifacts.ModelBlessing()
+  blessing.uri = str(tmp_path / 'blessing')
+  blessing.set_int_custom_property('blessed', int(blessed))
+  pushed = standard_artifacts.PushedModel()
+  pushed.uri = str(tmp_path / 'pushed')
+  destination = pusher_pb2.PushDestination(
+      filesystem=pusher_pb2.PushDestination.Filesystem(
+          base_directory=str(serving_dir)))
+  executor.Executor().Do(
+      {'model': [model], 'model_blessing': [blessing]},
+      {'pushed_model': [pushed]},
+      {'push_destination': proto_utils.proto_to_json(destination)})
+  return pushed
+
+
+def test_unblessed_model_is_not_pushed(exported_model, tmp_path):
+  serving = tmp_path / 'serving'
+  pushed = _do(exported_model, serving, tmp_path, blessed=False)
+  assert pushed.get_int_custom_property('pushed') == 0
+  assert not serving.exists() or not list(serving.iterdir())
+
+
+def test_blessed_model_is_pushed_with_its_origin(exported_model, tmp_path):
+  serving = tmp_path / 'serving'
+  pushed = _do(exported_model, serving, tmp_path, blessed=True)
+  [version_dir] = serving.iterdir()
+  assert version_dir.name.isdigit()
+  assert pushed.get_int_custom_property('pushed') == 1
+  assert pushed.get_string_custom_property('pushed_destination') == str(
+      version_dir)
+  assert pushed.get_string_custom_property('pushed_version') == version_dir.name
+  assert (version_dir / 'saved_model.pb').is_file()
+  assert serving_layout.read_push_info(str(version_dir))['model_uri'] == (
+      exported_model)
+  assert (pathlib.Path(pushed.uri) / 'saved_model.pb').is_file()
+
+
+def test_failure_in_the_middle_of_a_copy_leaves_no_version(
+    exported_model, tmp_path, monkeypatch):
+  serving = tmp_path / 'serving'
+  copied = []
+  real_copy = executor.io_utils.fileio.copy
+
+  def copy_then_fail(src, dst, *args, **kwargs):
+    if len(copied) == 2:
+      raise OSError('disk full (simulated)')
+    copied.append(dst)
+    return real_copy(src, dst, *args, **kwargs)
+
+  # Every file copy of io_utils (copy_dir and copy_file) goes through this.
+  monkeypatch.setattr(executor.io_utils.fileio, 'copy', copy_then_fail)
+  with pytest.raises(OSError, match='disk full'):
+    executor.push(os.path.join(exported_model, export.SERVING_MODEL_DIR),
+                  str(serving), {'model_uri': exported_model})
+  assert len(copied) == 2  # the copy really was interrupted half-way
+  assert list(serving.iterdir()) == []  # no version, no temporary directory
+  assert serving_layout.latest_version_dir(str(serving)) is None
+
+
+def test_two_pushes_in_the_same_second_get_increasing_versions(
+    exported_model, tmp_path, monkeypatch):
+  monkeypatch.setattr(executor.time, 'time', lambda: 1_800_000_000.25)
+  serving = str(tmp_path / 'serving')
+  source = os.path.join(exported_model, export.SERVING_MODEL_DIR)
+  first = executor.push(source, serving, {'model_uri': exported_model})
+  second = executor.push(source, serving, {'model_uri': exported_model})
+  assert os.path.basename(first) == '1800000000'
+  assert os.path.basename(second) == '1800000001'
+  assert serving_layout.latest_version_dir(serving) == second
+
+
+def test_version_taken_by_a_concurrent_push_is_skipped(
+    exported_model, tmp_path, monkeypatch):
+  serving = tmp_path / 'serving'
+  monkeypatch.setattr(executor, 'next_version', lambda *_: 7)
+  (serving / '7').mkdir(parents=True)  # appears after the version was chosen
+  version_dir = executor.push(
+      os.path.join(exported_model, export.SERVING_MODEL_DIR), str(serving),
+      {'model_uri': exported_model})
+  assert os.path.basename(version_dir) == '8'
+
+
+_PREDICT_CHECK = r'''
+import json, sys
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
+
+model = tf.saved_model.load(sys.argv[1])
+signature = model.signatures['serving_default']
+[(name, spec)] = signature.structured_input_signature[1].items()
+z = np.random.default_rng(0).normal(size=(5, spec.shape[1])).astype(
+    spec.dtype.as_numpy_dtype)
+request = predict_pb2.PredictRequest()
+request.model_spec.name = 'mnist_vae'
+request.model_spec.signature_name = 'serving_default'
+request.inputs[name].CopyFrom(tf.make_tensor_proto(z, dtype=spec.dtype))
+received = predict_pb2.PredictRequest.FromString(request.SerializeToString())
+z_back = tf.make_ndarray(received.inputs[name])
+images = signature(**{name: tf.constant(z_back)})['image'].numpy()
+print(json.dumps({'input': name, 'dtype': spec.dtype.name,
+                  'shape': list(images.shape), 'min': float(images.min()),
+                  'max': float(images.max()), 'same': bool((z == z_back).all())}))
+'''
+
+
+def test_pushed_version_passes_tensorflow_serving_checks(exported_model,
+                                                         tmp_path):
+  serving = tmp_path / 'serving'
+  _do(exported_model, serving, tmp_path, blessed=True)
+  [version_dir] = serving.iterdir()
+
+  cli = pathlib.Path(sys.executable).with_name('saved_model_cli')
+  shown = subprocess.run([str(cli), 'show', '--dir', str(version_dir), '--all'],
+                         capture_output=True, text=True, check=True).stdout
+  serving_default = shown.split("signature_def['serving_default']")[1]
+  assert "inputs['z'] tensor_info:" in serving_default
+  assert 'dtype: DT_FLOAT' in serving_default and 'shape: (-1, 2)' in shown
+  assert "outputs['image'] tensor_info:" in serving_default
+  assert 'shape: (-1, 28, 28, 1)' in serving_default
+
+  result = subprocess.run([sys.executable, '-c', _PREDICT_CHECK,
+                           str(version_dir)],
+                          capture_output=True, text=True, check=True)
+  checked = json.loads(result.stdout.strip().splitlines()[-1])
+  assert checked['input'] == 'z' and checked['dtype'] == 'float32'
+  assert checked['same'] is True
+  assert checked['shape'] == [5, 28, 28, 1]
+  assert 0.0 <= checked['min'] <= checked['max'] <= 1.0

@@ -1,0 +1,1 @@
+"""VaeEvaluator: held-out -ELBO and IWAE, plots, report, blessing."""

@@ -1,0 +1,67 @@
+"""Whether a candidate model is good enough to serve.
+
+Blessed if and only if
+  1. every metric of the candidate is finite;
+  2. its -ELBO is at most `threshold` nats (an absolute floor on quality);
+  3. when a model is being served: the served model could be measured, and the
+     candidate's -ELBO is at most the served model's plus `tolerance` nats,
+     both measured on the same images in the same run.
+With no served model, only 1 and 2 apply. A served model that cannot be
+measured blocks the push (fail closed) rather than risk replacing it with a
+worse one; the reason says how to unblock it.
+"""
+
+import dataclasses
+import math
+from typing import List, Mapping, Optional
+
+# Metrics that must be finite; the -ELBO is the one compared.
+CHECKED_METRICS = ('neg_elbo', 'reconstruction', 'kl', 'iwae_bound')
+COMPARED_METRIC = 'neg_elbo'
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+  blessed: bool
+  reasons: List[str]  # every check, passed or failed, in plain words
+
+
+def decide(candidate: Mapping[str, float], threshold: float, tolerance: float,
+           baseline: Optional[Mapping[str, float]] = None,
+           baseline_error: Optional[str] = None) -> Decision:
+  """Applies the blessing rules above."""
+  reasons = []
+  blessed = True
+  not_finite = [k for k in CHECKED_METRICS
+                if not math.isfinite(candidate.get(k, math.nan))]
+  if not_finite:
+    blessed = False
+    reasons.append(f'FAIL: metrics not finite: {", ".join(not_finite)}')
+  else:
+    reasons.append('ok: all metrics are finite')
+
+  value = candidate.get(COMPARED_METRIC, math.nan)
+  if value <= threshold:
+    reasons.append(f'ok: -ELBO {value:.2f} <= threshold {threshold:.2f} nats')
+  else:
+    blessed = False
+    reasons.append(f'FAIL: -ELBO {value:.2f} > threshold {threshold:.2f} nats')
+
+  if baseline_error:
+    blessed = False
+    reasons.append(f'FAIL: the served model could not be measured: '
+                   f'{baseline_error}')
+  elif baseline is None:
+    reasons.append('ok: no model is served yet; judged on the threshold alone')
+  else:
+    reference = baseline.get(COMPARED_METRIC, math.nan)
+    if value <= reference + tolerance:
+      reasons.append(
+          f'ok: -ELBO {value:.2f} <= served model {reference:.2f} + '
+          f'tolerance {tolerance:.2f} nats')
+    else:
+      blessed = False
+      reasons.append(
+          f'FAIL: -ELBO {value:.2f} > served model {reference:.2f} + '
+          f'tolerance {tolerance:.2f} nats')
+  return Decision(blessed, reasons)

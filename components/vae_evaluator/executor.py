@@ -1,0 +1,163 @@
+"""VaeEvaluator executor: metrics, plots, report and the blessing."""
+
+import json
+import logging
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import tensorflow as tf
+from tfx import types
+from tfx.components.evaluator import constants
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+
+from components import serving_layout
+from components.vae_evaluator import blessing
+from components.vae_evaluator import metrics as metrics_lib
+from components.vae_evaluator import plots
+from components.vae_evaluator import report
+from models import data
+
+logger = logging.getLogger(__name__)
+
+EXAMPLES_KEY = 'examples'
+MODEL_KEY = 'model'
+EVALUATION_KEY = 'evaluation'
+BLESSING_KEY = 'blessing'
+SERVING_DIR_KEY = 'serving_dir'
+THRESHOLD_KEY = 'bless_threshold'
+TOLERANCE_KEY = 'bless_tolerance'
+IWAE_SAMPLES_KEY = 'iwae_samples'
+SEED_KEY = 'seed'
+EVAL_SPLIT = 'eval'
+
+METRICS_FILE = 'metrics.json'
+MANIFOLD_FILE = 'manifold.png'
+CLUSTERS_FILE = 'clusters.png'
+REPORT_FILE = 'report.html'
+# Latent samples per decoder call (images per batch = this // k): larger
+# batches made the 2-core CPU slower, not faster.
+SAMPLES_PER_CALL = 4096
+
+
+def _eval_dataset(examples: types.Artifact, iwae_samples: int) -> tf.data.Dataset:
+  split_dir = artifact_utils.get_split_uri([examples], EVAL_SPLIT)
+  return data.make_dataset(
+      os.path.join(split_dir, '*'), max(1, SAMPLES_PER_CALL // iwae_samples),
+      shuffle=False, with_labels=True)
+
+
+def _evaluate_served(serving_dir: str, dataset: tf.data.Dataset,
+                     iwae_samples: int, seed: int
+                     ) -> Tuple[Optional[Dict[str, Any]], Optional[str], Optional[str]]:
+  """(metrics, error, version dir) of the model served from serving_dir."""
+  version_dir = serving_layout.latest_version_dir(serving_dir)
+  if version_dir is None:
+    return None, None, None
+  logger.info('Measuring the served model %s on the same images', version_dir)
+  try:
+    served = metrics_lib.load_served_model(version_dir)
+    result = metrics_lib.evaluate(served, dataset, iwae_samples, seed)
+  except (OSError, ValueError, KeyError, tf.errors.OpError) as e:
+    logger.error('Cannot measure the served model %s: %s', version_dir, e)
+    return None, f'{version_dir}: {e}', version_dir
+  return result.metrics, None, version_dir
+
+
+def _write_blessing(artifact: types.Artifact, model: types.Artifact,
+                    decision: blessing.Decision,
+                    baseline_dir: Optional[str]) -> None:
+  name = (constants.BLESSED_FILE_NAME if decision.blessed else
+          constants.NOT_BLESSED_FILE_NAME)
+  with tf.io.gfile.GFile(os.path.join(artifact.uri, name), 'w') as f:
+    f.write('\n'.join(decision.reasons) + '\n')
+  artifact.set_int_custom_property(
+      constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+      constants.BLESSED_VALUE if decision.blessed else
+      constants.NOT_BLESSED_VALUE)
+  artifact.set_string_custom_property(
+      constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY, model.uri)
+  artifact.set_int_custom_property(
+      constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, model.id)
+  if baseline_dir:
+    artifact.set_string_custom_property(
+        constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY, baseline_dir)
+  failed = [r for r in decision.reasons if r.startswith('FAIL')]
+  artifact.set_string_custom_property(
+      constants.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY,
+      '; '.join(failed) or 'blessed')
+
+
+class Executor(base_executor.BaseExecutor):
+  """Measures the candidate and the served model, draws, reports, blesses."""
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    self._log_startup(input_dict, output_dict, exec_properties)
+    examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
+    model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+    evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
+    blessing_artifact = artifact_utils.get_single_instance(
+        output_dict[BLESSING_KEY])
+    threshold = float(exec_properties[THRESHOLD_KEY])
+    tolerance = float(exec_properties[TOLERANCE_KEY])
+    iwae_samples = int(exec_properties[IWAE_SAMPLES_KEY])
+    seed = int(exec_properties.get(SEED_KEY) or 0)
+    serving_dir = exec_properties[SERVING_DIR_KEY]
+
+    dataset = _eval_dataset(examples, iwae_samples)
+    candidate_model = metrics_lib.load_trainer_model(model.uri)
+    candidate = metrics_lib.evaluate(candidate_model, dataset, iwae_samples,
+                                     seed)
+    logger.info('Candidate: %s', candidate.metrics)
+    baseline, baseline_error, baseline_dir = _evaluate_served(
+        serving_dir, dataset, iwae_samples, seed)
+    if baseline:
+      logger.info('Served model %s: %s', baseline_dir, baseline)
+    decision = blessing.decide(candidate.metrics, threshold, tolerance,
+                               baseline, baseline_error)
+    logger.info('%s: %s', 'BLESSED' if decision.blessed else 'NOT BLESSED',
+                '; '.join(decision.reasons))
+
+    out = evaluation.uri
+    tf.io.gfile.makedirs(out)
+    manifold_path = os.path.join(out, MANIFOLD_FILE)
+    clusters_path = os.path.join(out, CLUSTERS_FILE)
+    plots.render_manifold(
+        lambda z: candidate_model.decode(tf.constant(z)).numpy(),
+        candidate_model.latent_dim, manifold_path)
+    plots.render_clusters(candidate.z_mean, candidate.labels, clusters_path)
+
+    summary = dict(candidate.metrics)
+    summary.update(
+        blessed=decision.blessed, reasons=decision.reasons,
+        bless_threshold=threshold, bless_tolerance=tolerance,
+        model_uri=model.uri, served_model_dir=baseline_dir,
+        served_model=baseline, served_model_error=baseline_error)
+    with tf.io.gfile.GFile(os.path.join(out, METRICS_FILE), 'w') as f:
+      json.dump(summary, f, indent=2, sort_keys=True)
+    for key in blessing.CHECKED_METRICS:
+      evaluation.set_float_custom_property(key, candidate.metrics[key])
+
+    if baseline_dir is None:
+      note = f'No model is served from {serving_dir} yet.'
+    else:
+      note = f'Served model: {baseline_dir}, measured on the same images.'
+    with tf.io.gfile.GFile(manifold_path, 'rb') as f:
+      manifold_png = f.read()
+    with tf.io.gfile.GFile(clusters_path, 'rb') as f:
+      clusters_png = f.read()
+    page = report.render(
+        candidate=candidate.metrics, baseline=baseline, baseline_note=note,
+        blessed=decision.blessed, reasons=decision.reasons,
+        model_uri=model.uri, manifold_png=manifold_png,
+        clusters_png=clusters_png,
+        details={'eval images': candidate.metrics['num_images'],
+                 'IWAE samples k': iwae_samples,
+                 'latent dimensions': candidate_model.latent_dim,
+                 'threshold (nats)': threshold,
+                 'tolerance (nats)': tolerance})
+    with tf.io.gfile.GFile(os.path.join(out, REPORT_FILE), 'w') as f:
+      f.write(page)
+    _write_blessing(blessing_artifact, model, decision, baseline_dir)

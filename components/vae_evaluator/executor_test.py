@@ -1,0 +1,253 @@
+"""Tests of VaeEvaluator on real exported models and real eval TFRecords."""
+
+import json
+import math
+import os
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from tfx.types import artifact_utils
+from tfx.types import standard_artifacts
+
+from components import serving_layout
+from components.idx_example_gen import idx
+from components.vae_evaluator import blessing
+from components.vae_evaluator import component
+from components.vae_evaluator import executor
+from components.vae_evaluator import metrics
+from components.vae_evaluator import plots
+from conftest import load_mnist_head
+from models import export
+from models import vae as vae_lib
+
+EVAL_IMAGES = 300
+
+
+def _write_examples(root: pathlib.Path) -> standard_artifacts.Examples:
+  """An Examples artifact with an `eval` split of real MNIST digits."""
+  examples = standard_artifacts.Examples()
+  examples.uri = str(root / 'examples')
+  examples.split_names = artifact_utils.encode_split_names(['eval'])
+  split_dir = pathlib.Path(artifact_utils.get_split_uri([examples], 'eval'))
+  split_dir.mkdir(parents=True)
+  images, labels = load_mnist_head('t10k', EVAL_IMAGES)
+  with tf.io.TFRecordWriter(str(split_dir / 'data.gz'), 'GZIP') as writer:
+    for example in idx.iter_examples(images, labels):
+      writer.write(example.SerializeToString())
+  return examples
+
+
+def _export(vae, hp, root: pathlib.Path, name: str) -> str:
+  model_uri = root / name
+  export.export_model(vae, hp, str(model_uri / export.SERVING_MODEL_DIR))
+  return str(model_uri)
+
+
+@pytest.fixture(scope='module')
+def models_and_data(tmp_path_factory):
+  """Eval examples, and a trained, an untrained and a NaN model."""
+  root = tmp_path_factory.mktemp('evaluator')
+  hp = vae_lib.Hyperparameters(epochs=3, batch_size=64)
+  vae = vae_lib.build_vae(hp)
+  untrained = _export(vae, hp, root, 'untrained')
+  images, _ = load_mnist_head('train', 1024)
+  vae.fit(images[..., None].astype('float32') / 255.0, epochs=hp.epochs,
+          batch_size=hp.batch_size, verbose=0)
+  trained = _export(vae, hp, root, 'trained')
+  vae.set_weights([np.full_like(w, np.nan) for w in vae.get_weights()])
+  broken = _export(vae, hp, root, 'nan')
+  return {'examples': _write_examples(root), 'trained': trained,
+          'untrained': untrained, 'nan': broken, 'root': root}
+
+
+def _push(model_uri: str, serving_dir: pathlib.Path, version: int) -> str:
+  """Serves a model the way the pusher does: decoder + push info."""
+  version_dir = serving_dir / str(version)
+  shutil.copytree(os.path.join(model_uri, export.SERVING_MODEL_DIR), version_dir)
+  serving_layout.write_push_info(str(version_dir), {'model_uri': model_uri})
+  return str(version_dir)
+
+
+def _run(models_and_data, tmp_path, model_key, serving_dir=None,
+         threshold=1000.0, tolerance=1.0):
+  model = standard_artifacts.Model()
+  model.uri = models_and_data[model_key]
+  model.id = 7
+  evaluation = standard_artifacts.ModelEvaluation()
+  evaluation.uri = str(tmp_path / 'evaluation')
+  blessing_artifact = standard_artifacts.ModelBlessing()
+  blessing_artifact.uri = str(tmp_path / 'blessing')
+  os.makedirs(blessing_artifact.uri)
+  executor.Executor().Do(
+      {'examples': [models_and_data['examples']], 'model': [model]},
+      {'evaluation': [evaluation], 'blessing': [blessing_artifact]},
+      {'serving_dir': str(serving_dir or tmp_path / 'serving'),
+       'bless_threshold': threshold, 'bless_tolerance': tolerance,
+       'iwae_samples': 4, 'seed': 0})
+  with open(os.path.join(evaluation.uri, executor.METRICS_FILE)) as f:
+    return json.load(f), evaluation, blessing_artifact
+
+
+def _blessed_files(blessing_artifact):
+  return sorted(os.listdir(blessing_artifact.uri))
+
+
+def test_no_served_model_is_judged_on_the_threshold(models_and_data, tmp_path):
+  result, evaluation, blessed = _run(models_and_data, tmp_path, 'trained')
+  assert result['blessed'] is True
+  assert result['served_model'] is None
+  assert 'no model is served yet' in ' '.join(result['reasons'])
+  assert _blessed_files(blessed) == ['BLESSED']
+  assert blessed.get_int_custom_property('blessed') == 1
+  assert blessed.get_int_custom_property('current_model_id') == 7
+  assert blessed.get_string_custom_property('current_model') == (
+      models_and_data['trained'])
+  assert evaluation.get_float_custom_property('neg_elbo') == pytest.approx(
+      result['neg_elbo'])
+
+  result, _, blessed = _run(models_and_data, tmp_path / 'strict', 'trained',
+                            threshold=50.0)
+  assert result['blessed'] is False and _blessed_files(blessed) == [
+      'NOT_BLESSED']
+  assert blessed.get_int_custom_property('blessed') == 0
+  assert 'FAIL: -ELBO' in blessed.get_string_custom_property(
+      'blessing_message')
+
+
+def test_better_candidate_than_served_model_is_blessed(models_and_data,
+                                                       tmp_path):
+  serving = tmp_path / 'serving'
+  version_dir = _push(models_and_data['untrained'], serving, 1)
+  result, _, blessed = _run(models_and_data, tmp_path, 'trained', serving)
+  assert result['served_model_dir'] == version_dir
+  assert result['neg_elbo'] < result['served_model']['neg_elbo']
+  assert result['blessed'] is True
+  assert blessed.get_string_custom_property('baseline_model') == version_dir
+
+
+def test_worse_candidate_beyond_tolerance_is_not_blessed(models_and_data,
+                                                         tmp_path):
+  serving = tmp_path / 'serving'
+  _push(models_and_data['untrained'], serving, 1)
+  _push(models_and_data['trained'], serving, 2)  # newest version is served
+  result, _, blessed = _run(models_and_data, tmp_path, 'untrained', serving)
+  assert result['neg_elbo'] > result['served_model']['neg_elbo'] + 1.0
+  assert result['blessed'] is False
+  assert any(r.startswith('FAIL: -ELBO') and 'served model' in r
+             for r in result['reasons'])
+  assert _blessed_files(blessed) == ['NOT_BLESSED']
+
+
+def test_same_model_as_served_is_within_tolerance(models_and_data, tmp_path):
+  serving = tmp_path / 'serving'
+  _push(models_and_data['trained'], serving, 1)
+  result, _, _ = _run(models_and_data, tmp_path, 'trained', serving,
+                      tolerance=0.0)
+  assert result['neg_elbo'] == pytest.approx(result['served_model']['neg_elbo'])
+  assert result['blessed'] is True
+
+
+def test_nan_model_is_not_blessed(models_and_data, tmp_path):
+  result, _, blessed = _run(models_and_data, tmp_path, 'nan')
+  assert math.isnan(result['neg_elbo'])
+  assert result['blessed'] is False
+  assert 'FAIL: metrics not finite' in result['reasons'][0]
+  assert _blessed_files(blessed) == ['NOT_BLESSED']
+
+
+def test_unmeasurable_served_model_blocks_the_push(models_and_data, tmp_path):
+  serving = tmp_path / 'serving'
+  shutil.copytree(
+      os.path.join(models_and_data['untrained'], export.SERVING_MODEL_DIR),
+      serving / '1')  # no push info: its encoder cannot be found
+  result, _, _ = _run(models_and_data, tmp_path, 'trained', serving)
+  assert result['blessed'] is False
+  assert 'mnist_vae_push.json not found' in result['served_model_error']
+
+
+def test_decide_rules():
+  good = {'neg_elbo': 150.0, 'reconstruction': 140.0, 'kl': 10.0,
+          'iwae_bound': 148.0}
+  assert blessing.decide(good, 160.0, 1.0).blessed
+  assert not blessing.decide(good, 149.0, 1.0).blessed
+  assert blessing.decide(good, 160.0, 1.0, {'neg_elbo': 149.5}).blessed
+  assert not blessing.decide(good, 160.0, 0.4, {'neg_elbo': 149.5}).blessed
+  assert not blessing.decide({**good, 'kl': float('inf')}, 160.0, 1.0).blessed
+  assert not blessing.decide(good, 160.0, 1.0, None, 'unreadable').blessed
+
+
+def test_iwae_bound_is_at_least_as_tight_as_the_elbo(models_and_data):
+  model = metrics.load_trainer_model(models_and_data['trained'])
+  split = artifact_utils.get_split_uri([models_and_data['examples']], 'eval')
+  from models import data  # pylint: disable=g-import-not-at-top
+  dataset = data.make_dataset(os.path.join(split, '*'), 100, shuffle=False,
+                              with_labels=True)
+  result = metrics.evaluate(model, dataset, iwae_samples=16, seed=1)
+  m = result.metrics
+  assert m['num_images'] == EVAL_IMAGES
+  assert m['neg_elbo'] == pytest.approx(m['reconstruction'] + m['kl'])
+  assert m['iwae_bound'] <= m['neg_elbo']
+  assert m['neg_elbo'] - m['iwae_bound'] < 20.0  # a bound, not nonsense
+  assert result.z_mean.shape == (EVAL_IMAGES, 2)
+  assert sorted(set(result.labels.tolist())) == list(range(10))
+  one = metrics.evaluate(model, dataset, iwae_samples=1, seed=1).metrics
+  assert one['iwae_bound'] == pytest.approx(
+      one['neg_elbo'], abs=2.0)  # k=1: the same estimate up to MC KL noise
+
+
+def _png_stats(path):
+  image = np.asarray(Image.open(path).convert('L'), dtype=np.float32)
+  return image.shape, image.std()
+
+
+def test_plots_have_the_expected_size_and_are_not_blank(models_and_data,
+                                                        tmp_path):
+  result, evaluation, _ = _run(models_and_data, tmp_path, 'trained')
+  shape, spread = _png_stats(os.path.join(evaluation.uri, 'manifold.png'))
+  assert shape == (1000, 1000) and spread > 20
+  shape, spread = _png_stats(os.path.join(evaluation.uri, 'clusters.png'))
+  assert shape == (1000, 1200) and spread > 10
+  page = pathlib.Path(evaluation.uri, 'report.html').read_text()
+  assert page.count('src="data:image/png;base64,') == 2
+  assert f'{result["neg_elbo"]:.2f}' in page and 'BLESSED' in page
+  assert 'IWAE bound' in page and 'no model is served yet' in page
+
+
+def test_manifold_is_one_batched_decoder_call_over_the_seed_grid():
+  calls = []
+
+  def decode(z):
+    calls.append(z.copy())
+    return np.zeros((len(z), 28, 28, 1), np.float32)
+
+  image, grid_x, grid_y = plots.manifold_grid(decode, latent_dim=3)
+  assert len(calls) == 1 and calls[0].shape == (900, 3)
+  assert image.shape == (840, 840)
+  assert grid_x[0] == -2.0 and grid_x[-1] == 2.0 and grid_y[0] == 2.0
+  assert np.all(calls[0][:, 2] == 0.0)
+  # Row-major like the seed: the first row is the top (largest z[1]).
+  assert calls[0][0].tolist() == [-2.0, 2.0, 0.0]
+
+
+def test_plots_for_other_latent_sizes(tmp_path):
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 10, 500)
+  for dim in (1, 5):
+    plots.render_clusters(rng.normal(size=(500, dim)), labels,
+                          str(tmp_path / f'c{dim}.png'))
+    plots.render_manifold(
+        lambda z: np.broadcast_to(np.abs(z[:, :1, None, None]) / 2,
+                                  (len(z), 28, 28, 1)),
+        dim, str(tmp_path / f'm{dim}.png'))
+    assert _png_stats(tmp_path / f'c{dim}.png')[0] == (1000, 1200)
+    assert _png_stats(tmp_path / f'm{dim}.png')[0] == (1000, 1000)
+
+
+def test_iwae_samples_must_be_positive():
+  with pytest.raises(ValueError, match='iwae_samples must be >= 1'):
+    component.VaeEvaluator(examples=None, model=None, serving_dir='x',
+                           iwae_samples=0)

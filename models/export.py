@@ -1,0 +1,166 @@
+"""The model artifact's layout and the SavedModel exports.
+
+A trained model lives in one directory, `<model_uri>` (the TFX Model
+artifact's URI, the parent of `fn_args.serving_model_dir`):
+
+    <model_uri>/
+      Format-Serving/         SERVING_MODEL_DIR: the decoder SavedModel, the
+                              only thing Pusher pushes. serving_default:
+                              z float32 [None, latent_dim]
+                                -> image float32 [None, 28, 28, 1] in [0, 1]
+      encoder/                ENCODER_DIR: the encoder SavedModel.
+                              serving_default: image float32 [None, 28, 28, 1]
+                                -> z_mean, z_log_var float32 [None, latent_dim]
+      warm_start/
+        vae.weights.h5        WARM_START_WEIGHTS: the VAE's weights (Keras 3
+                              .weights.h5), without optimizer state.
+        hyperparameters.json  HYPERPARAMETERS_FILE: the Hyperparameters used.
+
+Keras 3 cannot `save(save_format='tf')`, so the SavedModels are written with
+`keras.export.ExportArchive` and explicit signatures; they load with plain
+`tf.saved_model.load` and need neither Keras nor this package.
+"""
+
+import json
+import logging
+import os
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from models import vae as vae_lib
+
+logger = logging.getLogger(__name__)
+
+# Paths relative to the model directory (<model_uri>).
+SERVING_MODEL_DIR = 'Format-Serving'  # TFX's path_utils.serving_model_dir.
+ENCODER_DIR = 'encoder'
+WARM_START_DIR = 'warm_start'
+WARM_START_WEIGHTS = os.path.join(WARM_START_DIR, 'vae.weights.h5')
+HYPERPARAMETERS_FILE = os.path.join(WARM_START_DIR, 'hyperparameters.json')
+
+SIGNATURE_KEY = 'serving_default'
+DECODER_INPUT = 'z'
+DECODER_OUTPUT = 'image'
+ENCODER_INPUT = 'image'
+ENCODER_OUTPUTS = ('z_mean', 'z_log_var')
+
+
+def model_dir_from_serving_dir(serving_model_dir: str) -> str:
+  """<model_uri> from <model_uri>/Format-Serving (TFX's serving_model_dir)."""
+  return os.path.dirname(serving_model_dir.rstrip('/'))
+
+
+def _latent_dim(vae: vae_lib.VAE) -> int:
+  return int(vae.decoder.inputs[0].shape[-1])
+
+
+def export_decoder(decoder: keras.Model, export_dir: str) -> None:
+  """Writes the decoder as a SavedModel: `z` -> `image` (serving_default)."""
+  latent_dim = int(decoder.inputs[0].shape[-1])
+  archive = keras.export.ExportArchive()
+  archive.track(decoder)
+
+  def serve(z):
+    return {DECODER_OUTPUT: decoder(z, training=False)}
+
+  archive.add_endpoint(
+      SIGNATURE_KEY, serve,
+      input_signature=[tf.TensorSpec([None, latent_dim], tf.float32,
+                                     name=DECODER_INPUT)])
+  archive.write_out(export_dir, verbose=False)
+  logger.info('Exported the decoder to %s', export_dir)
+
+
+def export_encoder(encoder: keras.Model, export_dir: str) -> None:
+  """Writes the encoder as a SavedModel: `image` -> `z_mean`, `z_log_var`.
+
+  The sampling of z is left out: callers draw z from (z_mean, z_log_var).
+  """
+  z_mean, z_log_var = encoder.outputs[:2]
+  deterministic = keras.Model(encoder.inputs, [z_mean, z_log_var],
+                              name='encoder_mean_log_var')
+  archive = keras.export.ExportArchive()
+  archive.track(deterministic)
+
+  def serve(image):
+    mean, log_var = deterministic(image, training=False)
+    return dict(zip(ENCODER_OUTPUTS, (mean, log_var)))
+
+  archive.add_endpoint(
+      SIGNATURE_KEY, serve,
+      input_signature=[tf.TensorSpec([None] + list(vae_lib.IMAGE_SHAPE),
+                                     tf.float32, name=ENCODER_INPUT)])
+  archive.write_out(export_dir, verbose=False)
+  logger.info('Exported the encoder to %s', export_dir)
+
+
+def save_for_warm_start(vae: vae_lib.VAE, hp: vae_lib.Hyperparameters,
+                        model_dir: str) -> None:
+  """Saves the VAE weights and hyperparameters under `model_dir`."""
+  tf.io.gfile.makedirs(os.path.join(model_dir, WARM_START_DIR))
+  # An optimizer-free copy: the weights file then holds the model only, and
+  # a warm-started run begins with a fresh optimizer (and its own schedule).
+  copy = vae_lib.build_uncompiled_vae(_latent_dim(vae))
+  copy.set_weights(vae.get_weights())
+  copy.save_weights(os.path.join(model_dir, WARM_START_WEIGHTS))
+  with tf.io.gfile.GFile(os.path.join(model_dir, HYPERPARAMETERS_FILE),
+                         'w') as f:
+    json.dump(hp.to_dict(), f, indent=2, sort_keys=True)
+
+
+def find_warm_start_dir(path: str) -> Optional[str]:
+  """The model directory holding warm-start weights for `path`, or None.
+
+  `path` may be the model directory itself or its Format-Serving directory
+  (what TFX passes as `fn_args.base_model`).
+  """
+  for candidate in (path, model_dir_from_serving_dir(path)):
+    if tf.io.gfile.exists(os.path.join(candidate, WARM_START_WEIGHTS)):
+      return candidate
+  return None
+
+
+def load_warm_start(vae: vae_lib.VAE, path: str) -> str:
+  """Loads the weights saved by `save_for_warm_start` into `vae`.
+
+  Args:
+    vae: a built VAE (e.g. from `build_vae`).
+    path: the previous model directory or its Format-Serving directory.
+
+  Returns:
+    The model directory the weights came from.
+
+  Raises:
+    FileNotFoundError: no warm-start weights at `path`.
+    ValueError: the previous model has another latent_dim.
+  """
+  model_dir = find_warm_start_dir(path)
+  if model_dir is None:
+    raise FileNotFoundError(
+        f'No warm-start weights ({WARM_START_WEIGHTS}) in {path} or its parent')
+  latent_dim = _latent_dim(vae)
+  hp_path = os.path.join(model_dir, HYPERPARAMETERS_FILE)
+  if tf.io.gfile.exists(hp_path):
+    with tf.io.gfile.GFile(hp_path) as f:
+      previous = json.load(f)
+    if previous.get('latent_dim') != latent_dim:
+      raise ValueError(
+          f'Cannot warm-start a latent_dim={latent_dim} VAE from {model_dir}, '
+          f'which has latent_dim={previous.get("latent_dim")}')
+  copy = vae_lib.build_uncompiled_vae(latent_dim)
+  copy.load_weights(os.path.join(model_dir, WARM_START_WEIGHTS))
+  vae.set_weights(copy.get_weights())
+  logger.info('Warm-started from %s', model_dir)
+  return model_dir
+
+
+def export_model(vae: vae_lib.VAE, hp: vae_lib.Hyperparameters,
+                 serving_model_dir: str) -> str:
+  """Exports decoder, encoder and warm-start files; returns <model_uri>."""
+  model_dir = model_dir_from_serving_dir(serving_model_dir)
+  export_decoder(vae.decoder, serving_model_dir)
+  export_encoder(vae.encoder, os.path.join(model_dir, ENCODER_DIR))
+  save_for_warm_start(vae, hp, model_dir)
+  return model_dir

@@ -1,0 +1,106 @@
+"""Tests of the VAE: hyperparameters, architecture, loss and training."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import load_mnist_head
+from models import vae as vae_lib
+
+
+def test_hyperparameters_defaults_are_the_seeds():
+  hp = vae_lib.Hyperparameters()
+  assert (hp.latent_dim, hp.epochs, hp.batch_size, hp.learning_rate,
+          hp.seed) == (2, 30, 128, 1e-3, 42)
+  assert [hp.learning_rate_at(e) for e in (0, 15, 29)] == [1e-3] * 3
+  assert [hp.kl_weight_at(e) for e in (0, 29)] == [1.0, 1.0]
+
+
+def test_hyperparameters_round_trip_through_json():
+  hp = vae_lib.Hyperparameters(latent_dim=4, epochs=3, lr_schedule='cosine',
+                               kl_warmup_epochs=2)
+  again = vae_lib.Hyperparameters.from_dict(json.loads(json.dumps(
+      hp.to_dict())))
+  assert again == hp
+  assert vae_lib.Hyperparameters.from_dict(None) == vae_lib.Hyperparameters()
+  assert vae_lib.Hyperparameters.from_dict({'epochs': 5}).epochs == 5
+
+
+def test_hyperparameters_reject_unknown_keys_and_bad_values():
+  with pytest.raises(ValueError, match=r"Unknown hyperparameter.*'epoch'"):
+    vae_lib.Hyperparameters.from_dict({'epoch': 5})
+  with pytest.raises(ValueError, match='batch_size'):
+    vae_lib.Hyperparameters(batch_size=0)
+  with pytest.raises(ValueError, match='lr_schedule'):
+    vae_lib.Hyperparameters(lr_schedule='linear')
+
+
+def test_schedules():
+  hp = vae_lib.Hyperparameters(epochs=11, lr_schedule='cosine',
+                               lr_final_fraction=0.1, kl_warmup_epochs=3)
+  assert hp.learning_rate_at(0) == pytest.approx(1e-3)
+  assert hp.learning_rate_at(5) == pytest.approx(0.55e-3)
+  assert hp.learning_rate_at(10) == pytest.approx(1e-4)
+  assert [hp.kl_weight_at(e) for e in range(4)] == [0.25, 0.5, 0.75, 1.0]
+
+
+def test_parameter_counts_match_keras_io():
+  assert vae_lib.build_encoder(2).count_params() == 69_076
+  assert vae_lib.build_decoder(2).count_params() == 65_089
+
+
+def test_shapes_and_ranges():
+  encoder = vae_lib.build_encoder(3, seed=1)
+  decoder = vae_lib.build_decoder(3)
+  images = np.random.default_rng(0).random((5, 28, 28, 1), dtype=np.float32)
+  z_mean, z_log_var, z = encoder(images)
+  assert z_mean.shape == z_log_var.shape == z.shape == (5, 3)
+  reconstruction = keras.ops.convert_to_numpy(decoder(z))
+  assert reconstruction.shape == (5, 28, 28, 1)
+  assert reconstruction.min() >= 0.0 and reconstruction.max() <= 1.0
+
+
+def test_negative_elbo_terms_are_sums_not_means():
+  images = np.zeros((2, 28, 28, 1), np.float32)
+  images[1] = 1.0
+  reconstruction = np.full((2, 28, 28, 1), 0.5, np.float32)
+  z_mean = np.array([[0.0, 0.0], [1.0, 2.0]], np.float32)
+  z_log_var = np.zeros((2, 2), np.float32)
+  rec, kl = vae_lib.negative_elbo_terms(images, reconstruction, z_mean,
+                                        z_log_var)
+  np.testing.assert_allclose(keras.ops.convert_to_numpy(rec),
+                             [784 * np.log(2)] * 2, rtol=1e-5)
+  # KL(N(mu, 1) || N(0, 1)) = |mu|^2 / 2, summed over the latent dimensions.
+  np.testing.assert_allclose(keras.ops.convert_to_numpy(kl), [0.0, 2.5],
+                             atol=1e-6)
+
+
+def test_a_few_train_steps_on_a_fixed_batch_lower_the_loss():
+  keras.utils.set_random_seed(0)
+  images, _ = load_mnist_head('train', 64)
+  batch = (images[..., None] / 255.0).astype(np.float32)
+  vae = vae_lib.build_vae(vae_lib.Hyperparameters(seed=0))
+  before = vae.evaluate(batch, batch_size=64, verbose=0, return_dict=True)
+  assert set(before) == {'loss', 'reconstruction_loss', 'kl_loss'}
+  for _ in range(20):
+    vae.train_on_batch(batch)
+  after = vae.evaluate(batch, batch_size=64, verbose=0, return_dict=True)
+  assert after['loss'] < before['loss'] - 50
+  assert after['loss'] == pytest.approx(
+      after['reconstruction_loss'] + after['kl_loss'], rel=1e-5)
+
+
+def test_evaluate_negative_elbo_averages_per_image():
+  images, _ = load_mnist_head('train', 10)
+  batch = (images[..., None] / 255.0).astype(np.float32)
+  vae = vae_lib.build_vae(vae_lib.Hyperparameters())
+  dataset = tf.data.Dataset.from_tensor_slices(batch).batch(4)
+  result = vae_lib.evaluate_negative_elbo(vae, dataset, num_samples=2)
+  assert result['num_images'] == 10
+  assert result['negative_elbo'] == pytest.approx(
+      result['reconstruction_loss'] + result['kl_loss'])
+  # An untrained decoder outputs ~0.5 everywhere: about 784 ln 2 nats.
+  assert 400 < result['reconstruction_loss'] < 700

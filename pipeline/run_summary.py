@@ -1,0 +1,134 @@
+"""The summary of a finished run, read back from ML Metadata.
+
+Everything comes from the store the orchestrator wrote (executions of the
+newest pipeline run, their states and times, their output artifacts) and the
+files those artifacts point to, so the summary says what actually happened.
+"""
+
+import json
+import logging
+import os
+from typing import Any, Dict, List, Optional
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = 'run_summary.json'
+METRIC_KEYS = ('neg_elbo', 'reconstruction', 'kl', 'iwae_bound')
+_STATUS = {
+    metadata_store_pb2.Execution.COMPLETE: 'ran',
+    metadata_store_pb2.Execution.CACHED: 'cached',
+    metadata_store_pb2.Execution.FAILED: 'failed',
+    metadata_store_pb2.Execution.RUNNING: 'running',
+    metadata_store_pb2.Execution.CANCELED: 'canceled',
+}
+_Artifacts = Dict[str, List[metadata_store_pb2.Artifact]]
+
+
+def open_store(metadata_path: str,
+               readonly: bool = True) -> metadata_store.MetadataStore:
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = metadata_path
+  config.sqlite.connection_mode = (
+      metadata_store_pb2.SqliteMetadataSourceConfig.READONLY if readonly else
+      metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
+  return metadata_store.MetadataStore(config)
+
+
+def _outputs(store: metadata_store.MetadataStore,
+             execution_id: int) -> _Artifacts:
+  """Output key -> artifacts of an execution."""
+  events = [e for e in store.get_events_by_execution_ids([execution_id])
+            if e.type == metadata_store_pb2.Event.OUTPUT]
+  artifacts = {a.id: a for a in store.get_artifacts_by_id(
+      [e.artifact_id for e in events])}
+  outputs: _Artifacts = {}
+  for event in events:
+    key = event.path.steps[0].key if event.path.steps else ''
+    outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+  return outputs
+
+
+def _single(outputs: _Artifacts, key: str) -> Optional[metadata_store_pb2.Artifact]:
+  found = outputs.get(key) or []
+  return found[0] if found else None
+
+
+def summarize(metadata_path: str) -> Dict[str, Any]:
+  """The summary of the newest run recorded in the store."""
+  store = open_store(metadata_path)
+  runs = store.get_contexts_by_type('pipeline_run')
+  if not runs:
+    raise ValueError(f'{metadata_path}: no pipeline run recorded')
+  run = max(runs, key=lambda c: c.id)
+  node_type = store.get_context_type('node')
+  components: Dict[str, Dict[str, Any]] = {}
+  outputs: Dict[str, _Artifacts] = {}
+  for execution in sorted(store.get_executions_by_context(run.id),
+                          key=lambda e: e.id):
+    [node] = [c for c in store.get_contexts_by_execution(execution.id)
+              if c.type_id == node_type.id]
+    name = node.name.split('.', 1)[1]
+    seconds = (execution.last_update_time_since_epoch -
+               execution.create_time_since_epoch) / 1000.0
+    components[name] = {
+        'status': _STATUS.get(execution.last_known_state, 'unknown'),
+        'seconds': round(seconds, 1),
+    }
+    outputs[name] = _outputs(store, execution.id)
+
+  summary: Dict[str, Any] = {
+      'run_id': run.name,
+      'metrics': None,
+      'blessed': None,
+      'pushed_model': None,
+      'plots': None,
+      'model_uri': None,
+      'components': components,
+  }
+  model = _single(outputs.get('Trainer', {}), 'model')
+  if model:
+    summary['model_uri'] = model.uri
+  evaluation = _single(outputs.get('VaeEvaluator', {}), 'evaluation')
+  if evaluation:
+    with open(os.path.join(evaluation.uri, 'metrics.json')) as f:
+      evaluated = json.load(f)
+    summary['metrics'] = {k: evaluated[k] for k in METRIC_KEYS}
+    summary['blessed'] = bool(evaluated['blessed'])
+    summary['blessing_reasons'] = evaluated['reasons']
+    summary['plots'] = {
+        name: os.path.join(evaluation.uri, f'{name}.{ext}')
+        for name, ext in (('manifold', 'png'), ('clusters', 'png'),
+                          ('report', 'html'))
+    }
+  pushed = _single(outputs.get('Pusher', {}), 'pushed_model')
+  if pushed and pushed.custom_properties['pushed'].int_value == 1:
+    summary['pushed_model'] = pushed.custom_properties[
+        'pushed_destination'].string_value
+  return summary
+
+
+def write_summary(summary: Dict[str, Any], output_dir: str) -> str:
+  path = os.path.join(output_dir, SUMMARY_FILE)
+  with open(path, 'w') as f:
+    json.dump(summary, f, indent=2, sort_keys=True)
+  return path
+
+
+def format_summary(summary: Dict[str, Any]) -> str:
+  """A few lines for the terminal."""
+  lines = ['Run summary:']
+  for name, info in summary['components'].items():
+    lines.append(f'  {name:<17} {info["status"]:<7} {info["seconds"]:>7.1f} s')
+  if summary['metrics']:
+    m = summary['metrics']
+    lines.append(
+        f'  held-out -ELBO {m["neg_elbo"]:.2f} nats (reconstruction '
+        f'{m["reconstruction"]:.2f}, KL {m["kl"]:.2f}), IWAE bound '
+        f'{m["iwae_bound"]:.2f}')
+    lines.append(f'  blessed: {"yes" if summary["blessed"] else "no"}; pushed: '
+                 f'{summary["pushed_model"] or "nothing"}')
+    lines.append(f'  report: {summary["plots"]["report"]}')
+  return '\n'.join(lines)
