@@ -6,7 +6,6 @@ file in the output directory. Run `python local_runner.py --help` for flags.
 """
 
 import argparse
-import dataclasses
 import logging
 import os
 import sys
@@ -19,15 +18,6 @@ logger = logging.getLogger(__name__)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA_DIR = os.path.join(_HERE, 'data', 'mnist')
-# Help for the hyperparameter flags; every field of models.vae.Hyperparameters
-# gets a flag (--field-name) with the dataclass default.
-_HYPERPARAMETER_HELP = {
-    'latent_dim': 'size of the latent space z',
-    'epochs': 'passes over the train split',
-    'batch_size': 'images per training step',
-    'learning_rate': 'Adam learning rate',
-    'seed': 'random seed for initialisation, shuffling and sampling',
-}
 
 
 def _verbose_requested(argv: Sequence[str]) -> bool:
@@ -38,8 +28,7 @@ def _verbose_requested(argv: Sequence[str]) -> bool:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-  from components.vae_evaluator import component as evaluator  # pylint: disable=g-import-not-at-top
-  from models import vae  # pylint: disable=g-import-not-at-top
+  from pipeline import flags  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(
       description='Train the MNIST convolutional VAE with a local TFX '
       'pipeline (LocalDagRunner, Beam DirectRunner, SQLite ML Metadata).',
@@ -56,7 +45,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
       help='where component outputs (pipeline/), the ML Metadata store '
       '(metadata.sqlite) and later runs go; reruns reuse it and its cache.')
   parser.add_argument(
-      '--max-examples', type=_positive_int, default=None, metavar='N',
+      '--max-examples', type=flags.positive_int, default=None, metavar='N',
       help='use only the first N examples of each split (quick runs); '
       'default: all 60,000 train and 10,000 eval images.')
   parser.add_argument(
@@ -65,31 +54,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
       'defaults (which run the DirectRunner in multi-processing mode with '
       'one worker per core), e.g. --beam-arg=--direct_num_workers=1 or '
       '--beam-arg=--runner=DataflowRunner.')
-  hyperparameters = parser.add_argument_group(
-      'training hyperparameters (models/vae.py, Hyperparameters)')
-  for field in dataclasses.fields(vae.Hyperparameters):
-    hyperparameters.add_argument(
-        '--' + field.name.replace('_', '-'), type=type(field.default),
-        default=field.default, dest=field.name,
-        choices=vae.LR_SCHEDULES if field.name == 'lr_schedule' else None,
-        help=_HYPERPARAMETER_HELP.get(field.name,
-                                      f'see Hyperparameters.{field.name}'))
-  gate = parser.add_argument_group('evaluation and blessing')
-  gate.add_argument(
-      '--bless-threshold', type=float,
-      default=evaluator.DEFAULT_BLESS_THRESHOLD, metavar='NATS',
-      help='bless only a model whose held-out -ELBO is at most this; the '
-      'default 30-epoch run reaches about 145, a model that ignores its '
-      'latent code about 206.')
-  gate.add_argument(
-      '--bless-tolerance', type=float,
-      default=evaluator.DEFAULT_BLESS_TOLERANCE, metavar='NATS',
-      help='bless only a model at most this much worse (-ELBO) than the one '
-      'being served, both measured on the same eval images.')
-  gate.add_argument(
-      '--iwae-samples', type=_positive_int,
-      default=evaluator.DEFAULT_IWAE_SAMPLES, metavar='K',
-      help='importance samples per image for the IWAE bound.')
+  flags.add_training_flags(parser, 'the serving directory')
   parser.add_argument(
       '--no-cache', action='store_true',
       help='rerun every component even if its inputs are unchanged.')
@@ -98,19 +63,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
       help='show TensorFlow, TFX (absl) and Beam INFO logs.')
   args = parser.parse_args(argv)
   try:
-    args.hyperparameters = vae.Hyperparameters(**{
-        field.name: getattr(args, field.name)
-        for field in dataclasses.fields(vae.Hyperparameters)})
+    args.hyperparameters = flags.hyperparameters_from_args(args)
   except ValueError as e:
     parser.error(str(e))
   return args
-
-
-def _positive_int(text: str) -> int:
-  value = int(text)
-  if value <= 0:
-    raise argparse.ArgumentTypeError(f'must be a positive integer: {text}')
-  return value
 
 
 def default_beam_args() -> List[str]:
@@ -154,6 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       bless_threshold=args.bless_threshold,
       bless_tolerance=args.bless_tolerance,
       iwae_samples=args.iwae_samples,
+      warm_start=args.warm_start,
       beam_pipeline_args=default_beam_args() + args.beam_arg,
       metadata_connection_config=(
           tfx.orchestration.metadata.sqlite_metadata_connection_config(

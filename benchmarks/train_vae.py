@@ -112,7 +112,9 @@ def write_markdown(path: pathlib.Path, result: Dict[str, Any]) -> None:
   met = 'met' if result['target_met'] else 'NOT met'
   block = '\n'.join([
       f'<!-- run: {run} -->',
-      f'### `{run}`: lr_schedule={hp["lr_schedule"]}, '
+      f'### `{run}`: latent_dim={hp["latent_dim"]}, '
+      f'batch_size={hp["batch_size"]}, learning_rate={hp["learning_rate"]}, '
+      f'lr_schedule={hp["lr_schedule"]}, '
       f'kl_warmup_epochs={hp["kl_warmup_epochs"]}',
       '',
       f'- Date: {result["date_utc"]}; machine: {result["machine"]["cpus"]} '

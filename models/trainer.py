@@ -11,9 +11,11 @@ output) is ignored too.
 """
 
 import logging
+from typing import Optional
 
 from tfx import v1 as tfx
 
+from components import serving_layout
 from models import export
 from models import train as train_lib
 from models import vae as vae_lib
@@ -21,6 +23,8 @@ from models import vae as vae_lib
 logger = logging.getLogger(__name__)
 
 HYPERPARAMETERS_KEY = 'hyperparameters'
+# custom_config key: a push destination whose served model to warm-start from.
+WARM_START_SERVING_DIR_KEY = 'warm_start_serving_dir'
 
 
 def hyperparameters_from_fn_args(
@@ -29,6 +33,40 @@ def hyperparameters_from_fn_args(
   custom_config = fn_args.custom_config or {}
   return vae_lib.Hyperparameters.from_dict(
       custom_config.get(HYPERPARAMETERS_KEY))
+
+
+def warm_start_dir_from_fn_args(fn_args: tfx.components.FnArgs) -> Optional[str]:
+  """The model directory to warm-start from, or None to start fresh.
+
+  `fn_args.base_model` (a previous model's serving dir) wins; otherwise, with
+  `custom_config['warm_start_serving_dir']`, the model currently served from
+  that push destination (found at run time, so it also works where no Resolver
+  can run, e.g. open-source Kubeflow Pipelines).
+
+  Raises:
+    FileNotFoundError: the given model has no warm-start weights.
+  """
+  candidates = []
+  if fn_args.base_model:
+    candidates.append(fn_args.base_model)
+  else:
+    serving_dir = (fn_args.custom_config or {}).get(WARM_START_SERVING_DIR_KEY)
+    if serving_dir:
+      version_dir = serving_layout.latest_version_dir(serving_dir)
+      if version_dir is None:
+        logger.info('Warm start: no model is served from %s yet; training '
+                    'from scratch', serving_dir)
+      else:
+        candidates.append(
+            serving_layout.read_push_info(version_dir)['model_uri'])
+  for path in candidates:
+    warm_start_dir = export.find_warm_start_dir(path)
+    if warm_start_dir is None:
+      raise FileNotFoundError(
+          f'{path} has no warm-start weights ({export.WARM_START_WEIGHTS} in '
+          'it or its parent)')
+    return warm_start_dir
+  return None
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -45,16 +83,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     logger.info('Ignoring train_steps=%s and eval_steps=%s: training runs %d '
                 'full epochs', fn_args.train_steps, fn_args.eval_steps,
                 hp.epochs)
-  warm_start_dir = None
-  if fn_args.base_model:
-    warm_start_dir = export.find_warm_start_dir(fn_args.base_model)
-    if warm_start_dir is None:
-      raise FileNotFoundError(
-          f'base_model {fn_args.base_model} has no warm-start weights '
-          f'({export.WARM_START_WEIGHTS} in it or its parent)')
   vae, history = train_lib.train(
       hp, fn_args.train_files, fn_args.eval_files, fn_args.model_run_dir,
-      warm_start_dir=warm_start_dir)
+      warm_start_dir=warm_start_dir_from_fn_args(fn_args))
   logger.info('Final epoch: %s',
               {k: v[-1] for k, v in history.history.items()})
   model_dir = export.export_model(vae, hp, fn_args.serving_model_dir)

@@ -12,6 +12,7 @@ from tfx import v1 as tfx
 from components.atomic_pusher.component import create_pusher
 from components.idx_example_gen.component import IdxExampleGen
 from components.vae_evaluator import component as evaluator_lib
+from models import trainer as trainer_lib
 from models import vae
 
 PIPELINE_NAME = 'mnist-vae-tfx'
@@ -32,6 +33,7 @@ def create_pipeline(
     bless_threshold: float = evaluator_lib.DEFAULT_BLESS_THRESHOLD,
     bless_tolerance: float = evaluator_lib.DEFAULT_BLESS_TOLERANCE,
     iwae_samples: int = evaluator_lib.DEFAULT_IWAE_SAMPLES,
+    warm_start: bool = False,
     beam_pipeline_args: Sequence[str] = (),
     metadata_connection_config: Optional[
         metadata_store_pb2.ConnectionConfig] = None,
@@ -51,6 +53,8 @@ def create_pipeline(
     bless_threshold: largest held-out -ELBO (nats) a blessed model may have.
     bless_tolerance: how many nats worse than the served model it may be.
     iwae_samples: importance samples per image for the IWAE bound.
+    warm_start: start training from the weights of the model served from
+      `serving_dir` (looked up when the Trainer runs), if any.
     beam_pipeline_args: arguments for every Beam-based component.
     metadata_connection_config: ML Metadata store; None lets the orchestrator
       provide one (Kubeflow).
@@ -69,11 +73,14 @@ def create_pipeline(
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'],
       schema=schema_gen.outputs['schema'])
+  trainer_config = {trainer_lib.HYPERPARAMETERS_KEY: hyperparameters.to_dict()}
+  if warm_start:
+    trainer_config[trainer_lib.WARM_START_SERVING_DIR_KEY] = serving_dir
   trainer = tfx.components.Trainer(
       run_fn=TRAINER_RUN_FN,
       examples=example_gen.outputs['examples'],
       schema=schema_gen.outputs['schema'],
-      custom_config={'hyperparameters': hyperparameters.to_dict()})
+      custom_config=trainer_config)
   evaluator = evaluator_lib.VaeEvaluator(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],

@@ -1,0 +1,414 @@
+"""Tests of kubeflow_runner.py: compile, deploy to KFP, schedule on Vertex AI.
+
+No Kubeflow cluster, Vertex AI project or Docker engine is used here:
+
+* compile: the real KubeflowV2DagRunner writes the package, which is read
+  back with kfp's own loaders (`kfp.components.load_component_from_file`,
+  and the loader `kfp.Client` uses before uploading) and parsed strictly into
+  the pipeline-spec protos;
+* deploy: the real `kfp.Client` 2.0.1 talks to tests/fake_kfp_server.py, an
+  in-memory implementation of the KFP v2beta1 endpoints it calls, on
+  127.0.0.1; the test asserts the requests the client sent;
+* Vertex AI: `aiplatform.PipelineJob` is replaced by a fake that records its
+  arguments; nothing reaches Google Cloud;
+* Dockerfile: checked statically (it is not built here).
+"""
+
+import importlib
+import importlib.util
+import json
+import pathlib
+import re
+from typing import Any, Dict
+
+import kfp
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+from tfx.utils import import_utils
+
+import kubeflow_runner
+from conftest import REPO_ROOT
+from models import vae
+from tests.fake_kfp_server import FakeKfpServer
+
+IMAGE = 'registry.example.com/mnist/mnist-vae-tfx:test'
+PIPELINE_ROOT = 'gs://test-bucket/mnist-vae-tfx/root'
+DATA_ROOT = 'gs://test-bucket/mnist/latest/'
+SERVING_ROOT = 'gs://test-bucket/mnist-vae-tfx/serving_model'
+PATH_FLAGS = ('--pipeline-root', PIPELINE_ROOT, '--data-root', DATA_ROOT,
+              '--serving-root', SERVING_ROOT, '--image', IMAGE)
+HYPERPARAMETER_FLAGS = ('--epochs', '3', '--latent-dim', '4',
+                        '--batch-size', '64', '--lr-schedule', 'cosine')
+EXPECTED_HYPERPARAMETERS = vae.Hyperparameters(
+    epochs=3, latent_dim=4, batch_size=64, lr_schedule='cosine')
+# Component id -> executor class the compiled task must run.
+EXECUTORS = {
+    'IdxExampleGen': 'components.idx_example_gen.executor.Executor',
+    'StatisticsGen': 'tfx.components.statistics_gen.executor.Executor',
+    'SchemaGen': 'tfx.components.schema_gen.executor.Executor',
+    'ExampleValidator': 'tfx.components.example_validator.executor.Executor',
+    'Trainer': 'tfx.components.trainer.executor.GenericExecutor',
+    'VaeEvaluator': 'components.vae_evaluator.executor.Executor',
+    'Pusher': 'components.atomic_pusher.executor.Executor',
+}
+BEAM_ARGS = list(kubeflow_runner.DEFAULT_BEAM_ARGS) + [
+    '--runner=DataflowRunner', '--region=europe-west4']
+
+
+@pytest.fixture(scope='module')
+def package(tmp_path_factory) -> pathlib.Path:
+  """The pipeline compiled by `kubeflow_runner.py compile` (in-process)."""
+  output = tmp_path_factory.mktemp('kfp') / 'pipeline.yaml'
+  args = kubeflow_runner.parse_args([
+      'compile', '--output', str(output), *PATH_FLAGS, *HYPERPARAMETER_FLAGS,
+      '--beam-arg=--runner=DataflowRunner', '--beam-arg=--region=europe-west4'])
+  assert kubeflow_runner.run_command(args) == {'package': str(output)}
+  return output
+
+
+@pytest.fixture(scope='module')
+def spec(package) -> pipeline_spec_pb2.PipelineSpec:
+  """The package parsed strictly (unknown fields fail) into the proto."""
+  return json_format.ParseDict(yaml.safe_load(package.read_text()),
+                               pipeline_spec_pb2.PipelineSpec())
+
+
+@pytest.fixture(scope='module')
+def executors(spec) -> Dict[str, Any]:
+  """Component id -> its PipelineDeploymentConfig.ExecutorSpec."""
+  deployment = json_format.ParseDict(
+      json_format.MessageToDict(spec.deployment_spec),
+      pipeline_spec_pb2.PipelineDeploymentConfig())
+  return {name: deployment.executors[component.executor_label]
+          for name, component in spec.components.items()}
+
+
+def _constant(spec: pipeline_spec_pb2.PipelineSpec, task: str,
+              parameter: str) -> Any:
+  value = spec.root.dag.tasks[task].inputs.parameters[parameter]
+  return json_format.MessageToDict(value.runtime_value.constant)
+
+
+def test_kfp_loads_the_package_with_every_component_as_a_task(package, spec):
+  # kfp's public loader, and the one kfp.Client uses before uploading.
+  component = kfp.components.load_component_from_file(str(package))
+  assert component.name == 'mnist-vae-tfx'
+  assert set(component.pipeline_spec.root.dag.tasks) == set(EXECUTORS)
+  from kfp.client import client as kfp_client  # pylint: disable=g-import-not-at-top
+  doc = kfp_client._extract_pipeline_yaml(str(package))  # pylint: disable=protected-access
+  assert doc.pipeline_spec == spec
+
+  assert spec.schema_version == '2.1.0'  # use_pipeline_spec_2_1=True
+  assert spec.sdk_version == 'tfx-1.16.0'
+  assert spec.pipeline_info.name == 'mnist-vae-tfx'
+  assert spec.default_pipeline_root == PIPELINE_ROOT
+  assert set(spec.root.dag.tasks) == set(EXECUTORS)
+  assert set(spec.components) == set(EXECUTORS)
+  for name, task in spec.root.dag.tasks.items():
+    assert task.task_info.name == name
+    assert task.component_ref.name == name
+  # The DAG: everything downstream of ExampleGen, Pusher last.
+  assert not spec.root.dag.tasks['IdxExampleGen'].dependent_tasks
+  assert set(spec.root.dag.tasks['Pusher'].dependent_tasks) == {
+      'Trainer', 'VaeEvaluator'}
+
+
+def test_every_executor_runs_the_project_image_and_tfx_entrypoint(executors):
+  assert set(executors) == set(EXECUTORS)
+  for name, executor in executors.items():
+    assert executor.WhichOneof('spec') == 'container', name
+    container = executor.container
+    assert container.image == IMAGE, name
+    assert list(container.command) == list(
+        kubeflow_v2_dag_runner.KUBEFLOW_TFX_CMD), name
+    args = list(container.args)
+    assert args[args.index('--executor_class_path') + 1] == EXECUTORS[name]
+    assert args[args.index('--json_serialized_invocation_args') + 1] == '{{$}}'
+    assert '--json_serialized_inputs_spec_args' in args  # spec 2.1 form.
+    assert args[-len(BEAM_ARGS):] == BEAM_ARGS, name
+  # The command runs a module of TFX, installed in the image.
+  assert importlib.util.find_spec(kubeflow_v2_dag_runner.KUBEFLOW_TFX_CMD[2])
+  # ExampleGen's driver hook: run by Vertex AI only (open-source KFP ignores
+  # lifecycle hooks), also a TFX module.
+  hook = executors['IdxExampleGen'].container.lifecycle.pre_cache_check
+  assert list(hook.command[:2]) == ['python', '-m']
+  assert importlib.util.find_spec(hook.command[2])
+
+
+@pytest.mark.parametrize('component', sorted(EXECUTORS))
+def test_executor_class_paths_import_by_module_path(executors, component):
+  args = list(executors[component].container.args)
+  path = args[args.index('--executor_class_path') + 1]
+  assert not path.startswith('__main__')
+  executor_class = import_utils.import_class_by_path(path)
+  assert f'{executor_class.__module__}.{executor_class.__name__}' == path
+
+
+def test_trainer_run_fn_and_hyperparameters(spec):
+  run_fn = _constant(spec, 'Trainer', 'run_fn')
+  assert run_fn == 'models.trainer.run_fn'
+  module, _, function = run_fn.rpartition('.')
+  assert callable(getattr(importlib.import_module(module), function))
+  custom_config = json.loads(_constant(spec, 'Trainer', 'custom_config'))
+  assert custom_config == {
+      'hyperparameters': EXPECTED_HYPERPARAMETERS.to_dict()}
+
+
+def test_warm_start_looks_up_the_served_model_at_run_time(tmp_path):
+  """No Resolver: the Trainer is told where the served model lives."""
+  output = tmp_path / 'pipeline.yaml'
+  kubeflow_runner.run_command(kubeflow_runner.parse_args(
+      ['compile', '--output', str(output), *PATH_FLAGS, '--warm-start']))
+  warm_spec = json_format.ParseDict(yaml.safe_load(output.read_text()),
+                                    pipeline_spec_pb2.PipelineSpec())
+  custom_config = json.loads(_constant(warm_spec, 'Trainer', 'custom_config'))
+  assert custom_config['warm_start_serving_dir'] == SERVING_ROOT
+
+
+def test_paths_and_gate_reach_the_tasks(spec):
+  assert _constant(spec, 'IdxExampleGen', 'input_base') == DATA_ROOT
+  input_config = json.loads(_constant(spec, 'IdxExampleGen', 'input_config'))
+  patterns = [split['pattern'] for split in input_config['splits']]
+  assert patterns == ['train-*-ubyte*', 't10k-*-ubyte*']  # No {SPAN}.
+  assert _constant(spec, 'VaeEvaluator', 'serving_dir') == SERVING_ROOT
+  push_destination = json.loads(
+      _constant(spec, 'Pusher', 'push_destination'))
+  assert push_destination == {'filesystem': {'base_directory': SERVING_ROOT}}
+
+
+def test_no_resolver_importer_or_cache(spec, executors):
+  # Open-source KFP cannot run TFX Resolver nodes: there must be none.
+  for name, executor in executors.items():
+    assert executor.WhichOneof('spec') == 'container', name
+    assert not executor.HasField('resolver'), name
+    assert not executor.HasField('importer'), name
+  assert not [t for t in spec.root.dag.tasks if 'resolver' in t.lower()]
+  # Caching is off, so a scheduled run re-reads the data root.
+  for name, task in spec.root.dag.tasks.items():
+    assert not task.caching_options.enable_cache, name
+
+
+def test_enable_cache_flag(tmp_path):
+  output = tmp_path / 'cached.yaml'
+  kubeflow_runner.run_command(kubeflow_runner.parse_args(
+      ['compile', '--output', str(output), *PATH_FLAGS, '--enable-cache']))
+  tasks = yaml.safe_load(output.read_text())['root']['dag']['tasks']
+  assert all(task['cachingOptions']['enableCache'] for task in tasks.values())
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['compile', '--output', 'p.json', *PATH_FLAGS], '.yaml or .yml'),
+    (['compile', '--output', 'p.yaml', '--pipeline-root', PIPELINE_ROOT,
+      '--data-root', '/data/mnist', '--serving-root', SERVING_ROOT,
+      '--image', IMAGE], 'a local path exists only on this machine'),
+    (['compile', '--output', 'p.yaml', '--data-root', DATA_ROOT],
+     '--pipeline-root, --serving-root, --image required'),
+    (['deploy', '--host', 'http://kfp', '--cron', '0 3 * * *',
+      '--package', 'p.yaml'], 'did you mean "0 0 3 * * *"'),
+    (['deploy', '--vertex', '--project', 'p', '--region', 'r', '--cron',
+      '0 0 3 * * *', '--package', 'p.yaml'], 'did you mean "0 3 * * *"'),
+    (['deploy', '--vertex', '--cron', '0 3 * * *', '--package', 'p.yaml'],
+     '--vertex needs --project and --region'),
+    (['deploy', '--cron', '0 0 3 * * *', '--package', 'p.yaml'],
+     '--host is required'),
+    (['deploy', '--host', 'http://kfp', '--cron', '0 0 3 * * *',
+      '--package', 'p.yaml', '--image', IMAGE],
+     '--package is already compiled: drop --image'),
+])
+def test_bad_flags_are_usage_errors(argv, message, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    kubeflow_runner.parse_args(argv)
+  assert exit_info.value.code == 2
+  assert message in capsys.readouterr().err
+
+
+def test_cron_checks():
+  kubeflow_runner.check_cron('0 0 3 * * *', kubeflow_runner.KFP_CRON_FIELDS)
+  kubeflow_runner.check_cron('@every 6h', kubeflow_runner.KFP_CRON_FIELDS)
+  kubeflow_runner.check_cron('TZ=Europe/Berlin 0 3 * * 1',
+                             kubeflow_runner.VERTEX_CRON_FIELDS)
+  with pytest.raises(kubeflow_runner.UsageError):
+    kubeflow_runner.check_cron('@daily', kubeflow_runner.VERTEX_CRON_FIELDS)
+
+
+def test_deploy_to_kfp_api(package, tmp_path, monkeypatch, capsys):
+  """Against a fake KFP API server on 127.0.0.1: no real cluster is used."""
+  # No ~/.config/kfp/context.json: the client behaves as on a fresh machine.
+  monkeypatch.setattr(kfp.Client, '_LOCAL_KFP_CONTEXT',
+                      str(tmp_path / 'kfp' / 'context.json'))
+  deploy = ['deploy', '--package', str(package), '--cron', '0 30 2 * * *',
+            '--experiment', 'nightly']
+  with FakeKfpServer() as server:
+    first = kubeflow_runner.run_command(kubeflow_runner.parse_args(
+        [*deploy, '--host', server.url]))
+    first_requests = len(server.requests)
+    second = kubeflow_runner.run_command(kubeflow_runner.parse_args(
+        [*deploy, '--host', server.url, '--version-name', 'v2']))
+
+  assert all(r.status == 200 for r in server.requests), [
+      (r.method, r.path, r.status) for r in server.requests]
+  package_bytes = package.read_bytes()
+
+  # First deploy: new pipeline (its first version), new experiment.
+  [lookup, _] = server.calls('GET', '/pipelines')
+  predicate = json.loads(lookup.query['filter'])['predicates'][0]
+  assert (predicate['key'], predicate['stringValue']) == (
+      'display_name', 'mnist-vae-tfx')
+  [upload] = server.calls('POST', '/pipelines/upload')
+  assert upload.query['name'] == 'mnist-vae-tfx'
+  assert upload.files == {'uploadfile': package_bytes}  # The compiled spec.
+  uploaded_spec = server.versions[first['pipeline_version_id']]['pipeline_spec']
+  assert uploaded_spec['deploymentSpec']['executors'][
+      'Trainer_executor']['container']['image'] == IMAGE
+  [create_experiment] = server.calls('POST', '/experiments')
+  assert create_experiment.json['display_name'] == 'nightly'
+  experiment_id = first['experiment_id']
+  assert server.experiments[experiment_id]['display_name'] == 'nightly'
+
+  [run_1, run_2] = [r.json for r in server.calls('POST', '/recurringruns')]
+  for run, result in ((run_1, first), (run_2, second)):
+    assert run['trigger'] == {'cron_schedule': {'cron': '0 30 2 * * *'}}
+    assert int(run['max_concurrency']) == 1
+    assert run['experiment_id'] == experiment_id
+    assert run['mode'] == 'ENABLE'
+    assert run['no_catchup'] is True
+    assert run['display_name'] == 'mnist-vae-tfx retraining'
+    assert run['pipeline_version_reference'] == {
+        'pipeline_id': result['pipeline_id'],
+        'pipeline_version_id': result['pipeline_version_id']}
+    assert run['runtime_config']['pipeline_root'] == PIPELINE_ROOT
+    assert 'pipeline_spec' not in run  # The uploaded version is referenced.
+
+  # Second deploy: a new version of the same pipeline, the same experiment,
+  # and the first recurring run replaced by the new one.
+  [upload_version] = server.calls('POST', '/pipelines/upload_version')
+  assert upload_version.query == {'name': 'v2',
+                                  'pipelineid': first['pipeline_id']}
+  assert upload_version.files == {'uploadfile': package_bytes}
+  assert second['pipeline_id'] == first['pipeline_id']
+  assert second['pipeline_version_id'] != first['pipeline_version_id']
+  assert second['experiment_id'] == experiment_id
+  assert len(server.calls('POST', '/experiments')) == 1
+  assert second['replaced_recurring_run_ids'] == first['recurring_run_id']
+  [delete] = [r for r in server.requests if r.method == 'DELETE']
+  assert delete.path.endswith('/recurringruns/' + first['recurring_run_id'])
+  assert list(server.recurring_runs) == [second['recurring_run_id']]
+  assert len(server.requests) - first_requests == 7
+  assert 'Experiment details' in capsys.readouterr().out
+
+
+class FakePipelineJob:
+  """Records `aiplatform.PipelineJob(...)` and `.create_schedule(...)`."""
+  instances = []
+
+  def __init__(self, **kwargs):
+    self.kwargs = kwargs
+    # Read now: the runner's temporary package is gone after the call.
+    with open(kwargs['template_path'], encoding='utf-8') as f:
+      self.template = yaml.safe_load(f)
+    self.schedule_kwargs = None
+    FakePipelineJob.instances.append(self)
+
+  def create_schedule(self, **kwargs):
+    self.schedule_kwargs = kwargs
+
+    class Schedule:
+      resource_name = ('projects/p/locations/europe-west4/schedules/123')
+    return Schedule()
+
+
+def test_deploy_to_vertex_calls_aiplatform(monkeypatch):
+  """The aiplatform calls only: nothing reaches Vertex AI."""
+  from google.cloud import aiplatform  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(aiplatform, 'PipelineJob', FakePipelineJob)
+  FakePipelineJob.instances = []
+  # No --package: compiles to a temporary package, then schedules it.
+  result = kubeflow_runner.run_command(kubeflow_runner.parse_args([
+      'deploy', '--vertex', '--project', 'p', '--region', 'europe-west4',
+      '--cron', 'TZ=Europe/Amsterdam 0 3 * * *', '--service-account',
+      'runner@p.iam.gserviceaccount.com', *PATH_FLAGS, '--epochs', '5']))
+  assert result == {
+      'schedule': 'projects/p/locations/europe-west4/schedules/123'}
+  [job] = FakePipelineJob.instances
+  assert job.kwargs['display_name'] == 'mnist-vae-tfx'
+  assert job.kwargs['project'] == 'p'
+  assert job.kwargs['location'] == 'europe-west4'
+  assert job.kwargs['pipeline_root'] == PIPELINE_ROOT
+  assert job.kwargs['template_path'].endswith('.yaml')
+  assert job.kwargs['enable_caching'] is None  # As compiled: off.
+  assert job.template['pipelineInfo']['name'] == 'mnist-vae-tfx'
+  custom_config = json.loads(job.template['root']['dag']['tasks']['Trainer'][
+      'inputs']['parameters']['custom_config']['runtimeValue']['constant'])
+  assert custom_config['hyperparameters']['epochs'] == 5
+  assert job.schedule_kwargs == {
+      'cron': 'TZ=Europe/Amsterdam 0 3 * * *',
+      'display_name': 'mnist-vae-tfx retraining',
+      'max_concurrent_run_count': 1,
+      'service_account': 'runner@p.iam.gserviceaccount.com'}
+
+
+def _dockerignore_regex(pattern: str) -> re.Pattern:
+  """A .dockerignore pattern as a regex: `*` stays within one path element,
+  `**/` spans any number of folders (Docker's Go filepath.Match rules)."""
+  regex = ''
+  for token in re.split(r'(\*\*/|\*|\?)', pattern):
+    regex += {'**/': '(?:.*/)?', '*': '[^/]*', '?': '[^/]'}.get(
+        token, re.escape(token))
+  return re.compile(regex)
+
+
+def _docker_ignored(path: str, patterns) -> bool:
+  """Whether .dockerignore excludes `path`: the last pattern matching the
+  path or one of its parent folders decides; `!` re-includes."""
+  parts = path.split('/')
+  candidates = ['/'.join(parts[:i]) for i in range(1, len(parts) + 1)]
+  ignored = False
+  for pattern in patterns:
+    regex = _dockerignore_regex(pattern.lstrip('!'))
+    if any(regex.fullmatch(c) for c in candidates):
+      ignored = not pattern.startswith('!')
+  return ignored
+
+
+def test_dockerfile_installs_the_lock_and_the_project(executors):
+  """Static checks: no Docker engine here, the image is not built."""
+  dockerfile = (REPO_ROOT / 'Dockerfile').read_text()
+  instructions = [line for line in re.sub(r'\\\n', ' ', dockerfile).splitlines()
+                  if line and not line.startswith('#')]
+  [base] = [line for line in instructions if line.startswith('FROM ')]
+  import tfx.version  # pylint: disable=g-import-not-at-top
+  assert base == f'FROM tensorflow/tfx:{tfx.version.__version__}'
+  assert f'tfx=={tfx.version.__version__}' in (
+      REPO_ROOT / 'requirements.lock').read_text().splitlines()
+  run = ' '.join(line for line in instructions if line.startswith('RUN '))
+  assert re.search(r'pip install [^&]*--no-deps[^&]*-r \S*requirements\.lock',
+                   run)
+  assert re.search(r'pip install [^&]*--no-deps[^&]*/tmp/mnist-vae-tfx\s', run)
+  assert not [line for line in instructions
+              if line.startswith(('ENTRYPOINT', 'CMD'))]  # Base's Beam boot.
+  # The packages that hold the compiled executors and run_fn are copied in,
+  # installed (pyproject), and not excluded from the build context.
+  project_modules = {path.split('.')[0] for path in EXECUTORS.values()} | {
+      'models'}
+  project_modules -= {'tfx'}
+  pyproject = (REPO_ROOT / 'pyproject.toml').read_text()
+  for module in project_modules:
+    assert f'COPY {module} /tmp/mnist-vae-tfx/{module}' in instructions
+    assert f'"{module}*"' in pyproject
+  patterns = [line.strip() for line in
+              (REPO_ROOT / '.dockerignore').read_text().splitlines()
+              if line.strip() and not line.startswith('#')]
+  for path in ('requirements.lock', 'pyproject.toml', 'README.md',
+               'components/idx_example_gen/executor.py',
+               'components/vae_evaluator/executor.py',
+               'components/atomic_pusher/executor.py', 'models/trainer.py',
+               'pipeline/pipeline.py'):
+    assert (REPO_ROOT / path).exists(), path
+    assert not _docker_ignored(path, patterns), path
+  for path in ('.venv/bin/python', 'outputs/metadata.sqlite',
+               'data/mnist/train-images-idx3-ubyte.gz',
+               'models/__pycache__/vae.cpython-310.pyc', 'models/vae_test.py'):
+    assert _docker_ignored(path, patterns), path

@@ -1,0 +1,56 @@
+"""--warm-start: the Trainer starts from the served model's weights."""
+
+import logging
+import os
+
+import pytest
+from tfx import v1 as tfx
+
+from components.atomic_pusher import executor as pusher
+from models import export
+from models import trainer
+from models import vae as vae_lib
+from models.conftest import write_examples_dir
+
+
+def _fn_args(tmp_path, custom_config):
+  examples = tmp_path / 'examples'
+  if not examples.exists():
+    write_examples_dir(examples, 128, 64)
+  return tfx.components.FnArgs(
+      train_files=[str(examples / 'Split-train' / '*')],
+      eval_files=[str(examples / 'Split-eval' / '*')],
+      serving_model_dir=str(tmp_path / 'model' / export.SERVING_MODEL_DIR),
+      model_run_dir=str(tmp_path / 'model_run'),
+      custom_config=custom_config)
+
+
+def test_warm_start_from_the_served_model(exported_model, tmp_path, caplog):
+  serving = tmp_path / 'serving'
+  pusher.push(os.path.join(exported_model, export.SERVING_MODEL_DIR),
+              str(serving), {'model_uri': exported_model})
+  hp = vae_lib.Hyperparameters(epochs=1, batch_size=64)
+  fn_args = _fn_args(tmp_path, {
+      trainer.HYPERPARAMETERS_KEY: hp.to_dict(),
+      trainer.WARM_START_SERVING_DIR_KEY: str(serving)})
+  assert trainer.warm_start_dir_from_fn_args(fn_args) == exported_model
+  with caplog.at_level(logging.INFO, logger='models.export'):
+    trainer.run_fn(fn_args)
+  assert f'Warm-started from {exported_model}' in caplog.text
+
+
+def test_warm_start_with_nothing_served_trains_from_scratch(tmp_path):
+  fn_args = _fn_args(tmp_path, {
+      trainer.WARM_START_SERVING_DIR_KEY: str(tmp_path / 'serving')})
+  assert trainer.warm_start_dir_from_fn_args(fn_args) is None
+
+
+def test_warm_start_from_a_model_without_weights_fails_clearly(
+    exported_model, tmp_path):
+  serving = tmp_path / 'serving'
+  pusher.push(os.path.join(exported_model, export.SERVING_MODEL_DIR),
+              str(serving), {'model_uri': str(tmp_path / 'gone')})
+  fn_args = _fn_args(tmp_path, {
+      trainer.WARM_START_SERVING_DIR_KEY: str(serving)})
+  with pytest.raises(FileNotFoundError, match='has no warm-start weights'):
+    trainer.warm_start_dir_from_fn_args(fn_args)
