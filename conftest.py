@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: small IDX data sets cut from the shipped MNIST."""
+"""Shared pytest fixtures: small data sets cut from the shipped MNIST, as IDX
+files or as ExampleGen's TFRecords, and an exported model."""
 
 import os
 import pathlib
@@ -6,6 +7,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from components.idx_example_gen import idx
 
@@ -35,6 +37,34 @@ def write_mnist_subset(directory: os.PathLike, counts: Dict[str, int],
     idx.write_idx(str(directory / f'{prefix}-labels-idx1-ubyte{suffix}'),
                   labels)
   return directory
+
+
+def write_tfrecords(path: pathlib.Path, images: np.ndarray,
+                    labels: np.ndarray) -> None:
+  """Writes GZIP TFRecords of tf.Examples exactly as IdxExampleGen does."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  options = tf.io.TFRecordOptions(compression_type='GZIP')
+  with tf.io.TFRecordWriter(str(path), options) as writer:
+    for example in idx.iter_examples(images, labels):
+      writer.write(example.SerializeToString())
+
+
+def write_examples_dir(directory: pathlib.Path, train_count: int,
+                       eval_count: int) -> Tuple[np.ndarray, np.ndarray]:
+  """An Examples artifact dir: Split-train (2 shards) and Split-eval.
+
+  Returns the train images and labels, in file order.
+  """
+  images, labels = load_mnist_head('train', train_count)
+  half = train_count // 2
+  write_tfrecords(directory / 'Split-train' / 'data_tfrecord-00000-of-00002.gz',
+                  images[:half], labels[:half])
+  write_tfrecords(directory / 'Split-train' / 'data_tfrecord-00001-of-00002.gz',
+                  images[half:], labels[half:])
+  eval_images, eval_labels = load_mnist_head('t10k', eval_count)
+  write_tfrecords(directory / 'Split-eval' / 'data_tfrecord-00000-of-00001.gz',
+                  eval_images, eval_labels)
+  return images, labels
 
 
 @pytest.fixture(scope='session')

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from models import data
-from models.conftest import write_examples_dir
+from conftest import write_examples_dir
 
 
 def _collect(dataset):

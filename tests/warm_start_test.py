@@ -10,7 +10,7 @@ from components.atomic_pusher import executor as pusher
 from models import export
 from models import trainer
 from models import vae as vae_lib
-from models.conftest import write_examples_dir
+from conftest import write_examples_dir
 
 
 def _fn_args(tmp_path, custom_config):

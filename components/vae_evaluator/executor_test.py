@@ -8,19 +8,18 @@ import shutil
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from PIL import Image
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
 from components import serving_layout
-from components.idx_example_gen import idx
 from components.vae_evaluator import blessing
 from components.vae_evaluator import component
 from components.vae_evaluator import executor
 from components.vae_evaluator import metrics
 from components.vae_evaluator import plots
 from conftest import load_mnist_head
+from conftest import write_tfrecords
 from models import export
 from models import vae as vae_lib
 
@@ -33,11 +32,7 @@ def _write_examples(root: pathlib.Path) -> standard_artifacts.Examples:
   examples.uri = str(root / 'examples')
   examples.split_names = artifact_utils.encode_split_names(['eval'])
   split_dir = pathlib.Path(artifact_utils.get_split_uri([examples], 'eval'))
-  split_dir.mkdir(parents=True)
-  images, labels = load_mnist_head('t10k', EVAL_IMAGES)
-  with tf.io.TFRecordWriter(str(split_dir / 'data.gz'), 'GZIP') as writer:
-    for example in idx.iter_examples(images, labels):
-      writer.write(example.SerializeToString())
+  write_tfrecords(split_dir / 'data.gz', *load_mnist_head('t10k', EVAL_IMAGES))
   return examples
 
 
