@@ -275,6 +275,7 @@ def check_cron(cron: str, fields: int) -> None:
 
 def compile_pipeline(args: argparse.Namespace, output: str) -> str:
   """Compiles the pipeline to the YAML package `output`; returns its path."""
+  from pipeline import flags  # pylint: disable=g-import-not-at-top
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   import yaml  # pylint: disable=g-import-not-at-top
@@ -290,11 +291,7 @@ def compile_pipeline(args: argparse.Namespace, output: str) -> str:
       # {SPAN}: read the fixed data root as it is.
       use_spans=False,
       max_examples=args.max_examples,
-      hyperparameters=args.hyperparameters,
-      bless_threshold=args.bless_threshold,
-      bless_tolerance=args.bless_tolerance,
-      iwae_samples=args.iwae_samples,
-      warm_start=args.warm_start,
+      **flags.training_kwargs(args),
       beam_pipeline_args=list(DEFAULT_BEAM_ARGS) + list(args.beam_arg),
       metadata_connection_config=None,  # The cluster's ML Metadata.
       enable_cache=args.enable_cache,

@@ -84,6 +84,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
   from components.idx_example_gen import component as idx_component  # pylint: disable=g-import-not-at-top
   from components.idx_example_gen import idx  # pylint: disable=g-import-not-at-top
+  from pipeline import flags  # pylint: disable=g-import-not-at-top
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
   from pipeline import run_summary  # pylint: disable=g-import-not-at-top
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
@@ -106,11 +107,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       serving_dir=serving_dir,
       use_spans=use_spans,
       max_examples=args.max_examples,
-      hyperparameters=args.hyperparameters,
-      bless_threshold=args.bless_threshold,
-      bless_tolerance=args.bless_tolerance,
-      iwae_samples=args.iwae_samples,
-      warm_start=args.warm_start,
+      **flags.training_kwargs(args),
       beam_pipeline_args=default_beam_args() + args.beam_arg,
       metadata_connection_config=(
           tfx.orchestration.metadata.sqlite_metadata_connection_config(

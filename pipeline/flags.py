@@ -6,6 +6,7 @@ the dataclass default), so a new hyperparameter needs no runner change.
 
 import argparse
 import dataclasses
+from typing import Any, Dict
 
 from components.vae_evaluator import component as evaluator
 from models import vae
@@ -76,3 +77,17 @@ def hyperparameters_from_args(args: argparse.Namespace) -> vae.Hyperparameters:
   return vae.Hyperparameters(**{
       field.name: getattr(args, field.name)
       for field in dataclasses.fields(vae.Hyperparameters)})
+
+
+def training_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
+  """The `create_pipeline()` arguments the training and gate flags set.
+
+  Expects `args.hyperparameters` from `hyperparameters_from_args`.
+  """
+  return {
+      'hyperparameters': args.hyperparameters,
+      'bless_threshold': args.bless_threshold,
+      'bless_tolerance': args.bless_tolerance,
+      'iwae_samples': args.iwae_samples,
+      'warm_start': args.warm_start,
+  }
