@@ -21,17 +21,14 @@ import json
 import logging
 import os
 import pathlib
-import platform
-import re
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 from typing import Any, Dict, List, Optional
 
 import keras
-import tensorflow as tf
+
+from benchmarks import recording
 
 from models import data
 from models import export
@@ -90,17 +87,6 @@ def measure_pipeline(file_pattern: str, batch_size: int, seed: int,
   }
 
 
-def cpu_model() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or 'unknown'
-
-
 def write_markdown(path: pathlib.Path, result: Dict[str, Any]) -> None:
   """Adds or replaces this run's block in the trainer section of `path`."""
   hp = result['hyperparameters']
@@ -110,21 +96,14 @@ def write_markdown(path: pathlib.Path, result: Dict[str, Any]) -> None:
              f'{result["train_images"]:,} images')
   run = result['run_name']
   met = 'met' if result['target_met'] else 'NOT met'
-  block = '\n'.join([
-      f'<!-- run: {run} -->',
+  recording.write_run_block(path, section, run, [
       f'### `{run}`: latent_dim={hp["latent_dim"]}, '
       f'batch_size={hp["batch_size"]}, learning_rate={hp["learning_rate"]}, '
       f'lr_schedule={hp["lr_schedule"]}, '
       f'kl_warmup_epochs={hp["kl_warmup_epochs"]}',
       '',
-      f'- Date: {result["date_utc"]}; machine: {result["machine"]["cpus"]} '
-      f'CPU cores ({result["machine"]["cpu_model"]}), no GPU.',
-      f'- Versions: Python {result["versions"]["python"]}, TensorFlow '
-      f'{result["versions"]["tensorflow"]}, Keras '
-      f'{result["versions"]["keras"]}, TFX {result["versions"]["tfx"]}.',
-      f'- Command: `{result["command"]}`',
+      *recording.header_lines(result),
       f'- Hyperparameters: `{json.dumps(hp, sort_keys=True)}`',
-      f'- Results: `benchmarks/results/{result["results_file"]}`',
       '',
       '| Figure | Value |',
       '| --- | --- |',
@@ -153,23 +132,7 @@ def write_markdown(path: pathlib.Path, result: Dict[str, Any]) -> None:
       f'| Input pipeline alone, cached (shuffle + batch + to float) | '
       f'{result["pipeline"]["cached_images_per_s"]:,.0f} images/s |',
       f'| Total script wall time | {result["total_seconds"]:.0f} s |',
-      f'<!-- end run: {run} -->',
   ])
-  text = path.read_text() if path.exists() else '# Benchmarks\n'
-  if section not in text:
-    text = text.rstrip('\n') + f'\n\n{section}\n'
-  pattern = re.compile(
-      rf'<!-- run: {re.escape(run)} -->.*?<!-- end run: {re.escape(run)} -->',
-      re.S)
-  if pattern.search(text):
-    text = pattern.sub(lambda _: block, text)
-  else:
-    # Append at the end of the section (before the next '## ' heading).
-    start = text.index(section)
-    next_heading = text.find('\n## ', start + len(section))
-    end = len(text) if next_heading == -1 else next_heading
-    text = text[:end].rstrip('\n') + '\n\n' + block + '\n' + text[end:]
-  path.write_text(text.rstrip('\n') + '\n')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -260,13 +223,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
       'run_name': run_name,
       'results_file': f'{run_name}.json',
       'date_utc': now.strftime('%Y-%m-%d %H:%M UTC'),
-      'command': shlex.join(['.venv/bin/python', '-m', 'benchmarks.train_vae'] +
-                            (sys.argv[1:] if argv is None else argv)),
-      'machine': {'cpus': os.cpu_count(), 'cpu_model': cpu_model(),
-                  'platform': platform.platform()},
-      'versions': {'python': platform.python_version(),
-                   'tensorflow': tf.__version__, 'keras': keras.__version__,
-                   'tfx': _tfx_version()},
+      'command': recording.command_line('benchmarks.train_vae', argv),
+      **recording.machine_info(),
       'hyperparameters': hp.to_dict(),
       'train_images': pipeline['images'],
       'epochs_run': epochs_run,
@@ -286,21 +244,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                   for k, v in history.history.items()},
       'total_seconds': time.perf_counter() - script_start,
   }
-  with open(results_dir / result['results_file'], 'w') as f:
-    json.dump(result, f, indent=2)
-  logger.info('Wrote %s', results_dir / result['results_file'])
+  recording.write_results(result, str(results_dir))
   if args.markdown:
     write_markdown(pathlib.Path(args.markdown), result)
     logger.info('Updated %s', args.markdown)
   return result
-
-
-def _tfx_version() -> str:
-  try:
-    from tfx import version  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return 'not installed'
-  return version.__version__
 
 
 if __name__ == '__main__':

@@ -1,0 +1,105 @@
+"""Recording benchmark results: machine, versions, JSON files, BENCHMARKS.md.
+
+Shared by every script in benchmarks/, so each run is recorded the same way.
+"""
+
+import json
+import logging
+import os
+import pathlib
+import platform
+import re
+import shlex
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+
+def cpu_model() -> str:
+  """The CPU's model name, from /proc/cpuinfo."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or 'unknown'
+
+
+def _tfx_version() -> str:
+  try:
+    from tfx import version  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return 'not installed'
+  return version.__version__
+
+
+def machine_info() -> Dict[str, Any]:
+  """Machine and versions, as recorded by every benchmark."""
+  return {
+      'machine': {'cpus': os.cpu_count(), 'cpu_model': cpu_model(),
+                  'platform': platform.platform()},
+      'versions': {'python': platform.python_version(),
+                   'tensorflow': tf.__version__, 'keras': keras.__version__,
+                   'tfx': _tfx_version()},
+  }
+
+
+def header_lines(result: Dict[str, Any]) -> List[str]:
+  """Date, machine, versions, command and results file of a run."""
+  return [
+      f'- Date: {result["date_utc"]}; machine: {result["machine"]["cpus"]} '
+      f'CPU cores ({result["machine"]["cpu_model"]}), no GPU.',
+      f'- Versions: Python {result["versions"]["python"]}, TensorFlow '
+      f'{result["versions"]["tensorflow"]}, Keras '
+      f'{result["versions"]["keras"]}, TFX {result["versions"]["tfx"]}.',
+      f'- Command: `{result["command"]}`',
+      f'- Results: `benchmarks/results/{result["results_file"]}`',
+  ]
+
+
+def write_run_block(path: pathlib.Path, section: str, run: str,
+                    lines: Sequence[str]) -> None:
+  """Adds or replaces the `run` block (between markers) under `section`.
+
+  The section heading is appended at the end of the file if missing; other
+  sections are left untouched.
+  """
+  block = '\n'.join([f'<!-- run: {run} -->', *lines,
+                     f'<!-- end run: {run} -->'])
+  text = path.read_text() if path.exists() else '# Benchmarks\n'
+  if section not in text:
+    text = text.rstrip('\n') + f'\n\n{section}\n'
+  pattern = re.compile(
+      rf'<!-- run: {re.escape(run)} -->.*?<!-- end run: {re.escape(run)} -->',
+      re.S)
+  if pattern.search(text):
+    text = pattern.sub(lambda _: block, text)
+  else:
+    start = text.index(section)
+    next_heading = text.find('\n## ', start + len(section))
+    end = len(text) if next_heading == -1 else next_heading
+    text = text[:end].rstrip('\n') + '\n\n' + block + '\n' + text[end:]
+  path.write_text(text.rstrip('\n') + '\n')
+
+
+def command_line(module: str, argv: Optional[Sequence[str]]) -> str:
+  """The command that ran, as typed from the repository root."""
+  args = sys.argv[1:] if argv is None else list(argv)
+  return shlex.join(['.venv/bin/python', '-m', module] + args)
+
+
+def write_results(result: Dict[str, Any], results_dir: str) -> pathlib.Path:
+  """Writes `result` as JSON to results_dir/result['results_file']."""
+  directory = pathlib.Path(results_dir)
+  directory.mkdir(parents=True, exist_ok=True)
+  path = directory / result['results_file']
+  with open(path, 'w') as f:
+    json.dump(result, f, indent=2)
+  logger.info('Wrote %s', path)
+  return path
