@@ -24,7 +24,6 @@ import argparse
 import datetime
 import logging
 import os
-import pathlib
 import statistics
 import tempfile
 import time
@@ -191,11 +190,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       'target_speedup': TARGET_SPEEDUP,
       'target_met': speedup_saved >= TARGET_SPEEDUP,
   }
-  recording.write_results(result, args.results_dir)
-  if args.markdown:
-    recording.write_run_block(pathlib.Path(args.markdown), SECTION, run_name,
-                               markdown_lines(result))
-    logger.info('Updated %s', args.markdown)
+  recording.publish(result, args.results_dir, args.markdown, SECTION,
+                    markdown_lines(result))
   print(f'seed loop {seed["median_s"]:.2f} s, ours '
         f'{ours_keras["median_s"]:.4f} '
         f's (Keras) / {ours_saved["median_s"]:.4f} s (SavedModel): '

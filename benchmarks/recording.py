@@ -1,4 +1,5 @@
-"""Recording benchmark results: machine, versions, JSON files, BENCHMARKS.md.
+"""Timing and recording benchmark results: epoch times, machine, versions,
+JSON files and BENCHMARKS.md blocks.
 
 Shared by every script in benchmarks/, so each run is recorded the same way.
 """
@@ -11,6 +12,7 @@ import platform
 import re
 import shlex
 import sys
+import time
 from typing import Any, Dict, List, Optional, Sequence
 
 import keras
@@ -103,3 +105,27 @@ def write_results(result: Dict[str, Any], results_dir: str) -> pathlib.Path:
     json.dump(result, f, indent=2)
   logger.info('Wrote %s', path)
   return path
+
+
+def publish(result: Dict[str, Any], results_dir: str, markdown: str,
+            section: str, lines: Sequence[str]) -> None:
+  """Writes the JSON results and, if `markdown` is set, the run's block."""
+  write_results(result, results_dir)
+  if markdown:
+    write_run_block(pathlib.Path(markdown), section, result['run_name'], lines)
+    logger.info('Updated %s', markdown)
+
+
+class EpochTimer(keras.callbacks.Callback):
+  """Wall time of each epoch (validation included when fit validates)."""
+
+  def __init__(self):
+    super().__init__()
+    self.seconds: List[float] = []
+    self._start = 0.0
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start = time.perf_counter()
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.seconds.append(time.perf_counter() - self._start)

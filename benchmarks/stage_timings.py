@@ -29,7 +29,6 @@ import argparse
 import datetime
 import logging
 import os
-import pathlib
 import statistics
 import subprocess
 import sys
@@ -299,11 +298,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       'measured_now_summary': summarize_measured(
           [m for m in measurements if m.get('pipeline')]),
   }
-  recording.write_results(result, args.results_dir)
-  if args.markdown:
-    recording.write_run_block(pathlib.Path(args.markdown), SECTION, run_name,
-                               markdown_lines(result))
-    logger.info('Updated %s', args.markdown)
+  recording.publish(result, args.results_dir, args.markdown, SECTION,
+                    markdown_lines(result))
   for measured in measurements:
     timings = measured['timings']
     print(measured['label'])

@@ -174,19 +174,6 @@ def load_seed_digits(mnist_dir: pathlib.Path) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 
-class EpochTimer(keras.callbacks.Callback):
-  """Wall time of each epoch."""
-
-  def __init__(self):
-    super().__init__()
-    self.seconds: List[float] = []
-    self._start = 0.0
-
-  def on_epoch_begin(self, epoch, logs=None):
-    self._start = time.perf_counter()
-
-  def on_epoch_end(self, epoch, logs=None):
-    self.seconds.append(time.perf_counter() - self._start)
 
 
 def run_seed(mnist_digits: np.ndarray, epochs: int) -> Dict[str, Any]:
@@ -194,7 +181,7 @@ def run_seed(mnist_digits: np.ndarray, epochs: int) -> Dict[str, Any]:
   start = time.perf_counter()
   vae = SeedVAE(seed_encoder(), seed_decoder())
   vae.compile(optimizer=keras.optimizers.Adam())
-  timer = EpochTimer()
+  timer = recording.EpochTimer()
   history = vae.fit(mnist_digits, epochs=epochs, batch_size=128,
                     callbacks=[timer], verbose=0)
   return {
@@ -216,7 +203,7 @@ def run_ours(train_files: str, epochs: int, seed: int) -> Dict[str, Any]:
   fill_seconds = time.perf_counter() - fill_start
   images = count_images(train_ds)
   vae = vae_lib.build_vae(hp)
-  timer = EpochTimer()
+  timer = recording.EpochTimer()
   history = vae.fit(train_ds, epochs=hp.epochs, callbacks=[timer], verbose=0)
   return {
       'images': images,
@@ -332,8 +319,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   if args.markdown_from:
     with open(args.markdown_from) as f:
       result = json.load(f)
-    recording.write_run_block(pathlib.Path(args.markdown), SECTION, result['run_name'],
-                    markdown_lines(result))
+    recording.write_run_block(pathlib.Path(args.markdown), SECTION,
+                              result['run_name'], markdown_lines(result))
     return result
   script_start = time.perf_counter()
   now = datetime.datetime.now(datetime.timezone.utc)
@@ -389,11 +376,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       'target_met': ratio >= TARGET_RATIO,
       'total_seconds': time.perf_counter() - script_start,
   }
-  recording.write_results(result, args.results_dir)
-  if args.markdown:
-    recording.write_run_block(pathlib.Path(args.markdown), SECTION, run_name,
+  recording.publish(result, args.results_dir, args.markdown, SECTION,
                     markdown_lines(result))
-    logger.info('Updated %s', args.markdown)
   print(f'seed {seed["median_images_per_s"]:.0f} images/s '
         f'[{seed["min_images_per_s"]:.0f}, {seed["max_images_per_s"]:.0f}], '
         f'ours {ours["median_images_per_s"]:.0f} images/s '

@@ -43,19 +43,6 @@ SEED_REFERENCE = ('the seed re-run on these machines reached 146.05 nats on '
                   'the data it trained on (all 70,000 images)')
 
 
-class EpochTimer(keras.callbacks.Callback):
-  """Wall time of each epoch, validation included."""
-
-  def __init__(self):
-    super().__init__()
-    self.seconds: List[float] = []
-    self._start = 0.0
-
-  def on_epoch_begin(self, epoch, logs=None):
-    self._start = time.perf_counter()
-
-  def on_epoch_end(self, epoch, logs=None):
-    self.seconds.append(time.perf_counter() - self._start)
 
 
 def measure_pipeline(file_pattern: str, batch_size: int, seed: int,
@@ -196,7 +183,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
   pipeline = measure_pipeline(train_files, hp.batch_size, hp.seed)
   logger.info('Input pipeline: %s', pipeline)
 
-  timer = EpochTimer()
+  timer = recording.EpochTimer()
   log_dir = args.log_dir or tempfile.mkdtemp(prefix='train_vae_logs_')
   train_start = time.perf_counter()
   vae, history = train_lib.train(hp, train_files, eval_files, log_dir,
