@@ -122,12 +122,15 @@ class Executor(base_executor.BaseExecutor):
 
     out = evaluation.uri
     tf.io.gfile.makedirs(out)
-    manifold_path = os.path.join(out, MANIFOLD_FILE)
-    clusters_path = os.path.join(out, CLUSTERS_FILE)
-    plots.render_manifold(
+    manifold_png = plots.render_manifold(
         lambda z: candidate_model.decode(tf.constant(z)).numpy(),
-        candidate_model.latent_dim, manifold_path)
-    plots.render_clusters(candidate.z_mean, candidate.labels, clusters_path)
+        candidate_model.latent_dim)
+    clusters_png = plots.render_clusters(candidate.z_mean, candidate.labels)
+    # Through gfile, so the pictures land in gs:// pipeline roots too.
+    for name, png in ((MANIFOLD_FILE, manifold_png),
+                      (CLUSTERS_FILE, clusters_png)):
+      with tf.io.gfile.GFile(os.path.join(out, name), 'wb') as f:
+        f.write(png)
 
     summary = dict(candidate.metrics)
     summary.update(
@@ -144,10 +147,6 @@ class Executor(base_executor.BaseExecutor):
       note = f'No model is served from {serving_dir} yet.'
     else:
       note = f'Served model: {baseline_dir}, measured on the same images.'
-    with tf.io.gfile.GFile(manifold_path, 'rb') as f:
-      manifold_png = f.read()
-    with tf.io.gfile.GFile(clusters_path, 'rb') as f:
-      clusters_png = f.read()
     page = report.render(
         candidate=candidate.metrics, baseline=baseline, baseline_note=note,
         blessed=decision.blessed, reasons=decision.reasons,

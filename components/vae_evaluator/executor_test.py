@@ -232,12 +232,12 @@ def test_plots_for_other_latent_sizes(tmp_path):
   rng = np.random.default_rng(0)
   labels = rng.integers(0, 10, 500)
   for dim in (1, 5):
-    plots.render_clusters(rng.normal(size=(500, dim)), labels,
-                          str(tmp_path / f'c{dim}.png'))
-    plots.render_manifold(
+    (tmp_path / f'c{dim}.png').write_bytes(
+        plots.render_clusters(rng.normal(size=(500, dim)), labels))
+    (tmp_path / f'm{dim}.png').write_bytes(plots.render_manifold(
         lambda z: np.broadcast_to(np.abs(z[:, :1, None, None]) / 2,
                                   (len(z), 28, 28, 1)),
-        dim, str(tmp_path / f'm{dim}.png'))
+        dim))
     assert _png_stats(tmp_path / f'c{dim}.png')[0] == (1000, 1200)
     assert _png_stats(tmp_path / f'm{dim}.png')[0] == (1000, 1000)
 

@@ -10,6 +10,7 @@ principal components of z_mean. For latent_dim = 1, the manifold is one row
 over z[0] and the clusters plot z[0] against the label.
 """
 
+import io
 from typing import Callable, Tuple
 
 import numpy as np
@@ -46,9 +47,15 @@ def manifold_grid(decode: Callable[[np.ndarray], np.ndarray], latent_dim: int,
   return image, grid_x, grid_y
 
 
-def render_manifold(decode: Callable[[np.ndarray], np.ndarray], latent_dim: int,
-                    path: str) -> None:
-  """Writes the seed's `plot_latent_space` picture to `path` (PNG)."""
+def _png(figure: Figure) -> bytes:
+  buffer = io.BytesIO()
+  FigureCanvasAgg(figure).print_png(buffer)
+  return buffer.getvalue()
+
+
+def render_manifold(decode: Callable[[np.ndarray], np.ndarray],
+                    latent_dim: int) -> bytes:
+  """The seed's `plot_latent_space` picture, as PNG bytes."""
   image, grid_x, grid_y = manifold_grid(decode, latent_dim)
   figure = Figure(figsize=MANIFOLD_FIGSIZE, dpi=DPI)
   axes = figure.add_subplot()
@@ -65,7 +72,7 @@ def render_manifold(decode: Callable[[np.ndarray], np.ndarray], latent_dim: int,
   if latent_dim > 2:
     title += f' (z[2:{latent_dim}] = 0)'
   axes.set_title(title)
-  FigureCanvasAgg(figure).print_png(path)
+  return _png(figure)
 
 
 def _project(z_mean: np.ndarray) -> Tuple[np.ndarray, str, str]:
@@ -81,8 +88,8 @@ def _project(z_mean: np.ndarray) -> Tuple[np.ndarray, str, str]:
 
 
 def render_clusters(z_mean: np.ndarray, labels: np.ndarray,
-                    path: str, seed: int = 0) -> None:
-  """Writes the seed's `plot_label_clusters` picture to `path` (PNG)."""
+                    seed: int = 0) -> bytes:
+  """The seed's `plot_label_clusters` picture, as PNG bytes."""
   coords, x_label, y_label = _project(z_mean)
   if z_mean.shape[1] == 1:  # z[0] against the label, jittered to show density
     jitter = np.random.default_rng(seed).uniform(-0.3, 0.3, len(z_mean))
@@ -96,4 +103,4 @@ def render_clusters(z_mean: np.ndarray, labels: np.ndarray,
   axes.set_xlabel(x_label)
   axes.set_ylabel(y_label)
   axes.set_title(f'z_mean of {len(z_mean)} eval images, coloured by label')
-  FigureCanvasAgg(figure).print_png(path)
+  return _png(figure)
