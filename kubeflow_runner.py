@@ -510,7 +510,7 @@ def run_command(args: argparse.Namespace) -> Dict[str, str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   # TensorFlow reads its log level when imported: configure logging first.
-  console.configure_logging('--verbose' in argv)
+  console.configure_logging(console.verbose_requested(argv))
   args = parse_args(argv)
   from google.api_core import exceptions as google_exceptions  # pylint: disable=g-import-not-at-top
   from google.auth import exceptions as auth_exceptions  # pylint: disable=g-import-not-at-top

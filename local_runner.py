@@ -20,13 +20,6 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA_DIR = os.path.join(_HERE, 'data', 'mnist')
 
 
-def _verbose_requested(argv: Sequence[str]) -> bool:
-  """--verbose, read before anything imports TensorFlow."""
-  pre = argparse.ArgumentParser(add_help=False)
-  pre.add_argument('--verbose', action='store_true')
-  return pre.parse_known_args(argv)[0].verbose
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   from pipeline import flags  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(
@@ -80,7 +73,7 @@ def default_beam_args() -> List[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   # TensorFlow reads its log level when imported: configure logging first.
-  console.configure_logging(_verbose_requested(argv))
+  console.configure_logging(console.verbose_requested(argv))
   args = parse_args(argv)
   from components.idx_example_gen import component as idx_component  # pylint: disable=g-import-not-at-top
   from components.idx_example_gen import idx  # pylint: disable=g-import-not-at-top

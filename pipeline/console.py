@@ -12,11 +12,12 @@ buries the few lines a user wants. By default `configure_logging` shows:
 `verbose=True` shows every framework's INFO logs instead.
 """
 
+import argparse
 import logging
 import os
 import time
 import warnings
-from typing import Dict
+from typing import Dict, Sequence
 
 # Loggers of this project's code.
 PROJECT_LOGGERS = ('components', 'pipeline', 'models', 'local_runner',
@@ -69,6 +70,13 @@ class ComponentProgress(logging.Filter):
       outcome = 'cached' if self._cached else 'finished'
       return self._rewrite(record, f'%s {outcome} in %.1f s', (name, seconds))
     return record.levelno >= self._min_level
+
+
+def verbose_requested(argv: Sequence[str]) -> bool:
+  """Whether argv asks for --verbose, read before TensorFlow is imported."""
+  pre = argparse.ArgumentParser(add_help=False)
+  pre.add_argument('--verbose', action='store_true')
+  return pre.parse_known_args(argv)[0].verbose
 
 
 def configure_logging(verbose: bool = False) -> None:
