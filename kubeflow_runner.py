@@ -25,15 +25,16 @@ Run `python kubeflow_runner.py compile --help` or `deploy --help` for flags.
 """
 
 import argparse
-import datetime
 import logging
 import os
 import re
 import sys
 import tempfile
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from pipeline import console
+from pipeline import kubeflow_deploy
+from pipeline.kubeflow_deploy import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -46,21 +47,7 @@ DEFAULT_BEAM_ARGS = (
     '--direct_num_workers=0',
 )
 DEFAULT_EXPERIMENT = 'mnist-vae-tfx'
-DEFAULT_MAX_CONCURRENCY = 1
-# KFP's cron (robfig/cron) has six fields, seconds first; Vertex AI's has the
-# usual five, optionally after a "TZ=..." or "CRON_TZ=..." prefix.
-KFP_CRON_FIELDS = 6
-VERTEX_CRON_FIELDS = 5
 _URI_RE = re.compile(r'^[a-z][a-z0-9+.-]*://', re.IGNORECASE)
-_TZ_PREFIX_RE = re.compile(r'^(CRON_TZ|TZ)=\S+\s+')
-
-
-class UsageError(ValueError):
-  """A flag value that cannot work on a cluster; the message says why."""
-
-
-# ----------------------------------------------------------------------------
-# Flags.
 
 
 def _add_pipeline_flags(parser: argparse.ArgumentParser,
@@ -144,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
       '"0 3 * * *" or "TZ=Europe/Berlin 0 3 * * *".')
   deploy_parser.add_argument(
       '--max-concurrency', type=flags.positive_int,
-      default=DEFAULT_MAX_CONCURRENCY, metavar='N',
+      default=kubeflow_deploy.DEFAULT_MAX_CONCURRENCY, metavar='N',
       help='runs of this schedule that may run at once; 1 keeps two runs '
       'from pushing to --serving-root concurrently.')
   deploy_parser.add_argument(
@@ -221,10 +208,10 @@ def _check_args(args: argparse.Namespace) -> None:
             f'{flag} {value}: must be a URI every task pod can reach, such as '
             'gs://BUCKET/path; a local path exists only on this machine')
   if args.command == 'compile':
-    check_package_path(args.output)
+    kubeflow_deploy.check_package_path(args.output)
     return
   if args.package:
-    check_package_path(args.package)
+    kubeflow_deploy.check_package_path(args.package)
     given = [flag for flag, value in compile_flags.items() if value]
     if given:
       raise UsageError(
@@ -233,40 +220,11 @@ def _check_args(args: argparse.Namespace) -> None:
   if args.vertex:
     if not (args.project and args.region):
       raise UsageError('--vertex needs --project and --region')
-    check_cron(args.cron, VERTEX_CRON_FIELDS)
+    kubeflow_deploy.check_cron(args.cron, kubeflow_deploy.VERTEX_CRON_FIELDS)
   else:
     if not args.host:
       raise UsageError('--host is required (or --vertex)')
-    check_cron(args.cron, KFP_CRON_FIELDS)
-
-
-def check_package_path(path: str) -> None:
-  """Only YAML packages: kfp.Client 2.0.1 rejects .json pipeline packages."""
-  if not path.endswith(('.yaml', '.yml')):
-    raise UsageError(
-        f'{path}: the package must be a .yaml or .yml file (kfp.Client '
-        'accepts .yaml, .yml, .zip, .tar.gz and rejects .json)')
-
-
-def check_cron(cron: str, fields: int) -> None:
-  """Checks the number of cron fields for KFP (6) or Vertex AI (5)."""
-  if cron.startswith('@'):  # @daily, @every 6h, ...: robfig/cron only.
-    if fields == KFP_CRON_FIELDS:
-      return
-    raise UsageError(f'--cron {cron!r}: Vertex AI needs a 5-field cron')
-  body = _TZ_PREFIX_RE.sub('', cron) if fields == VERTEX_CRON_FIELDS else cron
-  count = len(body.split())
-  if count == fields:
-    return
-  if fields == KFP_CRON_FIELDS and count == VERTEX_CRON_FIELDS:
-    raise UsageError(
-        f'--cron {cron!r}: Kubeflow Pipelines cron has 6 fields, seconds '
-        f'first; did you mean "0 {cron}"?')
-  if fields == VERTEX_CRON_FIELDS and count == KFP_CRON_FIELDS:
-    raise UsageError(
-        f'--cron {cron!r}: Vertex AI cron has 5 fields (no seconds); did you '
-        f'mean "{" ".join(body.split()[1:])}"?')
-  raise UsageError(f'--cron {cron!r}: expected {fields} fields, got {count}')
+    kubeflow_deploy.check_cron(args.cron, kubeflow_deploy.KFP_CRON_FIELDS)
 
 
 # ----------------------------------------------------------------------------
@@ -278,9 +236,8 @@ def compile_pipeline(args: argparse.Namespace, output: str) -> str:
   from pipeline import flags  # pylint: disable=g-import-not-at-top
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-  import yaml  # pylint: disable=g-import-not-at-top
 
-  check_package_path(output)
+  kubeflow_deploy.check_package_path(output)
   output = os.path.abspath(output)
   pipeline = pipeline_lib.create_pipeline(
       pipeline_name=pipeline_lib.PIPELINE_NAME,
@@ -302,185 +259,12 @@ def compile_pipeline(args: argparse.Namespace, output: str) -> str:
       output_dir=os.path.dirname(output),
       output_filename=os.path.basename(output))
   runner.run(pipeline)
-  # The YAML holds only the PipelineSpec, so the pipeline root (which TFX
-  # puts in the PipelineJob's runtime config) would be lost and KFP would
-  # write outputs to its default minio:// root, which TensorFlow cannot open.
-  # Record it as the spec's defaultPipelineRoot, as `kfp.dsl.pipeline` does.
-  with open(output, encoding='utf-8') as f:
-    text = f.read()
-  header = ''.join(line for line in text.splitlines(keepends=True)
-                   if line.startswith('#'))
-  spec = yaml.safe_load(text)
-  spec['defaultPipelineRoot'] = args.pipeline_root
-  with open(output, 'w', encoding='utf-8') as f:
-    f.write(header)
-    yaml.safe_dump(spec, f, sort_keys=True)
+  kubeflow_deploy.set_default_pipeline_root(output, args.pipeline_root)
   logger.info('Compiled %s for image %s (pipeline root %s, data root %s, '
               'caching %s) to %s', pipeline_lib.PIPELINE_NAME, args.image,
               args.pipeline_root, args.data_root,
               'on' if args.enable_cache else 'off', output)
   return output
-
-
-# ----------------------------------------------------------------------------
-# deploy
-
-
-def read_package(path: str) -> Dict[str, Any]:
-  """The pipeline name and default pipeline root of a compiled package."""
-  import yaml  # pylint: disable=g-import-not-at-top
-  with open(path, encoding='utf-8') as f:
-    spec = yaml.safe_load(f)
-  return {'name': spec['pipelineInfo']['name'],
-          'pipeline_root': spec.get('defaultPipelineRoot')}
-
-
-def _timestamp() -> str:
-  return datetime.datetime.now(datetime.timezone.utc).strftime(
-      '%Y%m%d-%H%M%S')
-
-
-def deploy_kfp(package: str, *, host: str, cron: str, experiment: str,
-               max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-               schedule_name: Optional[str] = None,
-               version_name: Optional[str] = None,
-               namespace: Optional[str] = None, catchup: bool = False,
-               keep_existing: bool = False) -> Dict[str, str]:
-  """Uploads `package` to KFP and creates a recurring run of it.
-
-  Args:
-    package: compiled YAML package.
-    host: KFP API endpoint.
-    cron: 6-field cron expression (seconds first).
-    experiment: experiment name; created if it does not exist.
-    max_concurrency: how many runs of the schedule may run at once.
-    schedule_name: recurring run display name.
-    version_name: pipeline version name.
-    namespace: Kubernetes namespace (multi-user deployments).
-    catchup: backfill missed intervals.
-    keep_existing: keep recurring runs of the same name in the experiment.
-
-  Returns:
-    The ids: pipeline_id, pipeline_version_id, experiment_id,
-    recurring_run_id, and the deleted recurring runs' ids, comma-separated.
-  """
-  import kfp  # pylint: disable=g-import-not-at-top
-
-  check_package_path(package)
-  check_cron(cron, KFP_CRON_FIELDS)
-  info = read_package(package)
-  name = info['name']
-  version_name = version_name or f'{name}-{_timestamp()}'
-  schedule_name = schedule_name or f'{name} retraining'
-  client = kfp.Client(host=host, namespace=namespace or 'kubeflow')
-
-  pipeline_id = client.get_pipeline_id(name)
-  if pipeline_id is None:
-    pipeline = client.upload_pipeline(
-        package, pipeline_name=name, namespace=namespace,
-        description='mnist-vae-tfx: TFX pipeline training the MNIST VAE')
-    pipeline_id = pipeline.pipeline_id
-    # Uploading a pipeline also creates its first version: find its id.
-    versions = client.list_pipeline_versions(
-        pipeline_id, page_size=1, sort_by='created_at desc')
-    if not versions.pipeline_versions:
-      raise RuntimeError(f'pipeline {pipeline_id} was uploaded without a '
-                         'version')
-    version_id = versions.pipeline_versions[0].pipeline_version_id
-    logger.info('Uploaded new pipeline %s (%s), version %s', name,
-                pipeline_id, version_id)
-  else:
-    version = client.upload_pipeline_version(
-        package, pipeline_version_name=version_name, pipeline_id=pipeline_id)
-    version_id = version.pipeline_version_id
-    logger.info('Uploaded version %s (%s) of pipeline %s (%s)', version_name,
-                version_id, name, pipeline_id)
-
-  experiment_id = client.create_experiment(
-      name=experiment, namespace=namespace).experiment_id
-  old_ids = [] if keep_existing else _recurring_run_ids(
-      client, experiment_id, schedule_name, namespace)
-  recurring_run = client.create_recurring_run(
-      experiment_id=experiment_id,
-      job_name=schedule_name,
-      description=f'Retrains {name} on the data in its data root.',
-      cron_expression=cron,
-      max_concurrency=max_concurrency,
-      no_catchup=not catchup,
-      pipeline_id=pipeline_id,
-      version_id=version_id,
-      enabled=True,
-      pipeline_root=info['pipeline_root'],
-  )
-  for old_id in old_ids:
-    client.delete_recurring_run(old_id)
-    logger.info('Deleted recurring run %s, replaced by %s', old_id,
-                recurring_run.recurring_run_id)
-  logger.info('Recurring run %r (%s) in experiment %r (%s): cron %r, at most '
-              '%d at once', schedule_name, recurring_run.recurring_run_id,
-              experiment, experiment_id, cron, max_concurrency)
-  return {
-      'pipeline_id': pipeline_id,
-      'pipeline_version_id': version_id,
-      'experiment_id': experiment_id,
-      'recurring_run_id': recurring_run.recurring_run_id,
-      'replaced_recurring_run_ids': ','.join(old_ids),
-  }
-
-
-def _recurring_run_ids(client: Any, experiment_id: str, display_name: str,
-                       namespace: Optional[str]) -> List[str]:
-  """Ids of the experiment's recurring runs named `display_name`."""
-  ids, page_token = [], ''
-  while True:
-    response = client.list_recurring_runs(
-        page_token=page_token, page_size=100, experiment_id=experiment_id,
-        namespace=namespace)
-    ids += [run.recurring_run_id for run in response.recurring_runs or []
-            if run.display_name == display_name]
-    page_token = response.next_page_token
-    if not page_token:
-      return ids
-
-
-def deploy_vertex(package: str, *, project: str, region: str, cron: str,
-                  max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-                  schedule_name: Optional[str] = None,
-                  service_account: Optional[str] = None) -> Dict[str, str]:
-  """Creates a Vertex AI Pipelines schedule of `package`.
-
-  Args:
-    package: compiled YAML package.
-    project: Google Cloud project.
-    region: Vertex AI region.
-    cron: 5-field cron expression, optionally after "TZ=...".
-    max_concurrency: how many runs of the schedule may run at once.
-    schedule_name: schedule display name.
-    service_account: service account the runs use.
-
-  Returns:
-    The schedule's resource name.
-  """
-  from google.cloud import aiplatform  # pylint: disable=g-import-not-at-top
-
-  check_package_path(package)
-  check_cron(cron, VERTEX_CRON_FIELDS)
-  info = read_package(package)
-  job = aiplatform.PipelineJob(
-      display_name=info['name'],
-      template_path=package,
-      pipeline_root=info['pipeline_root'],
-      enable_caching=None,  # As compiled (off unless --enable-cache).
-      project=project,
-      location=region)
-  schedule = job.create_schedule(
-      cron=cron,
-      display_name=schedule_name or f'{info["name"]} retraining',
-      max_concurrent_run_count=max_concurrency,
-      service_account=service_account)
-  logger.info('Vertex AI schedule %s: cron %r, at most %d at once',
-              schedule.resource_name, cron, max_concurrency)
-  return {'schedule': schedule.resource_name}
 
 
 # ----------------------------------------------------------------------------
@@ -494,12 +278,12 @@ def run_command(args: argparse.Namespace) -> Dict[str, str]:
     package = args.package or compile_pipeline(
         args, os.path.join(tmp, 'pipeline.yaml'))
     if args.vertex:
-      return deploy_vertex(
+      return kubeflow_deploy.deploy_vertex(
           package, project=args.project, region=args.region, cron=args.cron,
           max_concurrency=args.max_concurrency,
           schedule_name=args.schedule_name,
           service_account=args.service_account)
-    return deploy_kfp(
+    return kubeflow_deploy.deploy_kfp(
         package, host=args.host, cron=args.cron, experiment=args.experiment,
         max_concurrency=args.max_concurrency,
         schedule_name=args.schedule_name, version_name=args.version_name,

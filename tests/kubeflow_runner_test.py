@@ -225,15 +225,6 @@ def test_bad_flags_are_usage_errors(argv, message, capsys):
   assert message in capsys.readouterr().err
 
 
-def test_cron_checks():
-  kubeflow_runner.check_cron('0 0 3 * * *', kubeflow_runner.KFP_CRON_FIELDS)
-  kubeflow_runner.check_cron('@every 6h', kubeflow_runner.KFP_CRON_FIELDS)
-  kubeflow_runner.check_cron('TZ=Europe/Berlin 0 3 * * 1',
-                             kubeflow_runner.VERTEX_CRON_FIELDS)
-  with pytest.raises(kubeflow_runner.UsageError):
-    kubeflow_runner.check_cron('@daily', kubeflow_runner.VERTEX_CRON_FIELDS)
-
-
 def test_deploy_to_kfp_api(package, tmp_path, monkeypatch, capsys):
   """Against a fake KFP API server on 127.0.0.1: no real cluster is used."""
   # No ~/.config/kfp/context.json: the client behaves as on a fresh machine.
