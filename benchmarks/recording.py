@@ -129,3 +129,25 @@ class EpochTimer(keras.callbacks.Callback):
 
   def on_epoch_end(self, epoch, logs=None):
     self.seconds.append(time.perf_counter() - self._start)
+
+
+class StepTimer(keras.callbacks.Callback):
+  """Wall time of each training step (batch), first step of each epoch out.
+
+  The first step of an epoch also waits for the input pipeline's first batch
+  (and, in the first epoch, the tracing), so it is left out.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self.seconds: List[float] = []
+    self._last: Optional[float] = None
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._last = None
+
+  def on_train_batch_end(self, batch, logs=None):
+    now = time.perf_counter()
+    if self._last is not None:
+      self.seconds.append(now - self._last)
+    self._last = now

@@ -9,8 +9,10 @@ measured together count):
   images (train + test) as one in-memory float32 numpy array, `Adam()` and
   `fit(mnist_digits, batch_size=128)`.
 - ours: what the TFX Trainer runs (`models.train.train`): the TFRecord input
-  pipeline `models.data.make_dataset` over ExampleGen's 60,000-image
-  `Split-train`, `models.vae.build_vae` (true -ELBO loss) and `fit`.
+  pipeline `models.data.make_training_dataset` over ExampleGen's
+  60,000-image `Split-train`, `models.vae.build_vae` (true -ELBO loss) and
+  `fit(steps_per_epoch=...)`, in the
+  Trainer's default precision (`--precision` to choose another).
 
 Each round builds fresh models for both (so every fit traces and, for ours,
 fills its cache again) and trains each for `--epochs` epochs; the first epoch
@@ -49,6 +51,7 @@ from keras import ops
 
 from components.idx_example_gen import idx
 from models import data
+from models import precision as precision_lib
 from models import vae as vae_lib
 
 logger = logging.getLogger(__name__)
@@ -192,19 +195,24 @@ def run_seed(mnist_digits: np.ndarray, epochs: int) -> Dict[str, Any]:
   }
 
 
-def run_ours(train_files: str, epochs: int, seed: int) -> Dict[str, Any]:
+def run_ours(train_files: str, epochs: int, seed: int,
+             precision: str) -> Dict[str, Any]:
   """One fit of a fresh VAE on the Trainer's input pipeline."""
   start = time.perf_counter()
-  hp = vae_lib.Hyperparameters(epochs=epochs, seed=seed)
+  hp = vae_lib.Hyperparameters(epochs=epochs, seed=seed, precision=precision)
   keras.utils.set_random_seed(hp.seed)
   fill_start = time.perf_counter()
-  train_ds = data.make_dataset(train_files, hp.batch_size, shuffle=True,
-                               seed=hp.seed)
+  train_ds, steps_per_epoch = data.make_training_dataset(
+      train_files, hp.batch_size, seed=hp.seed)
   fill_seconds = time.perf_counter() - fill_start
-  images = count_images(train_ds)
+  # Every batch is full: an epoch of ceil(60,000 / 128) steps is 60,032
+  # images.
+  images = steps_per_epoch * hp.batch_size
   vae = vae_lib.build_vae(hp)
   timer = recording.EpochTimer()
-  history = vae.fit(train_ds, epochs=hp.epochs, callbacks=[timer], verbose=0)
+  history = vae.fit(train_ds, epochs=hp.epochs,
+                    steps_per_epoch=steps_per_epoch, callbacks=[timer],
+                    verbose=0)
   return {
       'images': images,
       'dataset_fill_seconds': fill_seconds,
@@ -212,11 +220,6 @@ def run_ours(train_files: str, epochs: int, seed: int) -> Dict[str, Any]:
       'total_seconds': time.perf_counter() - start,
       'final_loss': float(history.history['loss'][-1]),
   }
-
-
-def count_images(dataset: tf.data.Dataset) -> int:
-  """Images in one pass of a batched image dataset (a fast pass: cached)."""
-  return sum(int(images.shape[0]) for images in dataset)
 
 
 def summarize(images: int, fits: Sequence[Dict[str, Any]],
@@ -266,8 +269,9 @@ def markdown_lines(result: Dict[str, Any]) -> List[str]:
       'includes its tf.data pipeline (cache filled before fit, median '
       f'{fill_seconds:.1f} s, not in the epoch times).',
       '',
-      '| Figure | Seed loop (numpy, 70,000 images) | Trainer path '
-      '(TFRecords, 60,000 images) |',
+      '| Figure | Seed loop (numpy, 70,000 images, float32) | Trainer path '
+      f'(TFRecords, 60,000 images, '
+      f'{result.get("ours_resolved_precision", "float32")}) |',
       '| --- | --- | --- |',
       f'| Median images/s | {seed["median_images_per_s"]:,.0f} | '
       f'{ours["median_images_per_s"]:,.0f} |',
@@ -300,6 +304,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                       help='epochs per fit, the first being warm-up')
   parser.add_argument('--warmup-epochs', type=int, default=1)
   parser.add_argument('--seed', type=int, default=42)
+  parser.add_argument('--precision', choices=precision_lib.PRECISIONS,
+                      default=vae_lib.Hyperparameters().precision,
+                      help="the Trainer path's training precision (default: "
+                      "the Trainer's); the seed's loop is float32 as written")
   parser.add_argument('--tag', default='')
   parser.add_argument('--results-dir',
                       default=str(REPO_ROOT / 'benchmarks' / 'results'))
@@ -341,7 +349,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         fit = run_seed(mnist_digits, args.epochs)
         seed_fits.append(fit)
       else:
-        fit = run_ours(train_files, args.epochs, args.seed)
+        fit = run_ours(train_files, args.epochs, args.seed, args.precision)
         our_fits.append(fit)
       logger.info('  epoch seconds: %s',
                   ', '.join(f'{s:.1f}' for s in fit['epoch_seconds']))
@@ -370,6 +378,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       'fresh_models_each_round': True,
       'seed': {**seed, 'fits': seed_fits},
       'ours': {**ours, 'fits': our_fits},
+      'ours_precision': args.precision,
+      'ours_resolved_precision': precision_lib.resolve(args.precision),
       'ratio_of_medians': ratio,
       'per_round_ratios': per_round,
       'target_ratio': TARGET_RATIO,

@@ -32,6 +32,7 @@ from benchmarks import recording
 
 from models import data
 from models import export
+from models import precision as precision_lib
 from models import train as train_lib
 from models import vae as vae_lib
 
@@ -87,7 +88,8 @@ def write_markdown(path: pathlib.Path, result: Dict[str, Any]) -> None:
       f'### `{run}`: latent_dim={hp["latent_dim"]}, '
       f'batch_size={hp["batch_size"]}, learning_rate={hp["learning_rate"]}, '
       f'lr_schedule={hp["lr_schedule"]}, '
-      f'kl_warmup_epochs={hp["kl_warmup_epochs"]}',
+      f'kl_warmup_epochs={hp["kl_warmup_epochs"]}, '
+      f'precision={result.get("resolved_precision", "float32")}',
       '',
       *recording.header_lines(result),
       f'- Hyperparameters: `{json.dumps(hp, sort_keys=True)}`',
@@ -140,6 +142,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                       default=defaults.lr_final_fraction)
   parser.add_argument('--kl-warmup-epochs', type=int,
                       default=defaults.kl_warmup_epochs)
+  parser.add_argument('--precision', choices=precision_lib.PRECISIONS,
+                      default=defaults.precision,
+                      help='training precision; the model is scored in '
+                      'float32 (as exported) either way')
   parser.add_argument('--eval-samples', type=int, default=10,
                       help='z draws per held-out image for the -ELBO estimate')
   parser.add_argument('--tag', default='',
@@ -174,7 +180,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
       batch_size=args.batch_size, learning_rate=args.learning_rate,
       seed=args.seed, lr_schedule=args.lr_schedule,
       lr_final_fraction=args.lr_final_fraction,
-      kl_warmup_epochs=args.kl_warmup_epochs)
+      kl_warmup_epochs=args.kl_warmup_epochs, precision=args.precision)
   train_files = os.path.join(args.examples_dir, 'Split-train', '*')
   eval_files = os.path.join(args.examples_dir, 'Split-eval', '*')
   run_name = f'train_vae_{now:%Y-%m-%d}' + (f'_{args.tag}' if args.tag else '')
@@ -193,11 +199,14 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
   eval_start = time.perf_counter()
   keras.utils.set_random_seed(hp.seed)
+  # Scored as exported and served: in float32, whatever it trained in.
+  scored = vae_lib.float32_copy(vae)
   held_out = vae_lib.evaluate_negative_elbo(
-      vae, data.make_dataset(eval_files, 1000, shuffle=False),
+      scored, data.make_dataset(eval_files, 1000, shuffle=False),
       num_samples=args.eval_samples)
   train_split = vae_lib.evaluate_negative_elbo(
-      vae, data.make_dataset(train_files, 1000, shuffle=False), num_samples=1)
+      scored, data.make_dataset(train_files, 1000, shuffle=False),
+      num_samples=1)
   eval_seconds = time.perf_counter() - eval_start
   logger.info('Held out: %s', held_out)
   if args.model_dir:
@@ -213,6 +222,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
       'command': recording.command_line('benchmarks.train_vae', argv),
       **recording.machine_info(),
       'hyperparameters': hp.to_dict(),
+      'resolved_precision': precision_lib.resolve(hp.precision),
       'train_images': pipeline['images'],
       'epochs_run': epochs_run,
       'held_out': held_out,

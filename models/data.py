@@ -13,7 +13,8 @@ epoch on no file is read and nothing is parsed.
 """
 
 import logging
-from typing import List, Optional, Sequence, Union
+import math
+from typing import List, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
@@ -67,6 +68,42 @@ def _to_float(images, labels):
   return tf.cast(images, tf.float32) / 255.0, labels
 
 
+def _read_and_cache(files: List[str]) -> Tuple[tf.data.Dataset, int]:
+  """(uint8 image, label) examples of `files`, cached in memory; their count.
+
+  Counting fills the cache now (the first epoch would read the files anyway)
+  and gives the dataset a known length.
+  """
+  dataset = _read(files)
+  dataset = dataset.cache()
+  count = int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+  if count == 0:
+    raise ValueError(f'No example in {files}')
+  logger.info('Cached %d images from %d file(s)', count, len(files))
+  return dataset.apply(tf.data.experimental.assert_cardinality(count)), count
+
+
+def _read(files: List[str]) -> tf.data.Dataset:
+  """(uint8 image, label) examples of `files`, read and parsed in blocks."""
+  logger.info('Reading %d file(s), first %s', len(files), files[0])
+  dataset = tf.data.TFRecordDataset(
+      files, compression_type='GZIP',
+      num_parallel_reads=min(len(files), 8) if len(files) > 1 else None)
+  return dataset.batch(_PARSE_BLOCK).map(
+      _parse_block, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+
+
+def _batch_and_convert(dataset: tf.data.Dataset, batch_size: int,
+                       with_labels: bool,
+                       drop_remainder: bool) -> tf.data.Dataset:
+  """Batches, converts to float in [0, 1], drops labels unless asked for."""
+  dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+  dataset = dataset.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
+  if not with_labels:
+    dataset = dataset.map(lambda images, labels: images)
+  return dataset.prefetch(tf.data.AUTOTUNE)
+
+
 def make_dataset(file_pattern: FilePattern,
                  batch_size: int,
                  *,
@@ -77,6 +114,8 @@ def make_dataset(file_pattern: FilePattern,
                  shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
                  drop_remainder: bool = False) -> tf.data.Dataset:
   """A dataset of ExampleGen's images, for one pass (repeat it yourself).
+
+  For training, prefer `make_training_dataset` (one endless stream).
 
   Args:
     file_pattern: a glob, or a list of files and/or globs, of GZIP TFRecords.
@@ -95,28 +134,43 @@ def make_dataset(file_pattern: FilePattern,
     and int64 labels [B] when `with_labels`.
   """
   files = expand_file_pattern(file_pattern)
-  logger.info('Reading %d file(s), first %s', len(files), files[0])
-  autotune = tf.data.AUTOTUNE
-  dataset = tf.data.TFRecordDataset(
-      files, compression_type='GZIP',
-      num_parallel_reads=min(len(files), 8) if len(files) > 1 else None)
-  dataset = dataset.batch(_PARSE_BLOCK).map(
-      _parse_block, num_parallel_calls=autotune).unbatch()
   if cache:
-    dataset = dataset.cache()
-    # Counting fills the cache now (the first epoch would read the files
-    # anyway) and gives the dataset a known length, so Keras knows the
-    # epoch's steps instead of warning that the input "ran out of data".
-    count = int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
-    if count == 0:
-      raise ValueError(f'No example in {files}')
-    logger.info('Cached %d images from %d file(s)', count, len(files))
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
+    dataset, _ = _read_and_cache(files)
+  else:
+    dataset = _read(files)
   if shuffle:
     dataset = dataset.shuffle(shuffle_buffer, seed=seed,
                               reshuffle_each_iteration=True)
-  dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-  dataset = dataset.map(_to_float, num_parallel_calls=autotune)
-  if not with_labels:
-    dataset = dataset.map(lambda images, labels: images)
-  return dataset.prefetch(autotune)
+  return _batch_and_convert(dataset, batch_size, with_labels, drop_remainder)
+
+
+def make_training_dataset(
+    file_pattern: FilePattern,
+    batch_size: int,
+    *,
+    seed: Optional[int] = None,
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER) -> Tuple[tf.data.Dataset, int]:
+  """An endless stream of full, shuffled training batches; steps per epoch.
+
+  The images are cached, reshuffled for every pass and repeated *before*
+  batching, so every batch has `batch_size` images (a batch may span two
+  passes) and one iterator serves the whole training. Fit it with
+  `steps_per_epoch` = the second value, ceil(images / batch_size): an epoch
+  is then one pass over the data, as with a finite dataset.
+
+  Why: with a finite dataset Keras makes a new iterator every epoch, and the
+  smaller last batch gives the train step a second input shape. On the
+  project's machines that combination stalled the start of about every
+  second epoch by 9-10 s (BENCHMARKS.md, "Speed work"); the endless stream
+  of equal batches does not.
+
+  Returns:
+    (batches of float32 images [batch_size, 28, 28, 1] in [0, 1],
+     steps per epoch).
+  """
+  dataset, count = _read_and_cache(expand_file_pattern(file_pattern))
+  dataset = dataset.shuffle(shuffle_buffer, seed=seed,
+                            reshuffle_each_iteration=True).repeat()
+  dataset = _batch_and_convert(dataset, batch_size, with_labels=False,
+                               drop_remainder=True)
+  return dataset, math.ceil(count / batch_size)

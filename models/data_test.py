@@ -56,6 +56,29 @@ def test_shuffle_is_seeded_reshuffles_and_keeps_every_image(tmp_path):
   np.testing.assert_array_equal(first, again_first)
 
 
+def test_training_stream_is_full_batches_covering_every_image(tmp_path):
+  write_examples_dir(tmp_path, 100, 10)
+  pattern = str(tmp_path / 'Split-train' / '*')
+  dataset, steps = data.make_training_dataset(pattern, 32, seed=3)
+  assert steps == 4  # ceil(100 / 32)
+  assert dataset.cardinality() == -1  # Endless: one iterator for all epochs.
+  assert dataset.element_spec.shape.as_list() == [32, 28, 28, 1]
+  # Images are compared through their pixel sums (distinct for these 100).
+  sums = {float(np.sum(image)): label for image, label in zip(
+      *_collect(data.make_dataset(pattern, 100, shuffle=False,
+                                  with_labels=True)))}
+  assert len(sums) == 100
+  stream = [float(np.sum(image)) for batch in dataset.take(25)
+            for image in batch.numpy()]
+  # 800 images = 8 passes: each pass of 100 holds every image exactly once.
+  for start in range(0, 800, 100):
+    assert sorted(stream[start:start + 100]) == sorted(sums)
+  assert stream[:100] != stream[100:200]  # Reshuffled every pass.
+  again, _ = data.make_training_dataset(pattern, 32, seed=3)
+  assert [float(np.sum(image)) for batch in again.take(25)
+          for image in batch.numpy()] == stream
+
+
 def test_no_matching_file_is_a_clear_error(tmp_path):
   with pytest.raises(ValueError, match='No file matches'):
     data.make_dataset(str(tmp_path / 'nothing-*'), 8, shuffle=False)

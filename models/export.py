@@ -52,10 +52,6 @@ def model_dir_from_serving_dir(serving_model_dir: str) -> str:
   return os.path.dirname(serving_model_dir.rstrip('/'))
 
 
-def _latent_dim(vae: vae_lib.VAE) -> int:
-  return int(vae.decoder.inputs[0].shape[-1])
-
-
 def export_decoder(decoder: keras.Model, export_dir: str) -> None:
   """Writes the decoder as a SavedModel: `z` -> `image` (serving_default)."""
   latent_dim = int(decoder.inputs[0].shape[-1])
@@ -100,11 +96,10 @@ def save_for_warm_start(vae: vae_lib.VAE, hp: vae_lib.Hyperparameters,
                         model_dir: str) -> None:
   """Saves the VAE weights and hyperparameters under `model_dir`."""
   tf.io.gfile.makedirs(os.path.join(model_dir, WARM_START_DIR))
-  # An optimizer-free copy: the weights file then holds the model only, and
-  # a warm-started run begins with a fresh optimizer (and its own schedule).
-  copy = vae_lib.build_uncompiled_vae(_latent_dim(vae))
-  copy.set_weights(vae.get_weights())
-  copy.save_weights(os.path.join(model_dir, WARM_START_WEIGHTS))
+  # An optimizer-free float32 copy: the weights file then holds the model
+  # only, and a warm-started run begins with a fresh optimizer (and its own
+  # schedule) in whatever precision it trains.
+  vae_lib.float32_copy(vae).save_weights(os.path.join(model_dir, WARM_START_WEIGHTS))
   with tf.io.gfile.GFile(os.path.join(model_dir, HYPERPARAMETERS_FILE),
                          'w') as f:
     json.dump(hp.to_dict(), f, indent=2, sort_keys=True)
@@ -140,7 +135,7 @@ def load_warm_start(vae: vae_lib.VAE, path: str) -> str:
   if model_dir is None:
     raise FileNotFoundError(
         f'No warm-start weights ({WARM_START_WEIGHTS}) in {path} or its parent')
-  latent_dim = _latent_dim(vae)
+  latent_dim = vae_lib.latent_dim_of(vae)
   hp_path = os.path.join(model_dir, HYPERPARAMETERS_FILE)
   if tf.io.gfile.exists(hp_path):
     with tf.io.gfile.GFile(hp_path) as f:
@@ -158,9 +153,14 @@ def load_warm_start(vae: vae_lib.VAE, path: str) -> str:
 
 def export_model(vae: vae_lib.VAE, hp: vae_lib.Hyperparameters,
                  serving_model_dir: str) -> str:
-  """Exports decoder, encoder and warm-start files; returns <model_uri>."""
+  """Exports decoder, encoder and warm-start files; returns <model_uri>.
+
+  All are float32, whatever precision `vae` trained in: a served model needs
+  no bfloat16 support from the machine serving it.
+  """
   model_dir = model_dir_from_serving_dir(serving_model_dir)
-  export_decoder(vae.decoder, serving_model_dir)
-  export_encoder(vae.encoder, os.path.join(model_dir, ENCODER_DIR))
-  save_for_warm_start(vae, hp, model_dir)
+  float32_vae = vae_lib.float32_copy(vae)
+  export_decoder(float32_vae.decoder, serving_model_dir)
+  export_encoder(float32_vae.encoder, os.path.join(model_dir, ENCODER_DIR))
+  save_for_warm_start(float32_vae, hp, model_dir)
   return model_dir

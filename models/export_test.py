@@ -8,6 +8,8 @@ import textwrap
 
 import numpy as np
 import pytest
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import saved_model_pb2
 
 from models import export
 from models import vae as vae_lib
@@ -37,15 +39,19 @@ _LOADER = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope='module')
-def exported(tmp_path_factory):
-  """A (seeded, untrained) latent_dim=3 VAE exported to <tmp>/model."""
-  hp = vae_lib.Hyperparameters(latent_dim=3, seed=5)
+@pytest.fixture(scope='module', params=['float32', 'mixed_bfloat16'])
+def exported(request, tmp_path_factory):
+  """A (seeded, untrained) latent_dim=3 VAE exported to <tmp>/model.
+
+  Returns (the float32 VAE the exports must equal, the hyperparameters, the
+  model directory); the VAE exported trained in each precision.
+  """
+  hp = vae_lib.Hyperparameters(latent_dim=3, seed=5, precision=request.param)
   vae = vae_lib.build_vae(hp)
   model_dir = tmp_path_factory.mktemp('export') / 'model'
   serving_dir = os.path.join(model_dir, export.SERVING_MODEL_DIR)
   assert export.export_model(vae, hp, serving_dir) == str(model_dir)
-  return vae, hp, str(model_dir)
+  return vae_lib.float32_copy(vae), hp, str(model_dir)
 
 
 def test_layout(exported):
@@ -84,6 +90,32 @@ def test_saved_models_load_and_run_in_a_fresh_process(exported, tmp_path):
   z_mean, z_log_var, _ = vae.encoder(images)
   np.testing.assert_allclose(outputs['z_mean'], z_mean, atol=1e-5)
   np.testing.assert_allclose(outputs['z_log_var'], z_log_var, atol=1e-5)
+
+
+def _graph_dtypes(saved_model_dir):
+  """Every dtype attribute of the SavedModel's graph and functions."""
+  saved_model = saved_model_pb2.SavedModel()
+  with open(os.path.join(saved_model_dir, 'saved_model.pb'), 'rb') as f:
+    saved_model.ParseFromString(f.read())
+  graph = saved_model.meta_graphs[0].graph_def
+  nodes = list(graph.node)
+  for function in graph.library.function:
+    nodes.extend(function.node_def)
+  dtypes = set()
+  for node in nodes:
+    for value in node.attr.values():
+      if value.type:
+        dtypes.add(value.type)
+      dtypes.update(value.list.type)
+  return dtypes
+
+
+def test_exports_are_float32_whatever_the_training_precision(exported):
+  _, _, model_dir = exported
+  for name in (export.SERVING_MODEL_DIR, export.ENCODER_DIR):
+    dtypes = _graph_dtypes(os.path.join(model_dir, name))
+    assert types_pb2.DT_FLOAT in dtypes
+    assert types_pb2.DT_BFLOAT16 not in dtypes, name
 
 
 def test_warm_start_restores_the_weights(exported):

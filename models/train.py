@@ -62,8 +62,8 @@ def train(hp: vae_lib.Hyperparameters,
     (the trained VAE, the Keras History of losses per epoch).
   """
   keras.utils.set_random_seed(hp.seed)
-  train_ds = data.make_dataset(train_files, hp.batch_size, shuffle=True,
-                               seed=hp.seed)
+  train_ds, steps_per_epoch = data.make_training_dataset(
+      train_files, hp.batch_size, seed=hp.seed)
   eval_ds = data.make_dataset(eval_files, hp.batch_size, shuffle=False)
   vae = vae_lib.build_vae(hp)
   if warm_start_dir:
@@ -72,6 +72,7 @@ def train(hp: vae_lib.Hyperparameters,
   logger.info('Training %s', hp)
   history = vae.fit(
       train_ds,
+      steps_per_epoch=steps_per_epoch,
       validation_data=eval_ds,
       epochs=hp.epochs,
       callbacks=make_callbacks(hp, log_dir) + list(callbacks),

@@ -63,6 +63,35 @@ def test_shapes_and_ranges():
   assert reconstruction.min() >= 0.0 and reconstruction.max() <= 1.0
 
 
+def test_mixed_bfloat16_runs_only_the_convolutions_in_bfloat16():
+  vae = vae_lib.build_uncompiled_vae(2, seed=3,
+                                     dtype_policy='mixed_bfloat16')
+  compute = {}
+  for model in (vae.encoder, vae.decoder):
+    for layer in model.layers:
+      if layer.weights:
+        compute.setdefault(layer.compute_dtype, []).append(
+            type(layer).__name__)
+  assert sorted(compute['bfloat16']) == ['Conv2D'] * 2 + [
+      'Conv2DTranspose'] * 3
+  assert sorted(compute['float32']) == ['Dense'] * 4  # Hidden and heads.
+  assert {v.dtype for v in vae.weights} == {'float32'}
+  images, _ = load_mnist_head('train', 8)
+  batch = (images[..., None] / 255.0).astype(np.float32)
+  z_mean, z_log_var, z = vae.encoder(batch)
+  reconstruction = vae.decoder(z)
+  for tensor in (z_mean, z_log_var, z, reconstruction):
+    assert keras.backend.standardize_dtype(tensor.dtype) == 'float32'
+  # The float32 copy has the same weights and computes nearly the same.
+  copy = vae_lib.float32_copy(vae)
+  assert {layer.compute_dtype for layer in copy.decoder.layers} == {'float32'}
+  for got, want in zip(copy.weights, vae.weights):
+    np.testing.assert_array_equal(got, want)
+  np.testing.assert_allclose(copy.decoder(z_mean), vae.decoder(z_mean),
+                             atol=0.03)
+  assert vae_lib.latent_dim_of(copy) == 2
+
+
 def test_negative_elbo_terms_are_sums_not_means():
   images = np.zeros((2, 28, 28, 1), np.float32)
   images[1] = 1.0
@@ -78,11 +107,13 @@ def test_negative_elbo_terms_are_sums_not_means():
                              atol=1e-6)
 
 
-def test_a_few_train_steps_on_a_fixed_batch_lower_the_loss():
+@pytest.mark.parametrize('precision', ['float32', 'mixed_bfloat16'])
+def test_a_few_train_steps_on_a_fixed_batch_lower_the_loss(precision):
   keras.utils.set_random_seed(0)
   images, _ = load_mnist_head('train', 64)
   batch = (images[..., None] / 255.0).astype(np.float32)
-  vae = vae_lib.build_vae(vae_lib.Hyperparameters(seed=0))
+  vae = vae_lib.build_vae(vae_lib.Hyperparameters(seed=0,
+                                                  precision=precision))
   before = vae.evaluate(batch, batch_size=64, verbose=0, return_dict=True)
   assert set(before) == {'loss', 'reconstruction_loss', 'kl_loss'}
   for _ in range(20):

@@ -9,6 +9,7 @@ import dataclasses
 from typing import Any, Dict
 
 from components.vae_evaluator import component as evaluator
+from models import precision
 from models import vae
 
 HYPERPARAMETER_HELP = {
@@ -17,6 +18,13 @@ HYPERPARAMETER_HELP = {
     'batch_size': 'images per training step',
     'learning_rate': 'Adam learning rate',
     'seed': 'random seed for initialisation, shuffling and sampling',
+    'precision': 'numeric precision of training: mixed_bfloat16 is about '
+                 '1.5x faster on CPUs with AMX/AVX512-BF16; auto picks it '
+                 'only there (the model is exported in float32 either way)',
+}
+HYPERPARAMETER_CHOICES = {
+    'lr_schedule': vae.LR_SCHEDULES,
+    'precision': precision.PRECISIONS,
 }
 
 
@@ -42,7 +50,7 @@ def add_training_flags(parser: argparse.ArgumentParser,
     training.add_argument(
         '--' + field.name.replace('_', '-'), type=type(field.default),
         default=field.default, dest=field.name,
-        choices=vae.LR_SCHEDULES if field.name == 'lr_schedule' else None,
+        choices=HYPERPARAMETER_CHOICES.get(field.name),
         help=HYPERPARAMETER_HELP.get(field.name,
                                      f'see Hyperparameters.{field.name}'))
   training.add_argument(

@@ -15,8 +15,6 @@ import time
 import sys
 from typing import Dict, List
 
-import numpy as np
-import pytest
 import tensorflow as tf
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2

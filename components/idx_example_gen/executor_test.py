@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from apache_beam.testing import util as beam_util
-from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
