@@ -33,7 +33,9 @@ LR_SCHEDULES = ('constant', 'cosine')
 
 @dataclasses.dataclass(frozen=True)
 class Hyperparameters:
-  """Everything that configures training; defaults are the seed's.
+  """Everything that configures training; defaults are the seed's recipe.
+
+  (`precision` aside: it changes the arithmetic, not the recipe.)
 
   Passed to the TFX Trainer as `custom_config['hyperparameters']` (the dict
   of `to_dict()`), so every field must stay JSON-serialisable.
@@ -57,11 +59,12 @@ class Hyperparameters:
   # linearly up to 1; 0 = no warm-up (the seed's). The reported `loss` is
   # always the true -ELBO, whatever the weight.
   kl_warmup_epochs: int = 0
-  # Numeric precision of training: 'float32', 'mixed_bfloat16' (convolutions
-  # in bfloat16; about 1.5x faster on CPUs with AMX/AVX512-BF16, held-out
-  # -ELBO within 1 nat of float32, BENCHMARKS.md), or 'auto' (bfloat16 only
-  # where the CPU has it natively; see models/precision.py).
-  precision: str = precision_lib.FLOAT32
+  # Numeric precision of training: 'auto' (mixed_bfloat16 where the CPU has
+  # native bfloat16, AMX or AVX512-BF16, else float32; models/precision.py),
+  # 'float32' or 'mixed_bfloat16'. bfloat16 convolutions made a step about
+  # 1.5x faster here, and over 4 seeds the held-out -ELBO stayed within the
+  # seed-to-seed spread of float32 (BENCHMARKS.md, "Speed work").
+  precision: str = precision_lib.AUTO
 
   def __post_init__(self):
     for name in ('latent_dim', 'epochs', 'batch_size'):

@@ -15,6 +15,7 @@ def test_hyperparameters_defaults_are_the_seeds():
   hp = vae_lib.Hyperparameters()
   assert (hp.latent_dim, hp.epochs, hp.batch_size, hp.learning_rate,
           hp.seed) == (2, 30, 128, 1e-3, 42)
+  assert hp.precision == 'auto'  # Only the arithmetic's precision differs.
   assert [hp.learning_rate_at(e) for e in (0, 15, 29)] == [1e-3] * 3
   assert [hp.kl_weight_at(e) for e in (0, 29)] == [1.0, 1.0]
 
