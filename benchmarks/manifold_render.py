@@ -176,11 +176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   speedup_keras = seed['median_s'] / ours_keras['median_s']
   speedup_saved = seed['median_s'] / ours_saved['median_s']
   result = {
-      'run_name': run_name,
-      'results_file': f'{run_name}.json',
-      'date_utc': now.strftime('%Y-%m-%d %H:%M UTC'),
-      'command': recording.command_line('benchmarks.manifold_render', argv),
-      **recording.machine_info(),
+      **recording.result_header('benchmarks.manifold_render', run_name, now, argv),
       'model_dir': os.path.relpath(args.model_dir, REPO_ROOT),
       'max_abs_difference': difference,
       'seed_loop': seed,

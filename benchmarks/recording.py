@@ -4,6 +4,7 @@ JSON files and BENCHMARKS.md blocks.
 Shared by every script in benchmarks/, so each run is recorded the same way.
 """
 
+import datetime
 import json
 import logging
 import os
@@ -49,6 +50,18 @@ def machine_info() -> Dict[str, Any]:
       'versions': {'python': platform.python_version(),
                    'tensorflow': tf.__version__, 'keras': keras.__version__,
                    'tfx': _tfx_version()},
+  }
+
+
+def result_header(module: str, run_name: str, now: datetime.datetime,
+                  argv: Optional[Sequence[str]]) -> Dict[str, Any]:
+  """What every result records first: run, file, date, command, machine."""
+  return {
+      'run_name': run_name,
+      'results_file': f'{run_name}.json',
+      'date_utc': now.strftime('%Y-%m-%d %H:%M UTC'),
+      'command': command_line(module, argv),
+      **machine_info(),
   }
 
 

@@ -292,11 +292,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     rounds.append(results)
   warmup_epochs = 1
   result = {
-      'run_name': run_name,
-      'results_file': f'{run_name}.json',
-      'date_utc': now.strftime('%Y-%m-%d %H:%M UTC'),
-      'command': recording.command_line('benchmarks.speed_options', argv),
-      **recording.machine_info(),
+      **recording.result_header('benchmarks.speed_options', run_name, now, argv),
       'rounds': args.rounds,
       'epochs': args.epochs,
       'warmup_epochs': warmup_epochs,

@@ -288,11 +288,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
           'timings': timings,
       })
   result = {
-      'run_name': run_name,
-      'results_file': f'{run_name}.json',
-      'date_utc': now.strftime('%Y-%m-%d %H:%M UTC'),
-      'command': recording.command_line('benchmarks.stage_timings', argv),
-      **recording.machine_info(),
+      **recording.result_header('benchmarks.stage_timings', run_name, now, argv),
       'target_outside_trainer_seconds': TARGET_OVERHEAD_SECONDS,
       'measurements': measurements,
       'measured_now_summary': summarize_measured(

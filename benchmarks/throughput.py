@@ -367,11 +367,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   ours = summarize(our_fits[0]['images'], our_fits, args.warmup_epochs)
   ratio = ours['median_images_per_s'] / seed['median_images_per_s']
   result = {
-      'run_name': run_name,
-      'results_file': f'{run_name}.json',
-      'date_utc': now.strftime('%Y-%m-%d %H:%M UTC'),
-      'command': recording.command_line('benchmarks.throughput', argv),
-      **recording.machine_info(),
+      **recording.result_header('benchmarks.throughput', run_name, now, argv),
       'rounds': args.rounds,
       'epochs': args.epochs,
       'warmup_epochs': args.warmup_epochs,

@@ -216,11 +216,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
   results_dir = pathlib.Path(args.results_dir)
   results_dir.mkdir(parents=True, exist_ok=True)
   result = {
-      'run_name': run_name,
-      'results_file': f'{run_name}.json',
-      'date_utc': now.strftime('%Y-%m-%d %H:%M UTC'),
-      'command': recording.command_line('benchmarks.train_vae', argv),
-      **recording.machine_info(),
+      **recording.result_header('benchmarks.train_vae', run_name, now, argv),
       'hyperparameters': hp.to_dict(),
       'resolved_precision': precision_lib.resolve(hp.precision),
       'train_images': pipeline['images'],

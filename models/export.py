@@ -92,14 +92,20 @@ def export_encoder(encoder: keras.Model, export_dir: str) -> None:
   logger.info('Exported the encoder to %s', export_dir)
 
 
-def save_for_warm_start(vae: vae_lib.VAE, hp: vae_lib.Hyperparameters,
+def save_for_warm_start(float32_vae: vae_lib.VAE, hp: vae_lib.Hyperparameters,
                         model_dir: str) -> None:
-  """Saves the VAE weights and hyperparameters under `model_dir`."""
+  """Saves the VAE weights and hyperparameters under `model_dir`.
+
+  Args:
+    float32_vae: an uncompiled float32 VAE (`vae_lib.float32_copy`): the
+      weights file then holds the model only, and a warm-started run begins
+      with a fresh optimizer (and its own schedule) in whatever precision it
+      trains.
+    hp: the hyperparameters it trained with.
+    model_dir: <model_uri>.
+  """
   tf.io.gfile.makedirs(os.path.join(model_dir, WARM_START_DIR))
-  # An optimizer-free float32 copy: the weights file then holds the model
-  # only, and a warm-started run begins with a fresh optimizer (and its own
-  # schedule) in whatever precision it trains.
-  vae_lib.float32_copy(vae).save_weights(os.path.join(model_dir, WARM_START_WEIGHTS))
+  float32_vae.save_weights(os.path.join(model_dir, WARM_START_WEIGHTS))
   with tf.io.gfile.GFile(os.path.join(model_dir, HYPERPARAMETERS_FILE),
                          'w') as f:
     json.dump(hp.to_dict(), f, indent=2, sort_keys=True)
