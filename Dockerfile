@@ -38,14 +38,19 @@ RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation \
  && rm -rf /tmp/mnist-vae-tfx
 
 # Tasks run here, away from any source tree: everything below imports from
-# site-packages. The check fails the build if an executor or the run_fn does
-# not import, or TFX is not the version the pipeline was compiled with.
+# site-packages. The curated schema is the one file read by path
+# (kubeflow_runner.IMAGE_SCHEMA_FILE). The check fails the build if an
+# executor or the run_fn does not import, the schema does not parse, or TFX
+# is not the version the pipeline was compiled with.
 WORKDIR /pipeline
+COPY schema/schema.pbtxt /pipeline/schema/schema.pbtxt
 RUN python -c "\
 import tfx.version; assert tfx.version.__version__ == '1.16.0', tfx.version.__version__; \
 import tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor; \
 import tfx.orchestration.kubeflow.v2.file_based_example_gen.driver; \
 from components.idx_example_gen.executor import Executor; \
+from components.data_gate.executor import Executor; \
+from tfx.utils import io_utils; io_utils.SchemaReader().read('/pipeline/schema/schema.pbtxt'); \
 from components.vae_evaluator.executor import Executor; \
 from components.atomic_pusher.executor import Executor; \
 from models.trainer import run_fn"

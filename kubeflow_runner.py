@@ -47,6 +47,9 @@ DEFAULT_BEAM_ARGS = (
     '--direct_num_workers=0',
 )
 DEFAULT_EXPERIMENT = 'mnist-vae-tfx'
+# Where the Dockerfile puts the curated schema (schema/schema.pbtxt) in the
+# image, for the CuratedSchemaGen task.
+IMAGE_SCHEMA_FILE = '/pipeline/schema/schema.pbtxt'
 _URI_RE = re.compile(r'^[a-z][a-z0-9+.-]*://', re.IGNORECASE)
 
 
@@ -244,6 +247,7 @@ def compile_pipeline(args: argparse.Namespace, output: str) -> str:
       pipeline_root=args.pipeline_root,
       data_root=args.data_root,
       serving_dir=args.serving_root,
+      schema_file=IMAGE_SCHEMA_FILE,
       # Open-source KFP does not run the ExampleGen driver that resolves
       # {SPAN}: read the fixed data root as it is.
       use_spans=False,

@@ -18,6 +18,10 @@ logger = logging.getLogger(__name__)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA_DIR = os.path.join(_HERE, 'data', 'mnist')
+# Exit codes (README, "Running it again"); 1 is any other failure.
+EXIT_BAD_INPUT = 2
+EXIT_LOCKED = 3
+EXIT_DATA_GATE = 4
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -75,6 +79,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   # TensorFlow reads its log level when imported: configure logging first.
   console.configure_logging(console.verbose_requested(argv))
   args = parse_args(argv)
+  from components.data_gate import gate  # pylint: disable=g-import-not-at-top
   from components.idx_example_gen import component as idx_component  # pylint: disable=g-import-not-at-top
   from components.idx_example_gen import idx  # pylint: disable=g-import-not-at-top
   from pipeline import flags  # pylint: disable=g-import-not-at-top
@@ -88,7 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     use_spans = idx_component.check_data_dir(data_dir)
   except idx_component.DataDirError as e:
     logger.error('%s', e)
-    return 2
+    return EXIT_BAD_INPUT
 
   pipeline_root = os.path.join(output_dir, 'pipeline')
   serving_dir = os.path.join(output_dir, 'serving_model')
@@ -112,16 +117,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               args.max_examples or 'all', args.hyperparameters)
   try:
     with run_lock.run_lock(output_dir):
-      tfx.orchestration.LocalDagRunner().run(pipeline)
+      try:
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+      except gate.DataGateError as e:
+        # Nothing was trained or pushed; the summary says what was found.
+        summary = run_summary.summarize(metadata_path)
+        summary.update(output_dir=output_dir, data_gate=e.report)
+        summary_path = run_summary.write_summary(summary, output_dir)
+        logger.error('%s', e)
+        print(run_summary.format_summary(summary))
+        logger.error('Nothing was trained or pushed (exit code %d). Summary: '
+                     '%s. If the change of distribution is intended, rerun '
+                     'with --accept-drift.', EXIT_DATA_GATE, summary_path)
+        return EXIT_DATA_GATE
       summary = run_summary.summarize(metadata_path)
       summary['output_dir'] = output_dir
       summary_path = run_summary.write_summary(summary, output_dir)
   except run_lock.RunLockedError as e:
     logger.error('%s', e)
-    return 3
+    return EXIT_LOCKED
   except idx.IdxFormatError as e:
     logger.error('bad input data: %s', e)
-    return 2
+    return EXIT_BAD_INPUT
   print(run_summary.format_summary(summary))
   logger.info('Pipeline finished. Outputs: %s (component outputs in %s, ML '
               'Metadata in %s, summary in %s)', output_dir, pipeline_root,

@@ -12,6 +12,12 @@ Serving ignores, apart from warm-up requests):
 
     <version>/assets.extra/mnist_vae_push.json  {"model_uri": ..., ...}
 
+and the statistics of the data it was trained on (the train split, as TFDV
+computed them), the data gate's drift reference for the next data drop:
+
+    <version>/assets.extra/mnist_vae_reference_stats.pb
+      (a binary DatasetFeatureStatisticsList)
+
 Directories whose names are not all digits (temporary copies) are ignored,
 as TensorFlow Serving ignores them.
 """
@@ -21,8 +27,11 @@ import os
 from typing import Any, Dict, Optional
 
 import tensorflow as tf
+from tensorflow_metadata.proto.v0 import statistics_pb2
 
 PUSH_INFO_FILE = os.path.join('assets.extra', 'mnist_vae_push.json')
+REFERENCE_STATS_FILE = os.path.join('assets.extra',
+                                    'mnist_vae_reference_stats.pb')
 
 
 def versions(serving_dir: str) -> Dict[int, str]:
@@ -68,3 +77,24 @@ def read_push_info(version_dir: str) -> Dict[str, Any]:
         'its encoder cannot be found')
   with tf.io.gfile.GFile(path) as f:
     return json.load(f)
+
+
+def write_reference_statistics(
+    version_dir: str,
+    statistics: statistics_pb2.DatasetFeatureStatisticsList) -> None:
+  """Records the statistics of the data a version was trained on."""
+  path = os.path.join(version_dir, REFERENCE_STATS_FILE)
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  with tf.io.gfile.GFile(path, 'wb') as f:
+    f.write(statistics.SerializeToString())
+
+
+def read_reference_statistics(
+    version_dir: str) -> Optional[statistics_pb2.DatasetFeatureStatisticsList]:
+  """The statistics recorded with a version, or None if it has none (it was
+  pushed before the data gate existed)."""
+  path = os.path.join(version_dir, REFERENCE_STATS_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    return statistics_pb2.DatasetFeatureStatisticsList.FromString(f.read())

@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 HYPERPARAMETERS_KEY = 'hyperparameters'
 # custom_config key: a push destination whose served model to warm-start from.
 WARM_START_SERVING_DIR_KEY = 'warm_start_serving_dir'
+# custom_config key read by nobody: the fingerprint of the training code, so
+# that the Trainer's cache key changes with the code.
+CODE_FINGERPRINT_KEY = 'code_fingerprint'
 
 
 def hyperparameters_from_fn_args(

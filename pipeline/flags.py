@@ -1,4 +1,4 @@
-"""Command-line flags shared by the runners: training and the blessing gate.
+"""Command-line flags shared by the runners: data gate, training, blessing.
 
 Every field of `models.vae.Hyperparameters` gets a flag (`--field-name`, with
 the dataclass default), so a new hyperparameter needs no runner change.
@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 from typing import Any, Dict
 
+from components.data_gate import gate
 from components.vae_evaluator import component as evaluator
 from models import precision
 from models import vae
@@ -36,14 +37,48 @@ def positive_int(text: str) -> int:
   return value
 
 
+def fraction(text: str) -> float:
+  """argparse type: a float in [0, 1]."""
+  value = float(text)
+  if not 0 <= value <= 1:
+    raise argparse.ArgumentTypeError(f'must be between 0 and 1: {text}')
+  return value
+
+
 def add_training_flags(parser: argparse.ArgumentParser,
                        serving_flag: str) -> None:
-  """Hyperparameter, warm-start and blessing flags.
+  """Data gate, hyperparameter, warm-start and blessing flags.
 
   Args:
     parser: the parser to add them to.
     serving_flag: how the runner names the push destination in help texts.
   """
+  data_gate = parser.add_argument_group(
+      'data gate (components/data_gate; README "Data gate")')
+  data_gate.add_argument(
+      '--max-label-linf', type=fraction, default=gate.DEFAULT_MAX_LABEL_LINF,
+      metavar='D',
+      help='largest L-infinity distance between the label distribution of '
+      'a new drop and that of the data the served model was trained on '
+      '(README, "Data gate", has the measured values).')
+  data_gate.add_argument(
+      '--max-pixel-jsd', type=fraction, default=gate.DEFAULT_MAX_PIXEL_JSD,
+      metavar='D',
+      help='largest Jensen-Shannon divergence between the pixel-value '
+      'histograms of a new drop and of the data the served model was '
+      'trained on.')
+  data_gate.add_argument(
+      '--max-mean-image-linf', type=fraction,
+      default=gate.DEFAULT_MAX_MEAN_IMAGE_LINF, metavar='D',
+      help='largest difference, at any pixel position, between the mean '
+      'image (0..1) of a new drop and that of the data the served model was '
+      'trained on: catches data whose pixel histogram looks like MNIST but '
+      'whose ink is elsewhere (rotated digits, another digit data set).')
+  data_gate.add_argument(
+      '--accept-drift', action='store_true',
+      help='let drift beyond those thresholds through, for an intended '
+      'change of distribution (schema anomalies still stop the run); once '
+      "this run's model is pushed, its data is the new reference.")
   training = parser.add_argument_group(
       'training (models/vae.py, Hyperparameters)')
   for field in dataclasses.fields(vae.Hyperparameters):
@@ -57,20 +92,20 @@ def add_training_flags(parser: argparse.ArgumentParser,
       '--warm-start', action='store_true',
       help='start training from the weights of the model currently served '
       f'from {serving_flag} (from scratch if none is).')
-  gate = parser.add_argument_group('evaluation and blessing')
-  gate.add_argument(
+  blessing = parser.add_argument_group('evaluation and blessing')
+  blessing.add_argument(
       '--bless-threshold', type=float,
       default=evaluator.DEFAULT_BLESS_THRESHOLD, metavar='NATS',
       help='bless only a model whose held-out -ELBO is at most this; the '
       'default 30-epoch run reaches about 151, a model that ignores its '
       'latent code about 206.')
-  gate.add_argument(
+  blessing.add_argument(
       '--bless-tolerance', type=float,
       default=evaluator.DEFAULT_BLESS_TOLERANCE, metavar='NATS',
       help='bless only a model at most this much worse (-ELBO) than the one '
       f'served from {serving_flag}, both measured on the same eval images '
       '(0: at least as good).')
-  gate.add_argument(
+  blessing.add_argument(
       '--iwae-samples', type=positive_int,
       default=evaluator.DEFAULT_IWAE_SAMPLES, metavar='K',
       help='importance samples per image for the IWAE bound.')
@@ -88,7 +123,8 @@ def hyperparameters_from_args(args: argparse.Namespace) -> vae.Hyperparameters:
 
 
 def training_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
-  """The `create_pipeline()` arguments the training and gate flags set.
+  """The `create_pipeline()` arguments the gate, training and blessing flags
+  set.
 
   Expects `args.hyperparameters` from `hyperparameters_from_args`.
   """
@@ -98,4 +134,9 @@ def training_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
       'bless_tolerance': args.bless_tolerance,
       'iwae_samples': args.iwae_samples,
       'warm_start': args.warm_start,
+      'gate_thresholds': gate.Thresholds(
+          max_label_linf=args.max_label_linf,
+          max_pixel_jsd=args.max_pixel_jsd,
+          max_mean_image_linf=args.max_mean_image_linf),
+      'accept_drift': args.accept_drift,
   }

@@ -4,16 +4,28 @@ Runners choose paths, the metadata store and the orchestrator; every other
 knob is an argument of `create_pipeline`.
 """
 
+import os
 from typing import List, Optional, Sequence
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+import components.atomic_pusher
+import components.data_gate
+import components.idx_example_gen
+import components.serving_layout
+import components.vae_evaluator
+import models
 from components.atomic_pusher.component import create_pusher
-from components.idx_example_gen.component import IdxExampleGen
+from components.data_gate import gate
+from components.data_gate.component import CuratedSchemaGen
+from components.data_gate.component import DataGate
+from components.idx_example_gen import component as example_gen_lib
 from components.vae_evaluator import component as evaluator_lib
 from models import trainer as trainer_lib
 from models import vae
+from pipeline import code_fingerprint
+from pipeline import data_schema
 
 PIPELINE_NAME = 'mnist-vae-tfx'
 # The Trainer imports its run_fn by module path, so the same code runs in a
@@ -27,6 +39,7 @@ def create_pipeline(
     pipeline_root: str,
     data_root: str,
     serving_dir: str,
+    schema_file: str = data_schema.SCHEMA_FILE,
     use_spans: bool = False,
     max_examples: Optional[int] = None,
     hyperparameters: vae.Hyperparameters = vae.Hyperparameters(),
@@ -34,6 +47,8 @@ def create_pipeline(
     bless_tolerance: float = evaluator_lib.DEFAULT_BLESS_TOLERANCE,
     iwae_samples: int = evaluator_lib.DEFAULT_IWAE_SAMPLES,
     warm_start: bool = False,
+    gate_thresholds: gate.Thresholds = gate.Thresholds(),
+    accept_drift: bool = False,
     beam_pipeline_args: Sequence[str] = (),
     metadata_connection_config: Optional[
         metadata_store_pb2.ConnectionConfig] = None,
@@ -46,7 +61,11 @@ def create_pipeline(
     pipeline_root: root folder (local or gs://) of all component outputs.
     data_root: folder holding the IDX data set (flat, or `span-N/` folders).
     serving_dir: the push destination (TensorFlow Serving's model base path);
-      the model served from it is the evaluator's baseline.
+      the model served from it is the evaluator's baseline, and the data it
+      was trained on the data gate's drift reference.
+    schema_file: the curated schema as the tasks see it (the repository's
+      copy locally, the image's on Kubeflow); the cache key gets the
+      fingerprint of the repository's copy.
     use_spans: ingest the newest `span-N/` folder of `data_root`.
     max_examples: keep only the first N examples of each split (quick runs).
     hyperparameters: the VAE's training configuration.
@@ -55,6 +74,10 @@ def create_pipeline(
     iwae_samples: importance samples per image for the IWAE bound.
     warm_start: start training from the weights of the model served from
       `serving_dir` (looked up when the Trainer runs), if any.
+    gate_thresholds: the largest drift from the reference the gate lets
+      through.
+    accept_drift: let drift through the gate (schema anomalies still stop
+      the run); once this run's model is pushed, its data is the reference.
     beam_pipeline_args: arguments for every Beam-based component.
     metadata_connection_config: ML Metadata store; None lets the orchestrator
       provide one (Kubeflow).
@@ -63,17 +86,39 @@ def create_pipeline(
   Returns:
     The TFX pipeline.
   """
-  example_gen = IdxExampleGen(
-      input_base=data_root, use_spans=use_spans, max_examples=max_examples)
+  # Each component's cache key includes the fingerprint of the code it runs
+  # (pipeline/code_fingerprint.py), so an edit reruns it and what follows.
+  def code(*modules) -> str:
+    return code_fingerprint.fingerprint(modules)
+
+  example_gen = example_gen_lib.IdxExampleGen(
+      input_base=data_root, use_spans=use_spans, max_examples=max_examples,
+      code_fingerprint=code(components.idx_example_gen))
+  schema_gen = CuratedSchemaGen(
+      schema_file=schema_file,
+      schema_fingerprint=code_fingerprint.file_fingerprint(
+          data_schema.SCHEMA_FILE))
+  # With the schema, TFDV treats the label as categorical: its distribution
+  # is what the gate's L-infinity comparator measures.
   statistics_gen = tfx.components.StatisticsGen(
-      examples=example_gen.outputs['examples'])
-  schema_gen = tfx.components.SchemaGen(
-      statistics=statistics_gen.outputs['statistics'],
-      infer_feature_shape=True)
-  example_validator = tfx.components.ExampleValidator(
-      statistics=statistics_gen.outputs['statistics'],
+      examples=example_gen.outputs['examples'],
       schema=schema_gen.outputs['schema'])
-  trainer_config = {trainer_lib.HYPERPARAMETERS_KEY: hyperparameters.to_dict()}
+  data_gate = DataGate(
+      examples=example_gen.outputs['examples'],
+      statistics=statistics_gen.outputs['statistics'],
+      schema=schema_gen.outputs['schema'],
+      serving_dir=serving_dir,
+      thresholds=gate_thresholds,
+      accept_drift=accept_drift,
+      split_sources={
+          split.name: os.path.join(data_root, split.pattern)
+          for split in example_gen_lib.make_input_config(use_spans).splits},
+      code_fingerprint=code(components.data_gate, components.serving_layout))
+  trainer_config = {
+      trainer_lib.HYPERPARAMETERS_KEY: hyperparameters.to_dict(),
+      trainer_lib.CODE_FINGERPRINT_KEY: code(models,
+                                             components.serving_layout),
+  }
   if warm_start:
     trainer_config[trainer_lib.WARM_START_SERVING_DIR_KEY] = serving_dir
   trainer = tfx.components.Trainer(
@@ -81,6 +126,8 @@ def create_pipeline(
       examples=example_gen.outputs['examples'],
       schema=schema_gen.outputs['schema'],
       custom_config=trainer_config)
+  # Nothing is trained from a drop the gate stopped.
+  trainer.add_upstream_node(data_gate)
   evaluator = evaluator_lib.VaeEvaluator(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
@@ -88,20 +135,26 @@ def create_pipeline(
       bless_threshold=bless_threshold,
       bless_tolerance=bless_tolerance,
       iwae_samples=iwae_samples,
-      seed=hyperparameters.seed)
+      seed=hyperparameters.seed,
+      code_fingerprint=code(components.vae_evaluator, models,
+                            components.serving_layout))
   pusher = create_pusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
-      serving_dir=serving_dir)
+      serving_dir=serving_dir,
+      # What the gate checked, with mean images: the next drift reference.
+      statistics=data_gate.outputs['gated_statistics'],
+      code_fingerprint=code(components.atomic_pusher,
+                            components.serving_layout))
 
-  components: List[tfx.types.BaseNode] = [
-      example_gen, statistics_gen, schema_gen, example_validator, trainer,
-      evaluator, pusher
+  nodes: List[tfx.types.BaseNode] = [
+      example_gen, schema_gen, statistics_gen, data_gate, trainer, evaluator,
+      pusher
   ]
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
-      components=components,
+      components=nodes,
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=list(beam_pipeline_args),

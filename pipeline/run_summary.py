@@ -16,6 +16,8 @@ from ml_metadata.proto import metadata_store_pb2
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = 'run_summary.json'
+# The data gate's report in its anomalies artifact (components/data_gate).
+GATE_REPORT_FILE = 'gate.json'
 METRIC_KEYS = ('neg_elbo', 'reconstruction', 'kl', 'iwae_bound')
 _STATUS = {
     metadata_store_pb2.Execution.COMPLETE: 'ran',
@@ -86,8 +88,13 @@ def summarize(metadata_path: str) -> Dict[str, Any]:
       'pushed_model': None,
       'plots': None,
       'model_uri': None,
+      'data_gate': None,
       'components': components,
   }
+  anomalies = _single(outputs.get('DataGate', {}), 'anomalies')
+  if anomalies:
+    with open(os.path.join(anomalies.uri, GATE_REPORT_FILE)) as f:
+      summary['data_gate'] = json.load(f)
   model = _single(outputs.get('Trainer', {}), 'model')
   if model:
     summary['model_uri'] = model.uri
@@ -122,6 +129,10 @@ def format_summary(summary: Dict[str, Any]) -> str:
   lines = ['Run summary:']
   for name, info in summary['components'].items():
     lines.append(f'  {name:<17} {info["status"]:<7} {info["seconds"]:>7.1f} s')
+  gate = summary.get('data_gate')
+  if gate:
+    lines.append(f'  data gate: {_gate_line(gate)}')
+    lines.extend(f'    {line}' for line in gate['blocking'] + gate['accepted'])
   if summary['metrics']:
     m = summary['metrics']
     lines.append(
@@ -132,3 +143,22 @@ def format_summary(summary: Dict[str, Any]) -> str:
                  f'{summary["pushed_model"] or "nothing"}')
     lines.append(f'  report: {summary["plots"]["report"]}')
   return '\n'.join(lines)
+
+
+def _gate_line(gate: Dict[str, Any]) -> str:
+  """The gate's verdict and its largest measured drift, in one line."""
+  verdict = 'passed' if gate['passed'] else 'STOPPED the run'
+  if gate['accepted']:
+    verdict += ' (drift accepted with --accept-drift)'
+  reference = gate['reference']
+  if reference['status'] != 'checked':
+    return f'{verdict}; drift not measured: {reference["status"]}'
+  worst: Dict[str, Dict[str, Any]] = {}
+  for split in gate['splits'].values():
+    for m in split['drift'].values():
+      if m['measure'] not in worst or m['value'] > worst[m['measure']]['value']:
+        worst[m['measure']] = m
+  measured = ', '.join(f'{name} {m["value"]:.3g} (allowed {m["threshold"]:.3g})'
+                       for name, m in sorted(worst.items()))
+  return (f'{verdict}; against {os.path.basename(reference["version_dir"])}: '
+          f'{measured}')

@@ -29,9 +29,14 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 from tfx.utils import import_utils
 
+import components.idx_example_gen
+import components.serving_layout
 import kubeflow_runner
+import models
+from components.data_gate import gate
 from conftest import REPO_ROOT
 from models import vae
+from pipeline import code_fingerprint
 from tests.fake_kfp_server import FakeKfpServer
 
 IMAGE = 'registry.example.com/mnist/mnist-vae-tfx:test'
@@ -47,9 +52,10 @@ EXPECTED_HYPERPARAMETERS = vae.Hyperparameters(
 # Component id -> executor class the compiled task must run.
 EXECUTORS = {
     'IdxExampleGen': 'components.idx_example_gen.executor.Executor',
+    'CuratedSchemaGen':
+        'tfx.components.schema_gen.import_schema_gen.executor.Executor',
     'StatisticsGen': 'tfx.components.statistics_gen.executor.Executor',
-    'SchemaGen': 'tfx.components.schema_gen.executor.Executor',
-    'ExampleValidator': 'tfx.components.example_validator.executor.Executor',
+    'DataGate': 'components.data_gate.executor.Executor',
     'Trainer': 'tfx.components.trainer.executor.GenericExecutor',
     'VaeEvaluator': 'components.vae_evaluator.executor.Executor',
     'Pusher': 'components.atomic_pusher.executor.Executor',
@@ -112,8 +118,18 @@ def test_kfp_loads_the_package_with_every_component_as_a_task(package, spec):
     assert task.component_ref.name == name
   # The DAG: everything downstream of ExampleGen, Pusher last.
   assert not spec.root.dag.tasks['IdxExampleGen'].dependent_tasks
+  assert not spec.root.dag.tasks['CuratedSchemaGen'].dependent_tasks
+  # Nothing is trained before the data gate passed.
+  assert 'DataGate' in spec.root.dag.tasks['Trainer'].dependent_tasks
   assert set(spec.root.dag.tasks['Pusher'].dependent_tasks) == {
-      'Trainer', 'VaeEvaluator'}
+      'Trainer', 'VaeEvaluator', 'StatisticsGen'}
+
+
+def test_the_schema_task_reads_the_schema_the_image_carries(spec):
+  schema_file = _constant(spec, 'CuratedSchemaGen', 'schema_file')
+  assert schema_file == kubeflow_runner.IMAGE_SCHEMA_FILE
+  dockerfile = (REPO_ROOT / 'Dockerfile').read_text()
+  assert f'COPY schema/schema.pbtxt {schema_file}' in dockerfile
 
 
 def test_every_executor_runs_the_project_image_and_tfx_entrypoint(executors):
@@ -154,7 +170,22 @@ def test_trainer_run_fn_and_hyperparameters(spec):
   assert callable(getattr(importlib.import_module(module), function))
   custom_config = json.loads(_constant(spec, 'Trainer', 'custom_config'))
   assert custom_config == {
-      'hyperparameters': EXPECTED_HYPERPARAMETERS.to_dict()}
+      'hyperparameters': EXPECTED_HYPERPARAMETERS.to_dict(),
+      'code_fingerprint': code_fingerprint.fingerprint(
+          [models, components.serving_layout])}
+
+
+def test_every_project_task_carries_the_fingerprint_of_its_code(spec):
+  """The cache key of each task changes with the code it runs."""
+  for task in ('DataGate', 'VaeEvaluator', 'Pusher'):
+    assert re.fullmatch(r'[0-9a-f]{16}',
+                        _constant(spec, task, 'code_fingerprint')), task
+  assert _constant(spec, 'CuratedSchemaGen', 'schema_fingerprint') == (
+      code_fingerprint.file_fingerprint(str(REPO_ROOT / 'schema' /
+                                            'schema.pbtxt')))
+  example_gen_config = _constant(spec, 'IdxExampleGen', 'custom_config')
+  assert code_fingerprint.fingerprint(
+      [components.idx_example_gen]) in example_gen_config
 
 
 def test_warm_start_looks_up_the_served_model_at_run_time(tmp_path):
@@ -177,6 +208,28 @@ def test_paths_and_gate_reach_the_tasks(spec):
   push_destination = json.loads(
       _constant(spec, 'Pusher', 'push_destination'))
   assert push_destination == {'filesystem': {'base_directory': SERVING_ROOT}}
+  # The data gate finds its reference in the push destination at run time.
+  assert _constant(spec, 'DataGate', 'serving_dir') == SERVING_ROOT
+  assert _constant(spec, 'DataGate', 'max_label_linf') == (
+      gate.DEFAULT_MAX_LABEL_LINF)
+  assert _constant(spec, 'DataGate', 'max_pixel_jsd') == (
+      gate.DEFAULT_MAX_PIXEL_JSD)
+  assert _constant(spec, 'DataGate', 'accept_drift') == 0
+  assert json.loads(_constant(spec, 'DataGate', 'split_sources')) == {
+      'train': f'{DATA_ROOT}train-*-ubyte*',
+      'eval': f'{DATA_ROOT}t10k-*-ubyte*'}
+
+
+def test_gate_flags_reach_the_gate_task(tmp_path):
+  output = tmp_path / 'gate.yaml'
+  kubeflow_runner.run_command(kubeflow_runner.parse_args(
+      ['compile', '--output', str(output), *PATH_FLAGS, '--accept-drift',
+       '--max-label-linf', '0.2', '--max-pixel-jsd', '0.05']))
+  gate_spec = json_format.ParseDict(yaml.safe_load(output.read_text()),
+                                    pipeline_spec_pb2.PipelineSpec())
+  assert _constant(gate_spec, 'DataGate', 'accept_drift') == 1
+  assert _constant(gate_spec, 'DataGate', 'max_label_linf') == 0.2
+  assert _constant(gate_spec, 'DataGate', 'max_pixel_jsd') == 0.05
 
 
 def test_no_resolver_importer_or_cache(spec, executors):
@@ -393,7 +446,9 @@ def test_dockerfile_installs_the_lock_and_the_project(executors):
               (REPO_ROOT / '.dockerignore').read_text().splitlines()
               if line.strip() and not line.startswith('#')]
   for path in ('requirements.lock', 'pyproject.toml', 'README.md',
+               'schema/schema.pbtxt',
                'components/idx_example_gen/executor.py',
+               'components/data_gate/executor.py',
                'components/vae_evaluator/executor.py',
                'components/atomic_pusher/executor.py', 'models/trainer.py',
                'pipeline/pipeline.py'):

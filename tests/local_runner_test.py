@@ -28,7 +28,7 @@ from conftest import write_mnist_subset
 from models import export
 from pipeline import run_lock
 
-COMPONENTS = ('IdxExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
+COMPONENTS = ('CuratedSchemaGen', 'IdxExampleGen', 'StatisticsGen', 'DataGate',
               'Trainer', 'VaeEvaluator', 'Pusher')
 
 
@@ -98,10 +98,12 @@ def test_subset_run_completes_and_names_its_outputs(tmp_path):
   assert count_examples(os.path.join(examples.uri, 'Split-train')) == 300
   assert count_examples(os.path.join(examples.uri, 'Split-eval')) == 300
   [schema] = store.get_artifacts_by_type('Schema')
-  schema_text = pathlib.Path(schema.uri, 'schema.pbtxt').read_text()
-  assert 'name: "image"' in schema_text and 'size: 784' in schema_text
+  # The committed schema, imported as it is.
+  assert pathlib.Path(schema.uri, 'schema.pbtxt').read_text() == (
+      REPO_ROOT / 'schema' / 'schema.pbtxt').read_text()
   [anomalies] = store.get_artifacts_by_type('ExampleAnomalies')
-  assert anomalies.uri.startswith(str(out / 'pipeline'))
+  assert anomalies.uri.startswith(str(out / 'pipeline' / 'DataGate'))
+  assert anomalies.custom_properties['gate_passed'].int_value == 1
   [model] = store.get_artifacts_by_type('Model')
   model_dir = pathlib.Path(model.uri)
   assert (model_dir / export.SERVING_MODEL_DIR / 'saved_model.pb').is_file()
@@ -129,6 +131,13 @@ def test_subset_run_completes_and_names_its_outputs(tmp_path):
   assert summary['blessed'] is True
   assert summary['pushed_model'] == str(version_dir)
   assert summary['model_uri'] == model.uri
+  # Nothing was served: the schema was checked, drift was not.
+  assert summary['data_gate']['passed'] is True
+  assert summary['data_gate']['reference']['status'] == 'no model served'
+  assert set(summary['data_gate']['splits']) == {'train', 'eval'}
+  # The pushed version records its training data's statistics.
+  assert (version_dir / 'assets.extra' /
+          'mnist_vae_reference_stats.pb').is_file()
   for path in summary['plots'].values():
     assert os.path.isfile(path)
   assert {name: c['status'] for name, c in summary['components'].items()} == {
@@ -141,7 +150,8 @@ def test_subset_run_completes_and_names_its_outputs(tmp_path):
                   str(out), '--bless-threshold', '1000')
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   summary = json.loads((out / 'run_summary.json').read_text())
-  for name in ('IdxExampleGen', 'StatisticsGen', 'SchemaGen'):
+  for name in ('IdxExampleGen', 'StatisticsGen', 'CuratedSchemaGen',
+               'DataGate'):
     assert summary['components'][name]['status'] == 'cached'
     assert f'{name} cached in' in rerun.stderr
   assert [p.name for p in (out / 'serving_model').iterdir()] == [

@@ -7,7 +7,8 @@ collide (the second is silently skipped). This executor instead
 
 1. copies the model into a temporary directory beside the versions, named
    `.tmp-push-...` (not all digits, so TensorFlow Serving ignores it), and
-   records the push info (see `components.serving_layout`);
+   records the push info and the training data's statistics, the data
+   gate's next drift reference (see `components.serving_layout`);
 2. renames it to `<base>/<version>`: a rename within one filesystem is atomic
    on POSIX, so the version appears complete or not at all;
 3. picks version = max(unix seconds, newest existing version + 1), so versions
@@ -23,10 +24,12 @@ import logging
 import os
 import time
 import uuid
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
+from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx import types
+from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.components.pusher import executor as tfx_pusher_executor
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils
@@ -39,6 +42,10 @@ from components import serving_layout
 logger = logging.getLogger(__name__)
 
 TMP_PREFIX = '.tmp-push-'
+STATISTICS_KEY = 'statistics'
+CODE_FINGERPRINT_KEY = 'code_fingerprint'
+# The split whose statistics describe the data the model was trained on.
+TRAIN_SPLIT = 'train'
 # Renames retried when another push took the version first.
 _MAX_VERSION_TRIES = 100
 
@@ -56,8 +63,13 @@ def copy_model(src: str, dst: str) -> None:
                      os.path.join(dst, 'saved_model.pb'))
 
 
-def push(model_dir: str, serving_dir: str, push_info: Dict[str, Any]) -> str:
-  """Publishes the SavedModel `model_dir` as a new version; returns its dir."""
+def push(model_dir: str, serving_dir: str, push_info: Dict[str, Any],
+         reference_statistics: Optional[
+             statistics_pb2.DatasetFeatureStatisticsList] = None) -> str:
+  """Publishes the SavedModel `model_dir` as a new version; returns its dir.
+
+  `reference_statistics` (the training data's) go into the version too.
+  """
   if not tf.io.gfile.exists(os.path.join(model_dir, 'saved_model.pb')):
     raise FileNotFoundError(f'{model_dir} is not a SavedModel '
                             '(no saved_model.pb)')
@@ -66,6 +78,8 @@ def push(model_dir: str, serving_dir: str, push_info: Dict[str, Any]) -> str:
   try:
     copy_model(model_dir, tmp_dir)
     serving_layout.write_push_info(tmp_dir, push_info)
+    if reference_statistics is not None:
+      serving_layout.write_reference_statistics(tmp_dir, reference_statistics)
     version = next_version(serving_dir, time.time())
     for _ in range(_MAX_VERSION_TRIES):
       version_dir = os.path.join(serving_dir, str(version))
@@ -104,10 +118,17 @@ class Executor(tfx_pusher_executor.Executor):
           f'{destination.WhichOneof("destination")}')
     model = artifact_utils.get_single_instance(
         input_dict[standard_component_specs.MODEL_KEY])
+    reference = None
+    if input_dict.get(STATISTICS_KEY):
+      statistics = artifact_utils.get_single_instance(
+          input_dict[STATISTICS_KEY])
+      reference = stats_artifact_utils.load_statistics(
+          statistics, TRAIN_SPLIT).proto()
     version_dir = push(
         self.GetModelPath(input_dict), destination.filesystem.base_directory,
         {'model_uri': model.uri, 'model_id': model.id,
-         'pushed_at': datetime.datetime.now(datetime.timezone.utc).isoformat()})
+         'pushed_at': datetime.datetime.now(datetime.timezone.utc).isoformat()},
+        reference)
     logger.info('Pushed the decoder to %s', version_dir)
     # Archive a copy with the PushedModel artifact, as TFX's Pusher does.
     copy_model(version_dir, pushed_model.uri)

@@ -85,20 +85,28 @@ class IdxExampleGen(FileBasedExampleGen):
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
   def __init__(self, input_base: str, use_spans: bool = False,
-               max_examples: Optional[int] = None):
+               max_examples: Optional[int] = None,
+               code_fingerprint: Optional[str] = None):
     """Constructs the component.
 
     Args:
       input_base: folder (local or gs://) holding the data set.
       use_spans: read the newest `span-N/` folder instead of the flat files.
       max_examples: keep only the first N examples of each split.
+      code_fingerprint: fingerprint of the reader's code; part of the
+        custom_config, so that a change of the code reruns the component.
     """
-    custom_config = None
+    values = {}
     if max_examples is not None:
       if max_examples <= 0:
         raise ValueError(f'max_examples must be positive, got {max_examples}')
+      values[executor.MAX_EXAMPLES_KEY] = max_examples
+    if code_fingerprint:
+      values[executor.CODE_FINGERPRINT_KEY] = code_fingerprint
+    custom_config = None
+    if values:
       config = struct_pb2.Struct()
-      config.update({executor.MAX_EXAMPLES_KEY: max_examples})
+      config.update(values)
       custom_config = example_gen_pb2.CustomConfig()
       custom_config.custom_config.Pack(config)
     super().__init__(

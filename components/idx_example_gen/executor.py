@@ -38,6 +38,8 @@ from components.idx_example_gen import idx
 logger = logging.getLogger(__name__)
 
 MAX_EXAMPLES_KEY = 'max_examples'
+# Only for the cache key (see pipeline/code_fingerprint.py).
+CODE_FINGERPRINT_KEY = 'code_fingerprint'
 # Images per Beam element: small enough to spread 60,000 images over the
 # workers, large enough that per-element overhead is negligible.
 CHUNK_SIZE = 5000

@@ -39,6 +39,8 @@ class VaeEvaluatorSpec(ComponentSpec):
       executor.TOLERANCE_KEY: ExecutionParameter(type=float),
       executor.IWAE_SAMPLES_KEY: ExecutionParameter(type=int),
       executor.SEED_KEY: ExecutionParameter(type=int, optional=True),
+      executor.CODE_FINGERPRINT_KEY: ExecutionParameter(type=str,
+                                                        optional=True),
   }
   INPUTS = {
       executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -63,7 +65,8 @@ class VaeEvaluator(base_component.BaseComponent):
                bless_threshold: float = DEFAULT_BLESS_THRESHOLD,
                bless_tolerance: float = DEFAULT_BLESS_TOLERANCE,
                iwae_samples: int = DEFAULT_IWAE_SAMPLES,
-               seed: Optional[int] = 0):
+               seed: Optional[int] = 0,
+               code_fingerprint: Optional[str] = None):
     """Constructs the component.
 
     Args:
@@ -74,6 +77,7 @@ class VaeEvaluator(base_component.BaseComponent):
       bless_tolerance: how many nats worse than the served model it may be.
       iwae_samples: importance samples per image for the IWAE bound.
       seed: seeds the draws of z, so reruns give the same numbers.
+      code_fingerprint: fingerprint of the evaluator's code (for the cache).
     """
     if iwae_samples < 1:
       raise ValueError(f'iwae_samples must be >= 1, got {iwae_samples}')
@@ -81,7 +85,7 @@ class VaeEvaluator(base_component.BaseComponent):
         examples=examples, model=model, serving_dir=serving_dir,
         bless_threshold=float(bless_threshold),
         bless_tolerance=float(bless_tolerance), iwae_samples=iwae_samples,
-        seed=seed,
+        seed=seed, code_fingerprint=code_fingerprint,
         evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
         blessing=types.Channel(type=standard_artifacts.ModelBlessing))
     super().__init__(spec=spec)

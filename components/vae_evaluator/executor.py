@@ -29,6 +29,8 @@ THRESHOLD_KEY = 'bless_threshold'
 TOLERANCE_KEY = 'bless_tolerance'
 IWAE_SAMPLES_KEY = 'iwae_samples'
 SEED_KEY = 'seed'
+# Only for the cache key (see pipeline/code_fingerprint.py).
+CODE_FINGERPRINT_KEY = 'code_fingerprint'
 EVAL_SPLIT = 'eval'
 
 METRICS_FILE = 'metrics.json'

@@ -1,0 +1,1 @@
+"""DataGate: the curated schema and drift check of every data drop."""

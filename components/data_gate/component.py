@@ -1,0 +1,134 @@
+"""DataGate: stops a bad or foreign data drop before the Trainer.
+
+Why a component of its own rather than TFX's: ExampleValidator checks the
+statistics against a schema but records its anomalies without stopping
+anything, and has no drift reference; DistributionValidator compares two
+statistics artifacts, but the baseline must arrive as an input channel,
+that is through a Resolver node, which open-source Kubeflow Pipelines does
+not run. DataGate runs TFDV's own schema validation and drift comparators
+(`components.data_gate.gate`) and finds its reference at run time in the
+push destination, as VaeEvaluator finds its baseline, so it works the same
+under LocalDagRunner and on Kubeflow. A blocking anomaly fails the
+component, so nothing after it runs.
+
+Also here: `CuratedSchemaGen`, TFX's ImportSchemaGen (its executor, its
+output) with the schema file's fingerprint as a second parameter, so that
+editing the committed schema is noticed by the cache.
+"""
+
+import json
+from typing import Dict, Optional
+
+from tfx import types
+from tfx.components.schema_gen.import_schema_gen import executor as import_schema_executor
+from tfx.dsl.components.base import base_component
+from tfx.dsl.components.base import executor_spec
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs
+from tfx.types.component_spec import ChannelParameter
+from tfx.types.component_spec import ComponentSpec
+from tfx.types.component_spec import ExecutionParameter
+
+from components.data_gate import executor
+from components.data_gate import gate
+
+
+class DataGateSpec(ComponentSpec):
+  """Inputs, outputs and parameters of DataGate."""
+  PARAMETERS = {
+      executor.SERVING_DIR_KEY: ExecutionParameter(type=str),
+      executor.MAX_LABEL_LINF_KEY: ExecutionParameter(type=float),
+      executor.MAX_PIXEL_JSD_KEY: ExecutionParameter(type=float),
+      executor.MAX_MEAN_IMAGE_LINF_KEY: ExecutionParameter(type=float),
+      executor.ACCEPT_DRIFT_KEY: ExecutionParameter(type=int),
+      executor.SPLIT_SOURCES_KEY: ExecutionParameter(type=str, optional=True),
+      executor.CODE_FINGERPRINT_KEY: ExecutionParameter(type=str,
+                                                        optional=True),
+  }
+  INPUTS = {
+      executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+      executor.STATISTICS_KEY:
+          ChannelParameter(type=standard_artifacts.ExampleStatistics),
+      executor.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema),
+  }
+  OUTPUTS = {
+      executor.ANOMALIES_KEY:
+          ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+      executor.OUTPUT_STATISTICS_KEY:
+          ChannelParameter(type=standard_artifacts.ExampleStatistics),
+  }
+
+
+class DataGate(base_component.BaseComponent):
+  """Schema and drift gate of a data drop (see module docstring)."""
+
+  SPEC_CLASS = DataGateSpec
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+  def __init__(self, examples: types.BaseChannel,
+               statistics: types.BaseChannel, schema: types.BaseChannel,
+               serving_dir: str,
+               thresholds: gate.Thresholds = gate.Thresholds(),
+               accept_drift: bool = False,
+               split_sources: Optional[Dict[str, str]] = None,
+               code_fingerprint: Optional[str] = None):
+    """Constructs the component.
+
+    Args:
+      examples: ExampleGen's examples of the new drop (for their span).
+      statistics: StatisticsGen's statistics of them (every split).
+      schema: the curated schema (CuratedSchemaGen's output).
+      serving_dir: the push destination; its newest version's recorded
+        training statistics are the drift reference.
+      thresholds: the largest drift allowed.
+      accept_drift: let drift through (schema anomalies still stop the run);
+        the run's data becomes the reference once its model is pushed.
+      split_sources: split -> the files it was read from (may contain
+        `{SPAN}`), named in messages.
+      code_fingerprint: fingerprint of the gate's code (for the cache).
+    """
+    spec = DataGateSpec(
+        examples=examples, statistics=statistics, schema=schema,
+        serving_dir=serving_dir,
+        max_label_linf=float(thresholds.max_label_linf),
+        max_pixel_jsd=float(thresholds.max_pixel_jsd),
+        max_mean_image_linf=float(thresholds.max_mean_image_linf),
+        accept_drift=int(accept_drift),
+        split_sources=json.dumps(split_sources or {}, sort_keys=True),
+        code_fingerprint=code_fingerprint,
+        anomalies=types.Channel(type=standard_artifacts.ExampleAnomalies),
+        gated_statistics=types.Channel(
+            type=standard_artifacts.ExampleStatistics))
+    super().__init__(spec=spec)
+
+
+SCHEMA_FINGERPRINT_KEY = 'schema_fingerprint'
+
+
+class CuratedSchemaGenSpec(standard_component_specs.ImportSchemaGenSpec):
+  """ImportSchemaGen's spec plus the schema file's fingerprint."""
+  PARAMETERS = {
+      **standard_component_specs.ImportSchemaGenSpec.PARAMETERS,
+      SCHEMA_FINGERPRINT_KEY: ExecutionParameter(type=str),
+  }
+
+
+class CuratedSchemaGen(base_component.BaseComponent):
+  """TFX's ImportSchemaGen whose cache key includes the file's content."""
+
+  SPEC_CLASS = CuratedSchemaGenSpec
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(
+      import_schema_executor.Executor)
+
+  def __init__(self, schema_file: str, schema_fingerprint: str):
+    """Constructs the component.
+
+    Args:
+      schema_file: the schema (text proto) to import, as the executor sees
+        it (a path inside the container on Kubeflow).
+      schema_fingerprint: `pipeline.code_fingerprint.file_fingerprint` of it.
+    """
+    spec = CuratedSchemaGenSpec(
+        schema_file=schema_file, schema_fingerprint=schema_fingerprint,
+        schema=types.Channel(type=standard_artifacts.Schema))
+    super().__init__(spec=spec)

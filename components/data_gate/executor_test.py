@@ -1,0 +1,174 @@
+"""DataGate's executor on real artifacts: examples, TFDV statistics, the
+committed schema, and reference statistics recorded in a pushed version."""
+
+import json
+import os
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+from tfx.components.statistics_gen import stats_artifact_utils
+from tfx.types import artifact_utils
+from tfx.types import standard_artifacts
+from tfx.utils import io_utils
+
+from components import serving_layout
+from components.atomic_pusher import executor as pusher
+from components.data_gate import executor
+from components.data_gate import gate
+from conftest import REPO_ROOT
+from conftest import write_tfrecords
+from models import export
+
+SPLIT_SOURCES = {'train': '/drops/span-{SPAN}/train-*-ubyte*',
+                 'eval': '/drops/span-{SPAN}/t10k-*-ubyte*'}
+
+
+class Drop:
+  """Examples and StatisticsGen-style statistics of one data drop."""
+
+  def __init__(self, directory: pathlib.Path, make_stats, splits, span: int):
+    self.examples = standard_artifacts.Examples()
+    self.examples.uri = str(directory / 'examples')
+    self.examples.split_names = artifact_utils.encode_split_names(list(splits))
+    self.examples.set_int_custom_property('span', span)
+    self.statistics = standard_artifacts.ExampleStatistics()
+    self.statistics.uri = str(directory / 'statistics')
+    self.statistics.split_names = self.examples.split_names
+    for split, (images, labels) in splits.items():
+      write_tfrecords(directory / 'examples' / f'Split-{split}' / 'data.gz',
+                      images, labels)
+      stats = make_stats(images, labels)
+      # As StatisticsGen writes it: TFDV's statistics, no mean image.
+      image = [f for f in stats.datasets[0].features
+               if f.path.step == ['image']][0]
+      del image.custom_stats[:]
+      io_utils.write_bytes_file(
+          os.path.join(self.statistics.uri, f'Split-{split}',
+                       stats_artifact_utils.BINARY_PB_BASENAME),
+          stats.SerializeToString())
+
+
+@pytest.fixture
+def schema_artifact(tmp_path):
+  artifact = standard_artifacts.Schema()
+  artifact.uri = str(tmp_path / 'schema')
+  os.makedirs(artifact.uri)
+  shutil.copy(REPO_ROOT / 'schema' / 'schema.pbtxt', artifact.uri)
+  return artifact
+
+
+def _run(drop, schema_artifact, out_dir, serving_dir, accept_drift=False):
+  anomalies = standard_artifacts.ExampleAnomalies()
+  anomalies.uri = str(out_dir / 'anomalies')
+  gated = standard_artifacts.ExampleStatistics()
+  gated.uri = str(out_dir / 'gated_statistics')
+  properties = {
+      executor.SERVING_DIR_KEY: str(serving_dir),
+      executor.MAX_LABEL_LINF_KEY: gate.DEFAULT_MAX_LABEL_LINF,
+      executor.MAX_PIXEL_JSD_KEY: gate.DEFAULT_MAX_PIXEL_JSD,
+      executor.MAX_MEAN_IMAGE_LINF_KEY: gate.DEFAULT_MAX_MEAN_IMAGE_LINF,
+      executor.ACCEPT_DRIFT_KEY: int(accept_drift),
+      executor.SPLIT_SOURCES_KEY: json.dumps(SPLIT_SOURCES),
+  }
+  try:
+    executor.Executor().Do(
+        {'examples': [drop.examples], 'statistics': [drop.statistics],
+         'schema': [schema_artifact]},
+        {'anomalies': [anomalies], 'gated_statistics': [gated]}, properties)
+  finally:
+    report_path = pathlib.Path(anomalies.uri, executor.REPORT_FILE)
+    report = json.loads(report_path.read_text())
+  return report, anomalies, gated
+
+
+@pytest.fixture
+def mnist_drop(tmp_path, make_stats, mnist_drops):
+  (images, labels), (eval_images, eval_labels) = mnist_drops
+  return Drop(tmp_path / 'drop-1', make_stats,
+              {'train': (images, labels),
+               'eval': (eval_images[:500], eval_labels[:500])}, span=1)
+
+
+def _serve(serving_dir, exported_model, reference=None):
+  return pusher.push(os.path.join(exported_model, export.SERVING_MODEL_DIR),
+                     str(serving_dir), {'model_uri': exported_model},
+                     reference)
+
+
+def test_first_drop_is_checked_against_the_schema_only(
+    mnist_drop, schema_artifact, tmp_path, mnist_drops):
+  report, anomalies, gated = _run(mnist_drop, schema_artifact,
+                                  tmp_path / 'out', tmp_path / 'serving')
+  assert report['passed'] is True
+  assert report['reference'] == {'status': 'no model served',
+                                 'version_dir': None}
+  assert report['span'] == 1
+  assert report['splits']['train']['where'] == (
+      'span 1, split train (/drops/span-1/train-*-ubyte*)')
+  assert report['splits']['train']['drift'] == {}
+  assert anomalies.get_int_custom_property(executor.PASSED_PROPERTY) == 1
+  for split in ('train', 'eval'):
+    assert pathlib.Path(anomalies.uri, f'Split-{split}',
+                        executor.ANOMALIES_FILE).is_file()
+  # The gated statistics carry the mean image of the examples, here checked
+  # against numpy's mean of the same images.
+  images, _ = mnist_drops[0]
+  stats = stats_artifact_utils.load_statistics(gated, 'train').proto()
+  np.testing.assert_allclose(
+      gate.mean_image(stats), images.reshape(-1, 784).mean(0) / 255,
+      atol=1e-5)
+
+
+def test_inverted_drop_fails_against_the_recorded_reference(
+    mnist_drop, schema_artifact, tmp_path, make_stats, mnist_drops,
+    exported_model):
+  _, _, gated = _run(mnist_drop, schema_artifact, tmp_path / 'first',
+                     tmp_path / 'serving')
+  version_dir = _serve(
+      tmp_path / 'serving', exported_model,
+      stats_artifact_utils.load_statistics(gated, 'train').proto())
+  _, (images, labels) = mnist_drops
+  inverted = Drop(tmp_path / 'drop-7', make_stats,
+                  {'train': (255 - images, labels),
+                   'eval': (255 - images[:300], labels[:300])}, span=7)
+
+  with pytest.raises(gate.DataGateError) as raised:
+    _run(inverted, schema_artifact, tmp_path / 'second', tmp_path / 'serving')
+
+  message = str(raised.value)
+  version = os.path.basename(version_dir)
+  assert ("span 7, split train (/drops/span-7/train-*-ubyte*): feature "
+          "'image': drift: pixel-value Jensen-Shannon divergence 0.") in message
+  assert f'(served version {version}) exceeds the allowed 0.01' in message
+  assert 'span 7, split eval (/drops/span-7/t10k-*-ubyte*)' in message
+  report = raised.value.report
+  assert report['passed'] is False
+  assert report['reference'] == {'status': 'checked',
+                                 'version_dir': version_dir}
+  assert report['splits']['train']['drift']['image']['value'] > 0.4
+  assert report['blocking'] and not report['accepted']
+  # The same report is on disk, beside TFDV's anomalies.
+  assert json.loads(pathlib.Path(
+      tmp_path / 'second' / 'anomalies' / executor.REPORT_FILE).read_text()
+                   ) == report
+
+  accepted, _, _ = _run(inverted, schema_artifact, tmp_path / 'third',
+                        tmp_path / 'serving', accept_drift=True)
+  assert accepted['passed'] is True
+  assert accepted['blocking'] == [] and accepted['accepted']
+
+
+def test_version_pushed_before_the_gate_needs_accept_drift(
+    mnist_drop, schema_artifact, tmp_path, exported_model):
+  version_dir = _serve(tmp_path / 'serving', exported_model)
+  assert serving_layout.read_reference_statistics(version_dir) is None
+  with pytest.raises(gate.DataGateError,
+                     match=f'{version_dir} has no reference statistics.*'
+                     'rerun with --accept-drift'):
+    _run(mnist_drop, schema_artifact, tmp_path / 'out', tmp_path / 'serving')
+  report, _, _ = _run(mnist_drop, schema_artifact, tmp_path / 'accepted',
+                      tmp_path / 'serving', accept_drift=True)
+  assert report['passed'] is True
+  assert report['reference']['status'] == 'missing'
