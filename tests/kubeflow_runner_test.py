@@ -122,7 +122,7 @@ def test_kfp_loads_the_package_with_every_component_as_a_task(package, spec):
   # Nothing is trained before the data gate passed.
   assert 'DataGate' in spec.root.dag.tasks['Trainer'].dependent_tasks
   assert set(spec.root.dag.tasks['Pusher'].dependent_tasks) == {
-      'Trainer', 'VaeEvaluator', 'StatisticsGen'}
+      'Trainer', 'VaeEvaluator', 'DataGate'}
 
 
 def test_the_schema_task_reads_the_schema_the_image_carries(spec):
