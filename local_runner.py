@@ -29,7 +29,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
       description='Train the MNIST convolutional VAE with a local TFX '
       'pipeline (LocalDagRunner, Beam DirectRunner, SQLite ML Metadata).',
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+      epilog=f'Exit codes: 0 done (blessed or not), {EXIT_BAD_INPUT} bad input '
+      f'data, {EXIT_LOCKED} another run holds the output directory, '
+      f'{EXIT_DATA_GATE} the data gate stopped the run (nothing trained or '
+      'pushed), 1 any other failure.')
   parser.add_argument(
       '--data-dir', default=DEFAULT_DATA_DIR,
       help='folder with the four MNIST IDX files (train-images-idx3-ubyte, '

@@ -70,8 +70,10 @@ def test_help_explains_the_flags():
   for flag in ('--data-dir', '--output-dir', '--max-examples', '--beam-arg',
                'data/mnist', 'DataflowRunner', '--epochs', '--batch-size',
                '--latent-dim', '--learning-rate', '--bless-threshold',
-               '--bless-tolerance'):
+               '--bless-tolerance', '--accept-drift', '--max-label-linf',
+               '--max-pixel-jsd', '--max-mean-image-linf'):
     assert flag in result.stdout
+  assert '4 the data gate stopped the run' in ' '.join(result.stdout.split())
 
 
 def test_subset_run_completes_and_names_its_outputs(tmp_path):
