@@ -83,7 +83,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   # TensorFlow reads its log level when imported: configure logging first.
   console.configure_logging(console.verbose_requested(argv))
   args = parse_args(argv)
+  from components import serving_layout  # pylint: disable=g-import-not-at-top
   from components.data_gate import gate  # pylint: disable=g-import-not-at-top
+  from components.vae_evaluator import executor as evaluator  # pylint: disable=g-import-not-at-top
   from components.idx_example_gen import component as idx_component  # pylint: disable=g-import-not-at-top
   from components.idx_example_gen import idx  # pylint: disable=g-import-not-at-top
   from pipeline import flags  # pylint: disable=g-import-not-at-top
@@ -102,6 +104,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   pipeline_root = os.path.join(output_dir, 'pipeline')
   serving_dir = os.path.join(output_dir, 'serving_model')
   metadata_path = os.path.join(output_dir, 'metadata.sqlite')
+  enable_cache = not args.no_cache
+  if (enable_cache and os.path.exists(metadata_path) and
+      not os.path.isdir(pipeline_root)):
+    # ML Metadata would serve outputs whose files are gone.
+    logger.warning('%s is gone but %s remains: running without the cache '
+                   'this time', pipeline_root, metadata_path)
+    enable_cache = False
   pipeline = pipeline_lib.create_pipeline(
       pipeline_name=pipeline_lib.PIPELINE_NAME,
       pipeline_root=pipeline_root,
@@ -114,7 +123,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       metadata_connection_config=(
           tfx.orchestration.metadata.sqlite_metadata_connection_config(
               metadata_path)),
-      enable_cache=not args.no_cache,
+      enable_cache=enable_cache,
+      # The served version is part of the gate's and evaluator's cache keys.
+      served_version=serving_layout.version_name(
+          serving_layout.latest_version_dir(serving_dir)),
   )
   logger.info('Running pipeline %s on %s (%s examples per split), %s',
               pipeline_lib.PIPELINE_NAME, data_dir,
@@ -143,6 +155,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   except idx.IdxFormatError as e:
     logger.error('bad input data: %s', e)
     return EXIT_BAD_INPUT
+  except evaluator.ServedModelError as e:
+    logger.error('%s. Nothing was pushed; fix or remove that version and run '
+                 'again.', e)
+    return 1
   print(run_summary.format_summary(summary))
   logger.info('Pipeline finished. Outputs: %s (component outputs in %s, ML '
               'Metadata in %s, summary in %s)', output_dir, pipeline_root,

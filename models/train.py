@@ -1,15 +1,22 @@
 """Trains the VAE on ExampleGen's TFRecords; no TFX needed."""
 
 import logging
+import os
 from typing import List, Optional, Sequence, Tuple
 
 import keras
+import tensorflow as tf
 
 from models import data
 from models import export
 from models import vae as vae_lib
 
 logger = logging.getLogger(__name__)
+
+# In a resume directory: Keras' BackupAndRestore checkpoint, and the losses
+# of every epoch so far (appended, so a resumed run keeps the earlier ones).
+CHECKPOINT_DIR = 'checkpoint'
+HISTORY_FILE = 'history.csv'
 
 
 class KlWarmUp(keras.callbacks.Callback):
@@ -45,7 +52,9 @@ def train(hp: vae_lib.Hyperparameters,
           warm_start_dir: Optional[str] = None,
           *,
           callbacks: Sequence[keras.callbacks.Callback] = (),
-          verbose: int = 2) -> Tuple[vae_lib.VAE, keras.callbacks.History]:
+          verbose: int = 2,
+          resume_dir: Optional[str] = None
+          ) -> Tuple[vae_lib.VAE, keras.callbacks.History]:
   """Trains a VAE, validating on `eval_files` after every epoch.
 
   Args:
@@ -57,6 +66,12 @@ def train(hp: vae_lib.Hyperparameters,
       start from instead of fresh weights; see `export.load_warm_start`.
     callbacks: extra Keras callbacks.
     verbose: Keras fit verbosity (2: one line per epoch).
+    resume_dir: where to keep a checkpoint after every epoch (weights,
+      optimizer state, epoch) and the losses of every epoch. If training
+      dies, calling `train` again with the same directory continues after
+      the last finished epoch and still trains `hp.epochs` epochs in all.
+      After training, the losses go to `log_dir/history.csv` and the
+      directory is removed.
 
   Returns:
     (the trained VAE, the Keras History of losses per epoch).
@@ -70,11 +85,27 @@ def train(hp: vae_lib.Hyperparameters,
     export.load_warm_start(vae, warm_start_dir)
   vae.kl_weight.assign(hp.kl_weight_at(0))
   logger.info('Training %s', hp)
+  resume = []
+  if resume_dir:
+    checkpoint = os.path.join(resume_dir, CHECKPOINT_DIR)
+    if tf.io.gfile.exists(os.path.join(checkpoint, 'training_metadata.json')):
+      logger.info('Resuming from the checkpoint in %s', checkpoint)
+    tf.io.gfile.makedirs(resume_dir)
+    # First, so that the restored epoch and weights are in place before the
+    # other callbacks start.
+    resume = [keras.callbacks.BackupAndRestore(checkpoint),
+              keras.callbacks.CSVLogger(
+                  os.path.join(resume_dir, HISTORY_FILE), append=True)]
   history = vae.fit(
       train_ds,
       steps_per_epoch=steps_per_epoch,
       validation_data=eval_ds,
       epochs=hp.epochs,
-      callbacks=make_callbacks(hp, log_dir) + list(callbacks),
+      callbacks=resume + make_callbacks(hp, log_dir) + list(callbacks),
       verbose=verbose)
+  if resume_dir:
+    tf.io.gfile.makedirs(log_dir)
+    tf.io.gfile.copy(os.path.join(resume_dir, HISTORY_FILE),
+                     os.path.join(log_dir, HISTORY_FILE), overwrite=True)
+    tf.io.gfile.rmtree(resume_dir)
   return vae, history

@@ -10,7 +10,10 @@ whole eval split after each epoch. `fn_args.hyperparameters` (a Tuner's
 output) is ignored too.
 """
 
+import hashlib
+import json
 import logging
+import os
 from typing import Optional
 
 from tfx import v1 as tfx
@@ -60,8 +63,9 @@ def warm_start_dir_from_fn_args(fn_args: tfx.components.FnArgs) -> Optional[str]
         logger.info('Warm start: no model is served from %s yet; training '
                     'from scratch', serving_dir)
       else:
-        candidates.append(
-            serving_layout.read_push_info(version_dir)['model_uri'])
+        # The version's own weights (or, for older versions, the model it
+        # was pushed from while the pipeline root still has it).
+        candidates.append(serving_layout.model_dir_of(version_dir))
   for path in candidates:
     warm_start_dir = export.find_warm_start_dir(path)
     if warm_start_dir is None:
@@ -70,6 +74,27 @@ def warm_start_dir_from_fn_args(fn_args: tfx.components.FnArgs) -> Optional[str]
           'it or its parent)')
     return warm_start_dir
   return None
+
+
+def resume_dir_from_fn_args(fn_args: tfx.components.FnArgs,
+                            warm_start_dir: Optional[str]) -> str:
+  """A directory shared by every attempt at the same training.
+
+  TFX gives each execution its own model_run_dir, so a rerun after a crash
+  would not find the first attempt's checkpoint there. This directory sits
+  beside those (`<Trainer root>/resume/<key>`), keyed by everything that
+  defines the training: its input files, hyperparameters, code fingerprint
+  and warm-start model.
+  """
+  key = hashlib.sha256(json.dumps({
+      'train_files': sorted(fn_args.train_files),
+      'eval_files': sorted(fn_args.eval_files),
+      'custom_config': fn_args.custom_config or {},
+      'warm_start_dir': warm_start_dir,
+  }, sort_keys=True).encode()).hexdigest()[:16]
+  trainer_root = os.path.dirname(os.path.dirname(
+      fn_args.model_run_dir.rstrip('/')))
+  return os.path.join(trainer_root, 'resume', key)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -86,9 +111,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     logger.info('Ignoring train_steps=%s and eval_steps=%s: training runs %d '
                 'full epochs', fn_args.train_steps, fn_args.eval_steps,
                 hp.epochs)
+  warm_start_dir = warm_start_dir_from_fn_args(fn_args)
   vae, history = train_lib.train(
       hp, fn_args.train_files, fn_args.eval_files, fn_args.model_run_dir,
-      warm_start_dir=warm_start_dir_from_fn_args(fn_args))
+      warm_start_dir=warm_start_dir,
+      resume_dir=resume_dir_from_fn_args(fn_args, warm_start_dir))
   logger.info('Final epoch: %s',
               {k: v[-1] for k, v in history.history.items()})
   model_dir = export.export_model(vae, hp, fn_args.serving_model_dir)

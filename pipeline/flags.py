@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 from typing import Any, Dict
 
+from components.atomic_pusher import component as pusher
 from components.data_gate import gate
 from components.vae_evaluator import component as evaluator
 from models import precision
@@ -92,7 +93,7 @@ def add_training_flags(parser: argparse.ArgumentParser,
       '--warm-start', action='store_true',
       help='start training from the weights of the model currently served '
       f'from {serving_flag} (from scratch if none is).')
-  blessing = parser.add_argument_group('evaluation and blessing')
+  blessing = parser.add_argument_group('evaluation, blessing and push')
   blessing.add_argument(
       '--bless-threshold', type=float,
       default=evaluator.DEFAULT_BLESS_THRESHOLD, metavar='NATS',
@@ -105,6 +106,17 @@ def add_training_flags(parser: argparse.ArgumentParser,
       help='bless only a model at most this much worse (-ELBO) than the one '
       f'served from {serving_flag}, both measured on the same eval images '
       '(0: at least as good).')
+  blessing.add_argument(
+      '--allow-signature-change', action='store_true',
+      help='bless a model whose serving signature (input or output name, '
+      f'dtype or shape) differs from the one served from {serving_flag}, '
+      'e.g. after a change of --latent-dim; without it such a model is not '
+      'pushed, so clients do not break silently.')
+  blessing.add_argument(
+      '--keep-versions', type=positive_int,
+      default=pusher.DEFAULT_KEEP_VERSIONS, metavar='N',
+      help=f'versions kept in {serving_flag} after a push; older ones are '
+      'removed (never the newest or the one just pushed).')
   blessing.add_argument(
       '--iwae-samples', type=positive_int,
       default=evaluator.DEFAULT_IWAE_SAMPLES, metavar='K',
@@ -139,4 +151,6 @@ def training_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
           max_pixel_jsd=args.max_pixel_jsd,
           max_mean_image_linf=args.max_mean_image_linf),
       'accept_drift': args.accept_drift,
+      'allow_signature_change': args.allow_signature_change,
+      'keep_versions': args.keep_versions,
   }

@@ -16,7 +16,7 @@ import components.idx_example_gen
 import components.serving_layout
 import components.vae_evaluator
 import models
-from components.atomic_pusher.component import create_pusher
+from components.atomic_pusher import component as pusher_lib
 from components.data_gate import gate
 from components.data_gate.component import CuratedSchemaGen
 from components.data_gate.component import DataGate
@@ -49,6 +49,9 @@ def create_pipeline(
     warm_start: bool = False,
     gate_thresholds: gate.Thresholds = gate.Thresholds(),
     accept_drift: bool = False,
+    allow_signature_change: bool = False,
+    keep_versions: int = pusher_lib.DEFAULT_KEEP_VERSIONS,
+    served_version: Optional[str] = None,
     beam_pipeline_args: Sequence[str] = (),
     metadata_connection_config: Optional[
         metadata_store_pb2.ConnectionConfig] = None,
@@ -78,6 +81,13 @@ def create_pipeline(
       through.
     accept_drift: let drift through the gate (schema anomalies still stop
       the run); once this run's model is pushed, its data is the reference.
+    allow_signature_change: bless a candidate whose serving signature differs
+      from the served model's.
+    keep_versions: versions kept in `serving_dir` after a push.
+    served_version: the version served when the pipeline is built; part of
+      the gate's and the evaluator's cache keys, so that their cached verdicts
+      are reused only against the model they measured. None (Kubeflow, where
+      it is unknown at compile time) leaves it out.
     beam_pipeline_args: arguments for every Beam-based component.
     metadata_connection_config: ML Metadata store; None lets the orchestrator
       provide one (Kubeflow).
@@ -113,7 +123,8 @@ def create_pipeline(
       split_sources={
           split.name: os.path.join(data_root, split.pattern)
           for split in example_gen_lib.make_input_config(use_spans).splits},
-      code_fingerprint=code(components.data_gate, components.serving_layout))
+      code_fingerprint=code(components.data_gate, components.serving_layout),
+      served_version=served_version)
   trainer_config = {
       trainer_lib.HYPERPARAMETERS_KEY: hyperparameters.to_dict(),
       trainer_lib.CODE_FINGERPRINT_KEY: code(models,
@@ -137,15 +148,18 @@ def create_pipeline(
       iwae_samples=iwae_samples,
       seed=hyperparameters.seed,
       code_fingerprint=code(components.vae_evaluator, models,
-                            components.serving_layout))
-  pusher = create_pusher(
+                            components.serving_layout),
+      allow_signature_change=allow_signature_change,
+      served_version=served_version)
+  pusher = pusher_lib.create_pusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
       serving_dir=serving_dir,
       # What the gate checked, with mean images: the next drift reference.
       statistics=data_gate.outputs['gated_statistics'],
       code_fingerprint=code(components.atomic_pusher,
-                            components.serving_layout))
+                            components.serving_layout),
+      keep_versions=keep_versions)
 
   nodes: List[tfx.types.BaseNode] = [
       example_gen, schema_gen, statistics_gen, data_gate, trainer, evaluator,

@@ -16,6 +16,8 @@ from ml_metadata.proto import metadata_store_pb2
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = 'run_summary.json'
+# The Pusher's reason for not pushing a blessed model (atomic_pusher).
+NOT_PUSHED_REASON = 'not_pushed_reason'
 # The data gate's report in its anomalies artifact (components/data_gate).
 GATE_REPORT_FILE = 'gate.json'
 METRIC_KEYS = ('neg_elbo', 'reconstruction', 'kl', 'iwae_bound')
@@ -114,6 +116,9 @@ def summarize(metadata_path: str) -> Dict[str, Any]:
   if pushed and pushed.custom_properties['pushed'].int_value == 1:
     summary['pushed_model'] = pushed.custom_properties[
         'pushed_destination'].string_value
+  elif pushed and NOT_PUSHED_REASON in pushed.custom_properties:
+    summary['not_pushed_reason'] = pushed.custom_properties[
+        NOT_PUSHED_REASON].string_value
   return summary
 
 
@@ -139,8 +144,11 @@ def format_summary(summary: Dict[str, Any]) -> str:
         f'  held-out -ELBO {m["neg_elbo"]:.2f} nats (reconstruction '
         f'{m["reconstruction"]:.2f}, KL {m["kl"]:.2f}), IWAE bound '
         f'{m["iwae_bound"]:.2f}')
+    pushed = summary['pushed_model'] or 'nothing'
+    if summary.get('not_pushed_reason'):
+      pushed += f' ({summary["not_pushed_reason"]})'
     lines.append(f'  blessed: {"yes" if summary["blessed"] else "no"}; pushed: '
-                 f'{summary["pushed_model"] or "nothing"}')
+                 f'{pushed}')
     lines.append(f'  report: {summary["plots"]["report"]}')
   return '\n'.join(lines)
 

@@ -147,17 +147,31 @@ def test_subset_run_completes_and_names_its_outputs(tmp_path):
   assert all(c['seconds'] >= 0 for c in summary['components'].values())
   assert 'Run summary:' in result.stdout
 
-  # A rerun with nothing changed is served from cache and pushes nothing new.
-  rerun = run_cli('--max-examples', '300', '--epochs', '1', '--output-dir',
-                  str(out), '--bless-threshold', '1000')
+  # A rerun: the data and the model are reused from the cache. The model
+  # served changed (this run pushed one), so the gate and the evaluator
+  # measure again, against it; the candidate is that very model, so nothing
+  # new is pushed.
+  args = ('--max-examples', '300', '--epochs', '1', '--output-dir', str(out),
+          '--bless-threshold', '1000')
+  rerun = run_cli(*args)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   summary = json.loads((out / 'run_summary.json').read_text())
   for name in ('IdxExampleGen', 'StatisticsGen', 'CuratedSchemaGen',
-               'DataGate'):
+               'Trainer'):
     assert summary['components'][name]['status'] == 'cached'
     assert f'{name} cached in' in rerun.stderr
+  assert summary['components']['VaeEvaluator']['status'] == 'ran'
+  assert summary['pushed_model'] is None
+  assert summary['not_pushed_reason'] == (
+      f'the candidate is already served as version {version_dir.name}')
   assert [p.name for p in (out / 'serving_model').iterdir()] == [
       version_dir.name]
+
+  # Nothing changed since: everything is served from the cache.
+  again = run_cli(*args)
+  assert again.returncode == 0, again.stderr[-3000:]
+  summary = json.loads((out / 'run_summary.json').read_text())
+  assert {c['status'] for c in summary['components'].values()} == {'cached'}
 
 
 def test_second_run_on_the_same_output_dir_is_refused(tmp_path):
@@ -252,8 +266,10 @@ def test_new_span_leads_to_a_new_evaluation(tmp_path):
 
 
 def test_run_killed_during_training_resumes_to_completion(tmp_path):
+  """kill -9 in epoch 3 of 4: the rerun continues at epoch 3 (Keras'
+  BackupAndRestore in the Trainer), not from the start."""
   out = tmp_path / 'out'
-  args = ('--max-examples', '2000', '--epochs', '3', '--output-dir', str(out),
+  args = ('--max-examples', '2000', '--epochs', '4', '--output-dir', str(out),
           '--bless-threshold', '1000')
   process = subprocess.Popen(
       [sys.executable, str(REPO_ROOT / 'local_runner.py'), *args],
@@ -263,19 +279,29 @@ def test_run_killed_during_training_resumes_to_completion(tmp_path):
   deadline = time.monotonic() + 300
   for line in process.stdout:
     seen.append(line)
-    if line.startswith('Epoch 2/3') or time.monotonic() > deadline:
+    if line.startswith('Epoch 3/4') or time.monotonic() > deadline:
       break
   os.killpg(process.pid, signal.SIGKILL)  # the runner and its Beam workers
   process.wait()
-  assert any(line.startswith('Epoch 2/3') for line in seen), ''.join(seen)
+  assert any(line.startswith('Epoch 3/4') for line in seen), ''.join(seen)
   assert not (out / 'serving_model').exists()
 
   resumed = run_cli(*args)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
+  epochs = re.findall(r'^Epoch (\d+)/4', resumed.stdout, re.M)
+  assert epochs == ['3', '4'], resumed.stdout[-3000:]
   summary = json.loads((out / 'run_summary.json').read_text())
   statuses = {n: c['status'] for n, c in summary['components'].items()}
   assert statuses['IdxExampleGen'] == statuses['StatisticsGen'] == 'cached'
   assert statuses['Trainer'] == 'ran' and statuses['Pusher'] == 'ran'
+  # Four epochs in all: two before the kill, two after.
+  store = open_store(out)
+  model_run = max(store.get_artifacts_by_type('ModelRun'), key=lambda a: a.id)
+  rows = (pathlib.Path(model_run.uri) / 'history.csv').read_text().split()
+  assert rows[0].startswith('epoch,')
+  assert [row.split(',')[0] for row in rows[1:]] == ['0', '1', '2', '3']
+  assert not (out / 'pipeline' / 'Trainer' / 'resume').exists() or not list(
+      (out / 'pipeline' / 'Trainer' / 'resume').iterdir())
   versions = list((out / 'serving_model').iterdir())
   assert len(versions) == 1 and versions[0].name.isdigit()
   assert (versions[0] / 'saved_model.pb').is_file()

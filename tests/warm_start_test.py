@@ -2,6 +2,7 @@
 
 import logging
 import os
+import shutil
 
 import pytest
 from tfx import v1 as tfx
@@ -52,5 +53,37 @@ def test_warm_start_from_a_model_without_weights_fails_clearly(
               str(serving), {'model_uri': str(tmp_path / 'gone')})
   fn_args = _fn_args(tmp_path, {
       trainer.WARM_START_SERVING_DIR_KEY: str(serving)})
-  with pytest.raises(FileNotFoundError, match='has no warm-start weights'):
+  with pytest.raises(FileNotFoundError,
+                     match='carries no model files .* is gone with its '
+                     'pipeline root: remove that version'):
     trainer.warm_start_dir_from_fn_args(fn_args)
+
+
+def test_warm_start_from_a_version_whose_pipeline_root_is_gone(
+    exported_model, tmp_path):
+  """The served version's own weights are loaded: compared weight by weight
+  with the exported model's."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  origin = tmp_path / 'pipeline-root' / 'model'
+  shutil.copytree(exported_model, origin)
+  serving = tmp_path / 'serving'
+  version_dir = pusher.push(
+      str(origin / export.SERVING_MODEL_DIR), str(serving),
+      {'model_uri': str(origin)}, None,
+      {name: str(origin / name)
+       for name in (export.ENCODER_DIR, export.WARM_START_DIR)})
+  expected = vae_lib.build_uncompiled_vae(2)
+  expected.load_weights(str(origin / export.WARM_START_WEIGHTS))
+  shutil.rmtree(tmp_path / 'pipeline-root')
+
+  fn_args = _fn_args(tmp_path, {
+      trainer.WARM_START_SERVING_DIR_KEY: str(serving)})
+  warm_dir = trainer.warm_start_dir_from_fn_args(fn_args)
+  assert warm_dir == os.path.join(version_dir, 'assets.extra', 'model')
+  fresh = vae_lib.build_vae(vae_lib.Hyperparameters(seed=3))
+  before = fresh.get_weights()
+  export.load_warm_start(fresh, warm_dir)
+  loaded = fresh.get_weights()
+  assert any(not np.array_equal(a, b) for a, b in zip(before, loaded))
+  for got, want in zip(loaded, expected.get_weights()):
+    np.testing.assert_array_equal(got, want)

@@ -20,6 +20,8 @@ from tfx.types.component_spec import ExecutionParameter
 from components.atomic_pusher import executor
 
 COMPONENT_ID = 'Pusher'
+# Versions kept after a push: enough to roll back a few retrainings.
+DEFAULT_KEEP_VERSIONS = 5
 
 
 class AtomicPusherSpec(standard_component_specs.PusherSpec):
@@ -28,6 +30,7 @@ class AtomicPusherSpec(standard_component_specs.PusherSpec):
       **standard_component_specs.PusherSpec.PARAMETERS,
       executor.CODE_FINGERPRINT_KEY: ExecutionParameter(type=str,
                                                         optional=True),
+      executor.KEEP_VERSIONS_KEY: ExecutionParameter(type=int, optional=True),
   }
   INPUTS = {
       **standard_component_specs.PusherSpec.INPUTS,
@@ -45,7 +48,8 @@ class AtomicPusher(base_component.BaseComponent):
   def __init__(self, model: types.BaseChannel,
                model_blessing: types.BaseChannel, serving_dir: str,
                statistics: Optional[types.BaseChannel] = None,
-               code_fingerprint: Optional[str] = None):
+               code_fingerprint: Optional[str] = None,
+               keep_versions: int = DEFAULT_KEEP_VERSIONS):
     """Constructs the component.
 
     Args:
@@ -58,13 +62,17 @@ class AtomicPusher(base_component.BaseComponent):
       statistics: StatisticsGen's statistics of the training data; the
         `train` split is recorded in the version as the drift reference.
       code_fingerprint: fingerprint of the executor's code (for the cache).
+      keep_versions: versions kept after a push (>= 1); older ones are
+        removed.
     """
+    if keep_versions < 1:
+      raise ValueError(f'keep_versions must be >= 1, got {keep_versions}')
     spec = AtomicPusherSpec(
         model=model, model_blessing=model_blessing, statistics=statistics,
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(
                 base_directory=serving_dir)),
-        code_fingerprint=code_fingerprint,
+        code_fingerprint=code_fingerprint, keep_versions=keep_versions,
         pushed_model=types.Channel(type=standard_artifacts.PushedModel))
     super().__init__(spec=spec)
 
@@ -72,9 +80,10 @@ class AtomicPusher(base_component.BaseComponent):
 def create_pusher(model: types.BaseChannel, model_blessing: types.BaseChannel,
                   serving_dir: str,
                   statistics: Optional[types.BaseChannel] = None,
-                  code_fingerprint: Optional[str] = None) -> AtomicPusher:
+                  code_fingerprint: Optional[str] = None,
+                  keep_versions: int = DEFAULT_KEEP_VERSIONS) -> AtomicPusher:
   """The pipeline's Pusher (id `Pusher`); see AtomicPusher for the args."""
   return AtomicPusher(
       model=model, model_blessing=model_blessing, serving_dir=serving_dir,
-      statistics=statistics,
-      code_fingerprint=code_fingerprint).with_id(COMPONENT_ID)
+      statistics=statistics, code_fingerprint=code_fingerprint,
+      keep_versions=keep_versions).with_id(COMPONENT_ID)

@@ -3,10 +3,14 @@
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import time
+import uuid
 
 import pytest
+import tensorflow as tf
 from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
@@ -16,22 +20,34 @@ from components.atomic_pusher import executor
 from models import export
 
 
-def _do(model_uri, serving_dir, tmp_path, blessed):
+def _do(model_uri, serving_dir, tmp_path, blessed, evaluated_against=None,
+        keep_versions=None):
+  """Runs the Pusher's executor.
+
+  The blessing says the evaluator measured against `evaluated_against`
+  (default: the newest version now, as if nothing happened in between).
+  """
   model = standard_artifacts.Model()
   model.uri = model_uri
   model.id = 3
   blessing = standard_artifacts.ModelBlessing()
   blessing.uri = str(tmp_path / 'blessing')
   blessing.set_int_custom_property('blessed', int(blessed))
+  if evaluated_against is None:
+    evaluated_against = serving_layout.latest_version_dir(str(serving_dir))
+  blessing.set_string_custom_property(
+      serving_layout.BLESSING_SERVED_VERSION_KEY, evaluated_against or '')
   pushed = standard_artifacts.PushedModel()
-  pushed.uri = str(tmp_path / 'pushed')
+  pushed.uri = str(tmp_path / 'pushed' / uuid.uuid4().hex)
   destination = pusher_pb2.PushDestination(
       filesystem=pusher_pb2.PushDestination.Filesystem(
           base_directory=str(serving_dir)))
+  properties = {'push_destination': proto_utils.proto_to_json(destination)}
+  if keep_versions:
+    properties['keep_versions'] = keep_versions
   executor.Executor().Do(
       {'model': [model], 'model_blessing': [blessing]},
-      {'pushed_model': [pushed]},
-      {'push_destination': proto_utils.proto_to_json(destination)})
+      {'pushed_model': [pushed]}, properties)
   return pushed
 
 
@@ -55,6 +71,96 @@ def test_blessed_model_is_pushed_with_its_origin(exported_model, tmp_path):
   assert serving_layout.read_push_info(str(version_dir))['model_uri'] == (
       exported_model)
   assert (pathlib.Path(pushed.uri) / 'saved_model.pb').is_file()
+  # The version carries the rest of the model: it stands without the
+  # pipeline root.
+  own = pathlib.Path(serving_layout.model_files_dir(str(version_dir)))
+  assert (own / export.ENCODER_DIR / 'saved_model.pb').is_file()
+  assert (own / export.WARM_START_WEIGHTS).is_file()
+  assert (own / export.HYPERPARAMETERS_FILE).is_file()
+  assert serving_layout.model_dir_of(str(version_dir)) == str(own)
+
+
+def test_model_already_served_is_not_pushed_again(exported_model, tmp_path):
+  serving = tmp_path / 'serving'
+  first = _do(exported_model, serving, tmp_path, blessed=True)
+  again = _do(exported_model, serving, tmp_path, blessed=True)
+  assert first.get_int_custom_property('pushed') == 1
+  assert again.get_int_custom_property('pushed') == 0
+  assert again.get_string_custom_property(executor.NOT_PUSHED_REASON_KEY) == (
+      'the candidate is already served as version '
+      f'{first.get_string_custom_property("pushed_version")}')
+  assert len(list(serving.iterdir())) == 1
+
+
+def test_version_published_after_the_evaluation_blocks_the_push(
+    exported_model, tmp_path):
+  """Compare-and-swap: the blessing measured against v1, v2 came since."""
+  serving = tmp_path / 'serving'
+  source = os.path.join(exported_model, export.SERVING_MODEL_DIR)
+  # Versions of other models (another run's).
+  first = executor.push(source, str(serving), {'model_uri': 'other-1'})
+  second = executor.push(source, str(serving), {'model_uri': 'other-2'})
+  pushed = _do(exported_model, serving, tmp_path, blessed=True,
+               evaluated_against=first)
+  assert pushed.get_int_custom_property('pushed') == 0
+  assert pushed.get_string_custom_property(
+      executor.NOT_PUSHED_REASON_KEY) == (
+          f'served model changed since evaluation '
+          f'({os.path.basename(first)} -> {os.path.basename(second)}); '
+          'run again')
+  assert serving_layout.latest_version_dir(str(serving)) == second
+  assert len(list(serving.iterdir())) == 2
+
+
+def test_nothing_served_at_evaluation_but_a_version_now_blocks_the_push(
+    exported_model, tmp_path):
+  serving = tmp_path / 'serving'
+  executor.push(os.path.join(exported_model, export.SERVING_MODEL_DIR),
+                str(serving), {'model_uri': 'another-run-s-model'})
+  pushed = _do(exported_model, serving, tmp_path, blessed=True,
+               evaluated_against='')
+  assert pushed.get_int_custom_property('pushed') == 0
+  assert 'changed since evaluation (none -> ' in (
+      pushed.get_string_custom_property(executor.NOT_PUSHED_REASON_KEY))
+
+
+def test_keep_versions_prunes_the_oldest(exported_model, tmp_path,
+                                         monkeypatch):
+  now = [0.0]
+  monkeypatch.setattr(executor.time, 'time', lambda: now[0])
+  serving = tmp_path / 'serving'
+  for index, now[0] in enumerate(
+      (1_800_000_000.0, 1_800_000_010.0, 1_800_000_020.0)):
+    model_uri = tmp_path / f'model-{index}'  # three retrained models
+    shutil.copytree(exported_model, model_uri)
+    pushed = _do(str(model_uri), serving, tmp_path, blessed=True,
+                 keep_versions=2)
+    assert pushed.get_int_custom_property('pushed') == 1
+  assert sorted(p.name for p in serving.iterdir()) == [
+      '1800000010', '1800000020']
+
+
+def test_pruning_never_removes_the_newest_or_the_pushed(tmp_path):
+  serving = tmp_path / 'serving'
+  for version in (1, 2, 3, 9):
+    (serving / str(version)).mkdir(parents=True)
+  removed = executor.prune_versions(str(serving), 1, str(serving / '3'))
+  assert sorted(os.path.basename(p) for p in removed) == ['1', '2']
+  assert sorted(p.name for p in serving.iterdir()) == ['3', '9']
+
+
+def test_stale_temporary_push_directories_are_removed(exported_model,
+                                                      tmp_path):
+  serving = tmp_path / 'serving'
+  stale = serving / (executor.TMP_PREFIX + 'died')
+  fresh = serving / (executor.TMP_PREFIX + 'running')
+  for directory in (stale, fresh):
+    (directory / 'variables').mkdir(parents=True)
+  two_hours_ago = time.time() - 7200
+  os.utime(stale, (two_hours_ago, two_hours_ago))
+  _do(exported_model, serving, tmp_path, blessed=False)
+  assert not stale.exists()
+  assert fresh.exists()  # may belong to a push under way
 
 
 def test_failure_in_the_middle_of_a_copy_leaves_no_version(
@@ -149,3 +255,38 @@ def test_pushed_version_passes_tensorflow_serving_checks(exported_model,
   assert checked['same'] is True
   assert checked['shape'] == [5, 28, 28, 1]
   assert 0.0 <= checked['min'] <= checked['max'] <= 1.0
+
+
+def test_object_store_push_writes_in_place_with_saved_model_last(
+    exported_model, monkeypatch):
+  """TensorFlow's in-memory ram:// file system stands in for gs://."""
+  serving = 'ram://serving-' + uuid.uuid4().hex
+  written = []
+  real_copy = executor.io_utils.fileio.copy
+
+  def record_copy(src, dst, *args, **kwargs):
+    if dst.endswith('saved_model.pb'):
+      # Everything else is complete before the file a server looks for.
+      version_dir = os.path.dirname(dst)
+      assert tf.io.gfile.exists(os.path.join(version_dir, 'variables'))
+      assert tf.io.gfile.exists(
+          os.path.join(version_dir, serving_layout.PUSH_INFO_FILE))
+    written.append(dst)
+    return real_copy(src, dst, *args, **kwargs)
+
+  def no_rename(*args, **kwargs):
+    raise AssertionError('an object store push must not rename')
+
+  monkeypatch.setattr(executor.io_utils.fileio, 'copy', record_copy)
+  monkeypatch.setattr(executor.tf.io.gfile, 'rename', no_rename)
+  assert executor.is_object_store(serving)
+  assert not executor.is_object_store('/srv/models')
+  version_dir = executor.push(
+      os.path.join(exported_model, export.SERVING_MODEL_DIR), serving,
+      {'model_uri': exported_model})
+  assert written[-1] == os.path.join(version_dir, 'saved_model.pb')
+  assert serving_layout.latest_version_dir(serving) == version_dir
+  assert not [n for n in tf.io.gfile.listdir(serving)
+              if n.startswith(executor.TMP_PREFIX)]
+  signature = tf.saved_model.load(version_dir).signatures['serving_default']
+  assert signature(z=tf.zeros([1, 2]))['image'].shape == (1, 28, 28, 1)

@@ -44,6 +44,7 @@ class DataGateSpec(ComponentSpec):
       executor.SPLIT_SOURCES_KEY: ExecutionParameter(type=str, optional=True),
       executor.CODE_FINGERPRINT_KEY: ExecutionParameter(type=str,
                                                         optional=True),
+      executor.SERVED_VERSION_KEY: ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
       executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -71,7 +72,8 @@ class DataGate(base_component.BaseComponent):
                thresholds: gate.Thresholds = gate.Thresholds(),
                accept_drift: bool = False,
                split_sources: Optional[Dict[str, str]] = None,
-               code_fingerprint: Optional[str] = None):
+               code_fingerprint: Optional[str] = None,
+               served_version: Optional[str] = None):
     """Constructs the component.
 
     Args:
@@ -86,6 +88,9 @@ class DataGate(base_component.BaseComponent):
       split_sources: split -> the files it was read from (may contain
         `{SPAN}`), named in messages.
       code_fingerprint: fingerprint of the gate's code (for the cache).
+      served_version: the version served when the pipeline was built (for
+        the cache only: a cached verdict is reused only against the
+        reference it measured).
     """
     spec = DataGateSpec(
         examples=examples, statistics=statistics, schema=schema,
@@ -95,7 +100,7 @@ class DataGate(base_component.BaseComponent):
         max_mean_image_linf=float(thresholds.max_mean_image_linf),
         accept_drift=int(accept_drift),
         split_sources=json.dumps(split_sources or {}, sort_keys=True),
-        code_fingerprint=code_fingerprint,
+        code_fingerprint=code_fingerprint, served_version=served_version,
         anomalies=types.Channel(type=standard_artifacts.ExampleAnomalies),
         gated_statistics=types.Channel(
             type=standard_artifacts.ExampleStatistics))

@@ -40,6 +40,8 @@ MAX_MEAN_IMAGE_LINF_KEY = 'max_mean_image_linf'
 ACCEPT_DRIFT_KEY = 'accept_drift'
 SPLIT_SOURCES_KEY = 'split_sources'
 CODE_FINGERPRINT_KEY = 'code_fingerprint'
+# Only for the cache key (see pipeline.create_pipeline's served_version).
+SERVED_VERSION_KEY = 'served_version'
 
 REPORT_FILE = 'gate.json'
 # As TFX's ExampleValidator names its per-split output.

@@ -41,6 +41,9 @@ class VaeEvaluatorSpec(ComponentSpec):
       executor.SEED_KEY: ExecutionParameter(type=int, optional=True),
       executor.CODE_FINGERPRINT_KEY: ExecutionParameter(type=str,
                                                         optional=True),
+      executor.ALLOW_SIGNATURE_CHANGE_KEY: ExecutionParameter(type=int,
+                                                              optional=True),
+      executor.SERVED_VERSION_KEY: ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
       executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -66,7 +69,9 @@ class VaeEvaluator(base_component.BaseComponent):
                bless_tolerance: float = DEFAULT_BLESS_TOLERANCE,
                iwae_samples: int = DEFAULT_IWAE_SAMPLES,
                seed: Optional[int] = 0,
-               code_fingerprint: Optional[str] = None):
+               code_fingerprint: Optional[str] = None,
+               allow_signature_change: bool = False,
+               served_version: Optional[str] = None):
     """Constructs the component.
 
     Args:
@@ -78,6 +83,11 @@ class VaeEvaluator(base_component.BaseComponent):
       iwae_samples: importance samples per image for the IWAE bound.
       seed: seeds the draws of z, so reruns give the same numbers.
       code_fingerprint: fingerprint of the evaluator's code (for the cache).
+      allow_signature_change: bless a candidate whose serving signature
+        differs from the served model's (e.g. another latent_dim).
+      served_version: the version served when the pipeline was built, for
+        the cache key only: a cached evaluation is reused only against the
+        model it measured. None where it cannot be known (Kubeflow).
     """
     if iwae_samples < 1:
       raise ValueError(f'iwae_samples must be >= 1, got {iwae_samples}')
@@ -86,6 +96,8 @@ class VaeEvaluator(base_component.BaseComponent):
         bless_threshold=float(bless_threshold),
         bless_tolerance=float(bless_tolerance), iwae_samples=iwae_samples,
         seed=seed, code_fingerprint=code_fingerprint,
+        allow_signature_change=int(allow_signature_change),
+        served_version=served_version,
         evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
         blessing=types.Channel(type=standard_artifacts.ModelBlessing))
     super().__init__(spec=spec)

@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow as tf
@@ -29,6 +30,10 @@ THRESHOLD_KEY = 'bless_threshold'
 TOLERANCE_KEY = 'bless_tolerance'
 IWAE_SAMPLES_KEY = 'iwae_samples'
 SEED_KEY = 'seed'
+ALLOW_SIGNATURE_CHANGE_KEY = 'allow_signature_change'
+# Only for the cache key: the served version when the pipeline was built
+# (local runs), so a rerun after another push measures again.
+SERVED_VERSION_KEY = 'served_version'
 # Only for the cache key (see pipeline/code_fingerprint.py).
 CODE_FINGERPRINT_KEY = 'code_fingerprint'
 EVAL_SPLIT = 'eval'
@@ -40,6 +45,13 @@ REPORT_FILE = 'report.html'
 # Latent samples per decoder call (images per batch = this // k): larger
 # batches made the 2-core CPU slower, not faster.
 SAMPLES_PER_CALL = 4096
+# Reading the served model: attempts, and the first wait (doubled each time).
+SERVED_READ_ATTEMPTS = 4
+SERVED_READ_BACKOFF_SECONDS = 2.0
+
+
+class ServedModelError(RuntimeError):
+  """The served model could not be read, even after retries."""
 
 
 def _eval_dataset(examples: types.Artifact, iwae_samples: int) -> tf.data.Dataset:
@@ -51,19 +63,42 @@ def _eval_dataset(examples: types.Artifact, iwae_samples: int) -> tf.data.Datase
 
 def _evaluate_served(serving_dir: str, dataset: tf.data.Dataset,
                      iwae_samples: int, seed: int
-                     ) -> Tuple[Optional[Dict[str, Any]], Optional[str], Optional[str]]:
-  """(metrics, error, version dir) of the model served from serving_dir."""
+                     ) -> Tuple[Optional[metrics_lib.Evaluation],
+                                Optional[metrics_lib.ExportedVae],
+                                Optional[str], Optional[str]]:
+  """(evaluation, model, error, version dir) of the model served.
+
+  A version this pipeline did not push is a verdict (`error`, the push is
+  blocked). Anything else that fails while reading or measuring it (I/O, a
+  corrupt file) is retried with backoff, then raised: a transient error must
+  fail the run, not quietly skip a night's retraining.
+
+  Raises:
+    ServedModelError: the served model could not be read or measured.
+  """
   version_dir = serving_layout.latest_version_dir(serving_dir)
   if version_dir is None:
-    return None, None, None
+    return None, None, None, None
   logger.info('Measuring the served model %s on the same images', version_dir)
-  try:
-    served = metrics_lib.load_served_model(version_dir)
-    result = metrics_lib.evaluate(served, dataset, iwae_samples, seed)
-  except (OSError, ValueError, KeyError, tf.errors.OpError) as e:
-    logger.error('Cannot measure the served model %s: %s', version_dir, e)
-    return None, f'{version_dir}: {e}', version_dir
-  return result.metrics, None, version_dir
+  for attempt in range(1, SERVED_READ_ATTEMPTS + 1):
+    try:
+      served = metrics_lib.load_served_model(version_dir)
+      return (metrics_lib.evaluate(served, dataset, iwae_samples, seed),
+              served, None, version_dir)
+    except serving_layout.NotPushedByPipelineError as e:
+      logger.error('Cannot measure the served model %s: %s', version_dir, e)
+      return None, None, f'{version_dir}: {e}', version_dir
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as e:
+      if attempt == SERVED_READ_ATTEMPTS:
+        raise ServedModelError(
+            f'cannot read the served model {version_dir} after '
+            f'{SERVED_READ_ATTEMPTS} attempts: {type(e).__name__}: {e}') from e
+      delay = SERVED_READ_BACKOFF_SECONDS * 2 ** (attempt - 1)
+      logger.warning('Reading the served model %s failed (attempt %d of %d: '
+                     '%s); retrying in %.0f s', version_dir, attempt,
+                     SERVED_READ_ATTEMPTS, e, delay)
+      time.sleep(delay)
+  raise AssertionError('unreachable')
 
 
 def _write_blessing(artifact: types.Artifact, model: types.Artifact,
@@ -84,6 +119,9 @@ def _write_blessing(artifact: types.Artifact, model: types.Artifact,
   if baseline_dir:
     artifact.set_string_custom_property(
         constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY, baseline_dir)
+  # What the Pusher compares with the newest version before publishing.
+  artifact.set_string_custom_property(
+      serving_layout.BLESSING_SERVED_VERSION_KEY, baseline_dir or '')
   failed = [r for r in decision.reasons if r.startswith('FAIL')]
   artifact.set_string_custom_property(
       constants.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY,
@@ -107,18 +145,24 @@ class Executor(base_executor.BaseExecutor):
     iwae_samples = int(exec_properties[IWAE_SAMPLES_KEY])
     seed = int(exec_properties.get(SEED_KEY) or 0)
     serving_dir = exec_properties[SERVING_DIR_KEY]
+    allow_signature_change = bool(exec_properties.get(
+        ALLOW_SIGNATURE_CHANGE_KEY))
 
     dataset = _eval_dataset(examples, iwae_samples)
     candidate_model = metrics_lib.load_trainer_model(model.uri)
     candidate = metrics_lib.evaluate(candidate_model, dataset, iwae_samples,
                                      seed)
     logger.info('Candidate: %s', candidate.metrics)
-    baseline, baseline_error, baseline_dir = _evaluate_served(
+    served, served_model, baseline_error, baseline_dir = _evaluate_served(
         serving_dir, dataset, iwae_samples, seed)
-    if baseline:
+    baseline = served.metrics if served else None
+    signatures = None
+    if served_model is not None:
       logger.info('Served model %s: %s', baseline_dir, baseline)
+      signatures = (served_model.signature(), candidate_model.signature())
     decision = blessing.decide(candidate.metrics, threshold, tolerance,
-                               baseline, baseline_error)
+                               baseline, baseline_error, signatures,
+                               allow_signature_change)
     logger.info('%s: %s', 'BLESSED' if decision.blessed else 'NOT BLESSED',
                 '; '.join(decision.reasons))
 

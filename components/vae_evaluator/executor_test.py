@@ -68,7 +68,7 @@ def _push(model_uri: str, serving_dir: pathlib.Path, version: int) -> str:
 
 
 def _run(models_and_data, tmp_path, model_key, serving_dir=None,
-         threshold=1000.0, tolerance=1.0):
+         threshold=1000.0, tolerance=1.0, allow_signature_change=False):
   model = standard_artifacts.Model()
   model.uri = models_and_data[model_key]
   model.id = 7
@@ -82,7 +82,8 @@ def _run(models_and_data, tmp_path, model_key, serving_dir=None,
       {'evaluation': [evaluation], 'blessing': [blessing_artifact]},
       {'serving_dir': str(serving_dir or tmp_path / 'serving'),
        'bless_threshold': threshold, 'bless_tolerance': tolerance,
-       'iwae_samples': 4, 'seed': 0})
+       'iwae_samples': 4, 'seed': 0,
+       'allow_signature_change': int(allow_signature_change)})
   with open(os.path.join(evaluation.uri, executor.METRICS_FILE)) as f:
     return json.load(f), evaluation, blessing_artifact
 
@@ -246,3 +247,118 @@ def test_iwae_samples_must_be_positive():
   with pytest.raises(ValueError, match='iwae_samples must be >= 1'):
     component.VaeEvaluator(examples=None, model=None, serving_dir='x',
                            iwae_samples=0)
+
+
+def test_blessing_records_the_served_version_it_measured(models_and_data,
+                                                         tmp_path):
+  _, _, nothing_served = _run(models_and_data, tmp_path / 'a', 'trained')
+  assert nothing_served.get_string_custom_property(
+      serving_layout.BLESSING_SERVED_VERSION_KEY) == ''
+  serving = tmp_path / 'serving'
+  version_dir = _push(models_and_data['untrained'], serving, 5)
+  _, _, measured = _run(models_and_data, tmp_path / 'b', 'trained', serving)
+  assert measured.get_string_custom_property(
+      serving_layout.BLESSING_SERVED_VERSION_KEY) == version_dir
+
+
+def test_served_model_that_cannot_be_read_fails_after_retries(
+    models_and_data, tmp_path, monkeypatch):
+  serving = tmp_path / 'serving'
+  version_dir = _push(models_and_data['untrained'], serving, 5)
+  pathlib.Path(version_dir, 'saved_model.pb').write_bytes(b'not a proto')
+  waits = []
+  monkeypatch.setattr(executor.time, 'sleep', waits.append)
+  with pytest.raises(executor.ServedModelError) as raised:
+    _run(models_and_data, tmp_path, 'trained', serving)
+  assert str(raised.value).startswith(
+      f'cannot read the served model {version_dir} after 4 attempts')
+  # Three waits with backoff between the four attempts.
+  assert waits == [2.0, 4.0, 8.0]
+  # No blessing was written: the run fails instead of a silent NOT_BLESSED.
+  assert not os.listdir(tmp_path / 'blessing')
+
+
+def test_served_model_readable_on_a_retry_is_measured(
+    models_and_data, tmp_path, monkeypatch):
+  serving = tmp_path / 'serving'
+  _push(models_and_data['untrained'], serving, 5)
+  real_load = metrics.load_served_model
+  failures = [OSError('transient: connection reset')]
+
+  def flaky_load(version_dir):
+    if failures:
+      raise failures.pop()
+    return real_load(version_dir)
+
+  monkeypatch.setattr(executor.metrics_lib, 'load_served_model', flaky_load)
+  monkeypatch.setattr(executor.time, 'sleep', lambda seconds: None)
+  result, _, _ = _run(models_and_data, tmp_path, 'trained', serving)
+  assert result['served_model'] is not None
+  assert result['blessed'] is True
+
+
+@pytest.fixture(scope='module')
+def latent3_model(models_and_data):
+  hp = vae_lib.Hyperparameters(latent_dim=3)
+  return _export(vae_lib.build_vae(hp), hp, models_and_data['root'],
+                 'latent3')
+
+
+def test_signature_change_is_not_blessed_unless_allowed(
+    models_and_data, latent3_model, tmp_path):
+  models_and_data = dict(models_and_data, latent3=latent3_model)
+  serving = tmp_path / 'serving'
+  _push(models_and_data['untrained'], serving, 5)  # latent_dim 2
+  result, _, _ = _run(models_and_data, tmp_path / 'a', 'latent3', serving,
+                      tolerance=1000.0)
+  assert result['blessed'] is False
+  [reason] = [r for r in result['reasons'] if 'signature' in r]
+  assert reason.startswith(
+      'FAIL: serving signature changed (z float32 [None, 2] -> image float32 '
+      '[None, 28, 28, 1] => z float32 [None, 3] -> image float32 '
+      '[None, 28, 28, 1])')
+  assert '--allow-signature-change' in reason
+
+  allowed, _, _ = _run(models_and_data, tmp_path / 'b', 'latent3', serving,
+                       tolerance=1000.0, allow_signature_change=True)
+  assert allowed['blessed'] is True
+  assert any(r.startswith('ok: serving signature changed')
+             for r in allowed['reasons'])
+
+
+def test_unchanged_signature_is_noted(models_and_data, tmp_path):
+  serving = tmp_path / 'serving'
+  _push(models_and_data['untrained'], serving, 5)
+  result, _, _ = _run(models_and_data, tmp_path, 'trained', serving)
+  assert ('ok: serving signature unchanged (z float32 [None, 2] -> image '
+          'float32 [None, 28, 28, 1])') in result['reasons']
+
+
+def test_version_that_carries_its_model_is_measured_without_its_origin(
+    models_and_data, tmp_path):
+  from components.atomic_pusher import executor as pusher  # pylint: disable=g-import-not-at-top
+  source = models_and_data['untrained']
+  version_dir = pusher.push(
+      os.path.join(source, export.SERVING_MODEL_DIR), str(tmp_path / 'serving'),
+      {'model_uri': str(tmp_path / 'deleted-pipeline-root')}, None,
+      {name: os.path.join(source, name)
+       for name in (export.ENCODER_DIR, export.WARM_START_DIR)})
+  result, _, _ = _run(models_and_data, tmp_path, 'trained',
+                      tmp_path / 'serving')
+  assert result['served_model_dir'] == version_dir
+  assert result['served_model'] is not None
+
+
+def test_old_version_whose_origin_is_gone_blocks_with_advice(
+    models_and_data, tmp_path):
+  serving = tmp_path / 'serving'
+  version_dir = serving / '3'
+  shutil.copytree(
+      os.path.join(models_and_data['untrained'], export.SERVING_MODEL_DIR),
+      version_dir)
+  serving_layout.write_push_info(str(version_dir),
+                                 {'model_uri': str(tmp_path / 'gone')})
+  result, _, _ = _run(models_and_data, tmp_path, 'trained', serving)
+  assert result['blessed'] is False
+  assert 'carries no model files' in result['served_model_error']
+  assert 'remove that version' in result['served_model_error']

@@ -52,6 +52,16 @@ class ExportedVae:
     """z [B, D] -> Bernoulli means [B, 28, 28, 1]."""
     return self._decoder(**{export.DECODER_INPUT: z})[export.DECODER_OUTPUT]
 
+  def signature(self) -> str:
+    """The served decoder's serving signature, as clients see it, e.g.
+    `z float32 [None, 2] -> image float32 [None, 28, 28, 1]`."""
+    def describe(specs) -> str:
+      return ', '.join(
+          f'{name} {spec.dtype.name} {spec.shape.as_list()}'.replace(
+              "'", '') for name, spec in sorted(specs.items()))
+    return (f'{describe(self._decoder.structured_input_signature[1])} -> '
+            f'{describe(self._decoder.structured_outputs)}')
+
 
 def load_exported(decoder_dir: str, encoder_dir: str) -> ExportedVae:
   """Loads a decoder and an encoder SavedModel (serving_default signatures)."""
@@ -72,10 +82,16 @@ def load_trainer_model(model_uri: str) -> ExportedVae:
 
 
 def load_served_model(version_dir: str) -> ExportedVae:
-  """Loads a pushed version: its decoder, and the encoder it was pushed from."""
-  info = serving_layout.read_push_info(version_dir)
+  """Loads a pushed version: its decoder, and its encoder (the version's
+  own copy, or for older versions the one it was pushed from).
+
+  Raises:
+    serving_layout.NotPushedByPipelineError: the encoder cannot be found.
+  """
   return load_exported(
-      version_dir, os.path.join(info['model_uri'], export.ENCODER_DIR))
+      version_dir,
+      os.path.join(serving_layout.model_dir_of(version_dir),
+                   export.ENCODER_DIR))
 
 
 @dataclasses.dataclass
