@@ -27,11 +27,13 @@ COPY requirements.lock /tmp/mnist-vae-tfx/requirements.lock
 RUN python -m pip install --no-cache-dir --no-deps \
       -r /tmp/mnist-vae-tfx/requirements.lock
 
-# The project itself, as installed packages (components, pipeline, models),
-# built with the locked setuptools; the sources do not stay in the image.
+# The project itself, as installed packages (components, pipeline, models,
+# layouts), built with the locked setuptools; the sources do not stay in the
+# image.
 COPY pyproject.toml README.md /tmp/mnist-vae-tfx/
 COPY components /tmp/mnist-vae-tfx/components
 COPY models /tmp/mnist-vae-tfx/models
+COPY layouts /tmp/mnist-vae-tfx/layouts
 COPY pipeline /tmp/mnist-vae-tfx/pipeline
 RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation \
       /tmp/mnist-vae-tfx \

@@ -83,11 +83,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   # TensorFlow reads its log level when imported: configure logging first.
   console.configure_logging(console.verbose_requested(argv))
   args = parse_args(argv)
-  from components import serving_layout  # pylint: disable=g-import-not-at-top
   from components.data_gate import gate  # pylint: disable=g-import-not-at-top
-  from components.vae_evaluator import executor as evaluator  # pylint: disable=g-import-not-at-top
   from components.idx_example_gen import component as idx_component  # pylint: disable=g-import-not-at-top
   from components.idx_example_gen import idx  # pylint: disable=g-import-not-at-top
+  from components.vae_evaluator import executor as evaluator  # pylint: disable=g-import-not-at-top
+  from layouts import serving as serving_layout  # pylint: disable=g-import-not-at-top
   from pipeline import flags  # pylint: disable=g-import-not-at-top
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
   from pipeline import run_summary  # pylint: disable=g-import-not-at-top

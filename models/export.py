@@ -33,12 +33,15 @@ from models import vae as vae_lib
 
 logger = logging.getLogger(__name__)
 
-# Paths relative to the model directory (<model_uri>).
-SERVING_MODEL_DIR = 'Format-Serving'  # TFX's path_utils.serving_model_dir.
-ENCODER_DIR = 'encoder'
-WARM_START_DIR = 'warm_start'
-WARM_START_WEIGHTS = os.path.join(WARM_START_DIR, 'vae.weights.h5')
-HYPERPARAMETERS_FILE = os.path.join(WARM_START_DIR, 'hyperparameters.json')
+# Paths relative to the model directory (<model_uri>), from the neutral
+# layouts package, so that code reading a pushed version needs no models/.
+# pylint: disable=unused-import
+from layouts.model import ENCODER_DIR
+from layouts.model import HYPERPARAMETERS_FILE
+from layouts.model import SERVING_MODEL_DIR
+from layouts.model import WARM_START_DIR
+from layouts.model import WARM_START_WEIGHTS
+# pylint: enable=unused-import
 
 SIGNATURE_KEY = 'serving_default'
 DECODER_INPUT = 'z'

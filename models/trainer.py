@@ -18,7 +18,7 @@ from typing import Optional
 
 from tfx import v1 as tfx
 
-from components import serving_layout
+from layouts import serving as serving_layout
 from models import export
 from models import train as train_lib
 from models import vae as vae_lib

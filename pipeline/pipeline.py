@@ -13,8 +13,8 @@ from tfx import v1 as tfx
 import components.atomic_pusher
 import components.data_gate
 import components.idx_example_gen
-import components.serving_layout
 import components.vae_evaluator
+import layouts
 import models
 from components.atomic_pusher import component as pusher_lib
 from components.data_gate import gate
@@ -123,12 +123,12 @@ def create_pipeline(
       split_sources={
           split.name: os.path.join(data_root, split.pattern)
           for split in example_gen_lib.make_input_config(use_spans).splits},
-      code_fingerprint=code(components.data_gate, components.serving_layout),
+      code_fingerprint=code(components.data_gate, layouts),
       served_version=served_version)
   trainer_config = {
       trainer_lib.HYPERPARAMETERS_KEY: hyperparameters.to_dict(),
       trainer_lib.CODE_FINGERPRINT_KEY: code(models,
-                                             components.serving_layout),
+                                             layouts),
   }
   if warm_start:
     trainer_config[trainer_lib.WARM_START_SERVING_DIR_KEY] = serving_dir
@@ -148,7 +148,7 @@ def create_pipeline(
       iwae_samples=iwae_samples,
       seed=hyperparameters.seed,
       code_fingerprint=code(components.vae_evaluator, models,
-                            components.serving_layout),
+                            layouts),
       allow_signature_change=allow_signature_change,
       served_version=served_version)
   pusher = pusher_lib.create_pusher(
@@ -158,7 +158,7 @@ def create_pipeline(
       # What the gate checked, with mean images: the next drift reference.
       statistics=data_gate.outputs['gated_statistics'],
       code_fingerprint=code(components.atomic_pusher,
-                            components.serving_layout),
+                            layouts),
       keep_versions=keep_versions)
 
   nodes: List[tfx.types.BaseNode] = [

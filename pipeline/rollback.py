@@ -24,7 +24,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from components import serving_layout
+from layouts import serving as serving_layout
 from components.atomic_pusher import executor as pusher
 
 logger = logging.getLogger(__name__)

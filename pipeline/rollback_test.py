@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import serving_layout
+from layouts import serving as serving_layout
 from components.atomic_pusher import executor as pusher
 from models import export
 from models import vae as vae_lib

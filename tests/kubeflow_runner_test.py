@@ -30,7 +30,7 @@ from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 from tfx.utils import import_utils
 
 import components.idx_example_gen
-import components.serving_layout
+import layouts
 import kubeflow_runner
 import models
 from components.data_gate import gate
@@ -172,7 +172,7 @@ def test_trainer_run_fn_and_hyperparameters(spec):
   assert custom_config == {
       'hyperparameters': EXPECTED_HYPERPARAMETERS.to_dict(),
       'code_fingerprint': code_fingerprint.fingerprint(
-          [models, components.serving_layout])}
+          [models, layouts])}
 
 
 def test_every_project_task_carries_the_fingerprint_of_its_code(spec):
@@ -436,7 +436,7 @@ def test_dockerfile_installs_the_lock_and_the_project(executors):
   # The packages that hold the compiled executors and run_fn are copied in,
   # installed (pyproject), and not excluded from the build context.
   project_modules = {path.split('.')[0] for path in EXECUTORS.values()} | {
-      'models'}
+      'models', 'layouts'}
   project_modules -= {'tfx'}
   pyproject = (REPO_ROOT / 'pyproject.toml').read_text()
   for module in project_modules:
@@ -448,7 +448,7 @@ def test_dockerfile_installs_the_lock_and_the_project(executors):
   for path in ('requirements.lock', 'pyproject.toml', 'README.md',
                'schema/schema.pbtxt',
                'components/idx_example_gen/executor.py',
-               'components/data_gate/executor.py',
+               'components/data_gate/executor.py', 'layouts/serving.py',
                'components/vae_evaluator/executor.py',
                'components/atomic_pusher/executor.py', 'models/trainer.py',
                'pipeline/pipeline.py'):

@@ -6,7 +6,7 @@ import os
 import pathlib
 import shutil
 
-from components import serving_layout
+from layouts import serving as serving_layout
 from components.atomic_pusher import executor as pusher
 from models import export
 from tests.local_runner_test import run_cli

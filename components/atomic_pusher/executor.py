@@ -8,7 +8,7 @@ collide (the second is silently skipped). This executor instead
 1. copies the model into a temporary directory beside the versions, named
    `.tmp-push-...` (not all digits, so TensorFlow Serving ignores it), and
    records the push info and the training data's statistics, the data
-   gate's next drift reference (see `components.serving_layout`);
+   gate's next drift reference (see `layouts.serving`);
 2. renames it to `<base>/<version>`: a rename within one filesystem is atomic
    on POSIX, so the version appears complete or not at all;
 3. picks version = max(unix seconds, newest existing version + 1), so versions
@@ -46,7 +46,7 @@ from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
-from components import serving_layout
+from layouts import serving as serving_layout
 from models import export
 
 logger = logging.getLogger(__name__)

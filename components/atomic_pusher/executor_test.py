@@ -15,7 +15,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from components import serving_layout
+from layouts import serving as serving_layout
 from components.atomic_pusher import executor
 from models import export
 

@@ -22,7 +22,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 from tfx.utils import writer_utils
 
-from components import serving_layout
+from layouts import serving as serving_layout
 from components.data_gate import gate
 from models import data
 

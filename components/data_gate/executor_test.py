@@ -13,7 +13,7 @@ from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
-from components import serving_layout
+from layouts import serving as serving_layout
 from components.atomic_pusher import executor as pusher
 from components.data_gate import executor
 from components.data_gate import gate

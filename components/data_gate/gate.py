@@ -8,7 +8,7 @@ Every split of a new data drop is checked twice, first with
    presence. A schema anomaly always stops the run.
 2. **Drift.** Against the *reference*: the training-split statistics of the
    data the currently served model was trained on, recorded in its pushed
-   version (see `components.serving_layout`). TFDV's drift comparators
+   version (see `layouts.serving`). TFDV's drift comparators
    measure
    * the L-infinity distance between the label distributions (the largest
      difference of any class's share), and

@@ -12,7 +12,7 @@ from PIL import Image
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
-from components import serving_layout
+from layouts import serving as serving_layout
 from components.vae_evaluator import blessing
 from components.vae_evaluator import component
 from components.vae_evaluator import executor

@@ -25,7 +25,7 @@ from typing import Dict, Optional
 import numpy as np
 import tensorflow as tf
 
-from components import serving_layout
+from layouts import serving as serving_layout
 from models import export
 from models import vae as vae_lib
 

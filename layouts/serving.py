@@ -15,7 +15,7 @@ Serving ignores, apart from warm-up requests):
 the rest of the model it was pushed from, so that a version stands without
 the pipeline root (the evaluator measures it with its own encoder,
 `--warm-start` starts from its own weights), in the Model artifact's layout
-(see `models.export`):
+(see `layouts.model`):
 
     <version>/assets.extra/model/encoder/       the encoder SavedModel
     <version>/assets.extra/model/warm_start/    weights and hyperparameters
@@ -41,7 +41,7 @@ from typing import Any, Dict, Optional
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from models import export
+from layouts import model as model_layout
 
 PUSH_INFO_FILE = os.path.join('assets.extra', 'mnist_vae_push.json')
 # The encoder and warm-start files, laid out as in the Model artifact.
@@ -102,10 +102,10 @@ def model_dir_of(version_dir: str) -> str:
     NotPushedByPipelineError: neither exists; the message says what to do.
   """
   own = model_files_dir(version_dir)
-  if tf.io.gfile.exists(os.path.join(own, export.ENCODER_DIR)):
+  if tf.io.gfile.exists(os.path.join(own, model_layout.ENCODER_DIR)):
     return own
   model_uri = read_push_info(version_dir)['model_uri']
-  if tf.io.gfile.exists(os.path.join(model_uri, export.ENCODER_DIR)):
+  if tf.io.gfile.exists(os.path.join(model_uri, model_layout.ENCODER_DIR)):
     return model_uri
   raise NotPushedByPipelineError(
       f'{version_dir} carries no model files ({MODEL_FILES_DIR}/; it was '
