@@ -24,8 +24,8 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from layouts import serving as serving_layout
 from components.atomic_pusher import executor as pusher
+from layouts import serving as serving_layout
 
 logger = logging.getLogger(__name__)
 

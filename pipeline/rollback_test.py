@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from layouts import serving as serving_layout
 from components.atomic_pusher import executor as pusher
+from layouts import serving as serving_layout
 from models import export
 from models import vae as vae_lib
 from pipeline import rollback

@@ -6,8 +6,8 @@ import os
 import pathlib
 import shutil
 
-from layouts import serving as serving_layout
 from components.atomic_pusher import executor as pusher
+from layouts import serving as serving_layout
 from models import export
 from tests.local_runner_test import run_cli
 
@@ -80,3 +80,15 @@ def test_reruns_measure_again_and_signature_changes_need_a_flag(tmp_path):
   assert evaluation['served_model_dir'] == v4
   assert evaluation['served_model'] is not None
   assert summary['pushed_model'] is not None
+
+  # A served model that cannot be read fails the run after the retries, with
+  # its path named, instead of a quiet "not blessed".
+  v5 = summary['pushed_model']
+  pathlib.Path(v5, 'saved_model.pb').write_bytes(b'unreadable')
+  unreadable = run_cli(*args, '--latent-dim', '3', '--bless-tolerance', '999')
+  assert unreadable.returncode == 1, unreadable.stderr[-3000:]
+  assert (f'cannot read the served model {v5} after 4 attempts'
+          in unreadable.stderr)
+  assert 'Nothing was pushed' in unreadable.stderr
+  assert 'Traceback' not in unreadable.stderr
+  assert sorted(os.listdir(serving))[-1] == os.path.basename(v5)

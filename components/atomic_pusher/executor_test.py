@@ -15,8 +15,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from layouts import serving as serving_layout
 from components.atomic_pusher import executor
+from layouts import serving as serving_layout
 from models import export
 
 

@@ -22,8 +22,8 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 from tfx.utils import writer_utils
 
-from layouts import serving as serving_layout
 from components.data_gate import gate
+from layouts import serving as serving_layout
 from models import data
 
 logger = logging.getLogger(__name__)

@@ -13,12 +13,12 @@ from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
-from layouts import serving as serving_layout
 from components.atomic_pusher import executor as pusher
 from components.data_gate import executor
 from components.data_gate import gate
 from conftest import REPO_ROOT
 from conftest import write_tfrecords
+from layouts import serving as serving_layout
 from models import export
 
 SPLIT_SOURCES = {'train': '/drops/span-{SPAN}/train-*-ubyte*',

@@ -12,11 +12,11 @@ from tfx.components.evaluator import constants
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from layouts import serving as serving_layout
 from components.vae_evaluator import blessing
 from components.vae_evaluator import metrics as metrics_lib
 from components.vae_evaluator import plots
 from components.vae_evaluator import report
+from layouts import serving as serving_layout
 from models import data
 
 logger = logging.getLogger(__name__)

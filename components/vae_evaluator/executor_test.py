@@ -12,7 +12,6 @@ from PIL import Image
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
-from layouts import serving as serving_layout
 from components.vae_evaluator import blessing
 from components.vae_evaluator import component
 from components.vae_evaluator import executor
@@ -20,6 +19,7 @@ from components.vae_evaluator import metrics
 from components.vae_evaluator import plots
 from conftest import load_mnist_head
 from conftest import write_tfrecords
+from layouts import serving as serving_layout
 from models import export
 from models import vae as vae_lib
 
