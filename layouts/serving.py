@@ -1,4 +1,5 @@
-"""The layout of the push destination, shared by the evaluator and the pusher.
+"""The layout of the push destination, shared by the data gate, the trainer
+(warm start), the evaluator, the pusher and the rollback command.
 
 TensorFlow Serving watches a base directory and serves its highest numeric
 sub-directory, each a SavedModel:
@@ -49,13 +50,13 @@ MODEL_FILES_DIR = os.path.join('assets.extra', 'model')
 # Custom property of the blessing: the version directory the evaluator
 # measured the candidate against ('' when nothing was served).
 BLESSING_SERVED_VERSION_KEY = 'served_version_dir'
+REFERENCE_STATS_FILE = os.path.join('assets.extra',
+                                    'mnist_vae_reference_stats.pb')
 
 
 class NotPushedByPipelineError(FileNotFoundError):
   """A served version without this pipeline's push info, or without the
   model files that measuring it or warm-starting from it needs."""
-REFERENCE_STATS_FILE = os.path.join('assets.extra',
-                                    'mnist_vae_reference_stats.pb')
 
 
 def versions(serving_dir: str) -> Dict[int, str]:

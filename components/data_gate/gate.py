@@ -187,11 +187,8 @@ def check_split(split: str, statistics: statistics_pb2.DatasetFeatureStatisticsL
                 schema: schema_pb2.Schema,
                 reference: Optional[statistics_pb2.DatasetFeatureStatisticsList],
                 thresholds: Thresholds) -> SplitResult:
-  """Validates one split's statistics against the schema and the reference.
-
-  The mean-image comparison runs when both statistics carry a mean image
-  (`with_mean_image`).
-  """
+  """Validates one split's statistics against the schema and the reference
+  (TFDV), then compares the mean images if both statistics carry one."""
   if reference is None:
     anomalies = tfdv.validate_statistics(statistics, schema)
   else:
@@ -214,20 +211,32 @@ def check_split(split: str, statistics: statistics_pb2.DatasetFeatureStatisticsL
   for reason in anomalies.dataset_anomaly_info.reason:
     findings.append(Finding(split, '(dataset)', SCHEMA,
                             f'{reason.short_description}: {reason.description}'))
+  result = SplitResult(split, anomalies, findings, drift)
+  check_mean_image(result, statistics, reference, thresholds)
+  return result
+
+
+def check_mean_image(
+    result: SplitResult,
+    statistics: statistics_pb2.DatasetFeatureStatisticsList,
+    reference: Optional[statistics_pb2.DatasetFeatureStatisticsList],
+    thresholds: Thresholds) -> None:
+  """Adds the mean-image comparison to `result`, when both `statistics` and
+  `reference` carry a mean image (`with_mean_image`)."""
   current_mean = mean_image(statistics)
   reference_mean = mean_image(reference) if reference is not None else None
-  if current_mean is not None and reference_mean is not None:
-    value = float(np.abs(current_mean - reference_mean).max())
-    allowed = thresholds.max_mean_image_linf
-    drift[IMAGE_FEATURE + ' (mean image)'] = {
-        'measure': MEAN_IMAGE_MEASURE, 'value': value, 'threshold': allowed}
-    if value > allowed:
-      findings.append(Finding(
-          split, IMAGE_FEATURE, DRIFT,
-          f'The largest difference between the mean images is {value:.4g}, '
-          f'above the threshold {allowed:.4g}.', measure=MEAN_IMAGE_MEASURE,
-          measured=value, allowed=allowed))
-  return SplitResult(split, anomalies, findings, drift)
+  if current_mean is None or reference_mean is None:
+    return
+  value = float(np.abs(current_mean - reference_mean).max())
+  allowed = thresholds.max_mean_image_linf
+  result.drift[IMAGE_FEATURE + ' (mean image)'] = {
+      'measure': MEAN_IMAGE_MEASURE, 'value': value, 'threshold': allowed}
+  if value > allowed:
+    result.findings.append(Finding(
+        result.split, IMAGE_FEATURE, DRIFT,
+        f'The largest difference between the mean images is {value:.4g}, '
+        f'above the threshold {allowed:.4g}.', measure=MEAN_IMAGE_MEASURE,
+        measured=value, allowed=allowed))
 
 
 def describe(finding: Finding, where: str, reference: str) -> str:
