@@ -33,6 +33,7 @@ import tempfile
 from typing import Dict, Optional, Sequence
 
 from pipeline import console
+from pipeline import kfp_entrypoint
 from pipeline import kubeflow_deploy
 from pipeline.kubeflow_deploy import UsageError
 
@@ -50,6 +51,23 @@ DEFAULT_EXPERIMENT = 'mnist-vae-tfx'
 # Where the Dockerfile puts the curated schema (schema/schema.pbtxt) in the
 # image, for the CuratedSchemaGen task.
 IMAGE_SCHEMA_FILE = '/pipeline/schema/schema.pbtxt'
+# Pipeline inputs (KFP runtime parameters) an operator may set per run or per
+# recurring run without compiling again; their defaults are the compile flags
+# --data-root and --epochs.
+DATA_ROOT_PARAMETER = 'data_root'
+EPOCHS_PARAMETER = 'epochs'
+# CPU (cores) and memory (GB, 10^9 bytes: KFP's unit) each heavy task's
+# container requests, and is limited to: the Trainer, and the Beam and
+# evaluation tasks.
+TRAINER_TASKS = ('Trainer',)
+DATA_TASKS = ('IdxExampleGen', 'StatisticsGen', 'DataGate', 'VaeEvaluator')
+DEFAULT_TRAINER_CPU = 2.0
+DEFAULT_TRAINER_MEMORY_GB = 8.0
+DEFAULT_DATA_CPU = 2.0
+DEFAULT_DATA_MEMORY_GB = 4.0
+# The container command of every compiled task (pipeline/kfp_entrypoint.py);
+# TFX's own would be kubeflow_v2_dag_runner.KUBEFLOW_TFX_CMD.
+ENTRYPOINT_COMMAND = ('python', '-m', kfp_entrypoint.ENTRYPOINT_MODULE)
 _URI_RE = re.compile(r'^[a-z][a-z0-9+.-]*://', re.IGNORECASE)
 
 
@@ -68,7 +86,8 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser,
       help='the folder with the four MNIST IDX files (raw or .gz) that the '
       'data-drop process overwrites, e.g. gs://BUCKET/mnist/latest/. Every '
       'run reads it as it is when ExampleGen starts; span-N/ folders are not '
-      'used on Kubeflow' + need)
+      'used on Kubeflow. Compiled as the default of the runtime parameter '
+      f'{DATA_ROOT_PARAMETER!r}' + need)
   paths.add_argument(
       '--serving-root', metavar='URI',
       help='the push destination (TensorFlow Serving model base path): '
@@ -95,6 +114,21 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser,
   parser.add_argument(
       '--verbose', action='store_true',
       help='show TensorFlow, TFX (absl) and client library INFO logs.')
+  resources = parser.add_argument_group(
+      'resources: what the container of each heavy task requests (and is '
+      'limited to); the other tasks get the namespace defaults')
+  resources.add_argument(
+      '--trainer-cpu', type=flags.positive_float, default=DEFAULT_TRAINER_CPU, metavar='N',
+      help='CPU cores of the Trainer task.')
+  resources.add_argument(
+      '--trainer-memory-gb', type=flags.positive_float, default=DEFAULT_TRAINER_MEMORY_GB,
+      metavar='GB', help='memory of the Trainer task, in GB (10^9 bytes).')
+  resources.add_argument(
+      '--data-cpu', type=flags.positive_float, default=DEFAULT_DATA_CPU, metavar='N',
+      help=f'CPU cores of each of {", ".join(DATA_TASKS)}.')
+  resources.add_argument(
+      '--data-memory-gb', type=flags.positive_float, default=DEFAULT_DATA_MEMORY_GB,
+      metavar='GB', help='memory of each of those tasks, in GB.')
   parser.add_argument(
       '--enable-cache', action='store_true',
       help='compile with KFP caching on. Off by default: open-source KFP '
@@ -137,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
       default=kubeflow_deploy.DEFAULT_MAX_CONCURRENCY, metavar='N',
       help='runs of this schedule that may run at once; 1 keeps two runs '
       'from pushing to --serving-root concurrently.')
+  deploy_parser.add_argument(
+      '--run-parameter', action='append', default=[], metavar='NAME=VALUE',
+      help='value of a runtime parameter for the scheduled runs, repeatable: '
+      f'{DATA_ROOT_PARAMETER}=URI (the folder with the IDX files) or '
+      f'{EPOCHS_PARAMETER}=N; without it a run uses the value compiled from '
+      '--data-root / --epochs.')
   deploy_parser.add_argument(
       '--schedule-name', default=None, metavar='NAME',
       help='display name of the recurring run / schedule; default: '
@@ -239,13 +279,28 @@ def compile_pipeline(args: argparse.Namespace, output: str) -> str:
   from pipeline import flags  # pylint: disable=g-import-not-at-top
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+  from tfx.orchestration import data_types  # pylint: disable=g-import-not-at-top
 
   kubeflow_deploy.check_package_path(output)
   output = os.path.abspath(output)
+  resources = {}
+  for tasks, cpu, memory in ((TRAINER_TASKS, args.trainer_cpu,
+                              args.trainer_memory_gb),
+                             (DATA_TASKS, args.data_cpu, args.data_memory_gb)):
+    for task in tasks:
+      resources[task] = pipeline_lib.ResourceSpec(
+          cpu_request=cpu, cpu_limit=cpu, memory_request=memory,
+          memory_limit=memory)
   pipeline = pipeline_lib.create_pipeline(
       pipeline_name=pipeline_lib.PIPELINE_NAME,
       pipeline_root=args.pipeline_root,
-      data_root=args.data_root,
+      data_root=data_types.RuntimeParameter(
+          name=DATA_ROOT_PARAMETER, ptype=str, default=args.data_root),
+      epochs=data_types.RuntimeParameter(
+          name=EPOCHS_PARAMETER, ptype=int,
+          default=args.hyperparameters.epochs),
+      resources=resources,
       serving_dir=args.serving_root,
       schema_file=IMAGE_SCHEMA_FILE,
       # Open-source KFP does not run the ExampleGen driver that resolves
@@ -259,11 +314,20 @@ def compile_pipeline(args: argparse.Namespace, output: str) -> str:
   )
   runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
       config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
-          default_image=args.image, use_pipeline_spec_2_1=True),
+          default_image=args.image,
+          # Every task runs the project's entrypoint, which repairs what the
+          # open-source KFP driver leaves out, then runs TFX's.
+          default_commands=list(ENTRYPOINT_COMMAND),
+          use_pipeline_spec_2_1=True),
       output_dir=os.path.dirname(output),
       output_filename=os.path.basename(output))
   runner.run(pipeline)
-  kubeflow_deploy.set_default_pipeline_root(output, args.pipeline_root)
+  kubeflow_deploy.finish_package(
+      output, pipeline_root=args.pipeline_root,
+      parameter_defaults={DATA_ROOT_PARAMETER: args.data_root,
+                          EPOCHS_PARAMETER: args.hyperparameters.epochs},
+      resources={task: json_format.MessageToDict(spec)
+                 for task, spec in resources.items()})
   logger.info('Compiled %s for image %s (pipeline root %s, data root %s, '
               'caching %s) to %s', pipeline_lib.PIPELINE_NAME, args.image,
               args.pipeline_root, args.data_root,
@@ -281,18 +345,20 @@ def run_command(args: argparse.Namespace) -> Dict[str, str]:
   with tempfile.TemporaryDirectory(prefix='mnist-vae-tfx-') as tmp:
     package = args.package or compile_pipeline(
         args, os.path.join(tmp, 'pipeline.yaml'))
+    parameters = kubeflow_deploy.parse_run_parameters(package,
+                                                      args.run_parameter)
     if args.vertex:
       return kubeflow_deploy.deploy_vertex(
           package, project=args.project, region=args.region, cron=args.cron,
           max_concurrency=args.max_concurrency,
           schedule_name=args.schedule_name,
-          service_account=args.service_account)
+          service_account=args.service_account, parameters=parameters)
     return kubeflow_deploy.deploy_kfp(
         package, host=args.host, cron=args.cron, experiment=args.experiment,
         max_concurrency=args.max_concurrency,
         schedule_name=args.schedule_name, version_name=args.version_name,
         namespace=args.namespace, catchup=args.catchup,
-        keep_existing=args.keep_existing)
+        keep_existing=args.keep_existing, parameters=parameters)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -38,6 +38,14 @@ def positive_int(text: str) -> int:
   return value
 
 
+def positive_float(text: str) -> float:
+  """argparse type: a float > 0."""
+  value = float(text)
+  if not value > 0:
+    raise argparse.ArgumentTypeError(f'must be a positive number: {text}')
+  return value
+
+
 def fraction(text: str) -> float:
   """argparse type: a float in [0, 1]."""
   value = float(text)

@@ -8,15 +8,15 @@ run `deploy_kfp` against a local fake of the KFP v2beta1 REST API).
                  run (replacing the experiment's one of the same name).
   deploy_vertex  a Vertex AI Pipelines schedule of the package.
 
-Also the checks both share (package file type, cron syntax) and
-`set_default_pipeline_root`, which makes a TFX-compiled package carry its
-pipeline root.
+Also the checks both share (package file type, cron syntax, run parameters)
+and `finish_package`, which writes into a TFX-compiled package what TFX
+leaves out of it (pipeline root, runtime parameter defaults, resources).
 """
 
 import datetime
 import logging
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +61,31 @@ def check_cron(cron: str, fields: int) -> None:
   raise UsageError(f'--cron {cron!r}: expected {fields} fields, got {count}')
 
 
-def set_default_pipeline_root(package: str, pipeline_root: str) -> None:
-  """Records `pipeline_root` as the package's defaultPipelineRoot.
+def finish_package(package: str, *, pipeline_root: str,
+                   parameter_defaults: Optional[Dict[str, Any]] = None,
+                   resources: Optional[Dict[str, Dict[str, float]]] = None
+                   ) -> None:
+  """Completes a package compiled by TFX's KubeflowV2DagRunner.
 
-  A package compiled by TFX's KubeflowV2DagRunner holds only the
-  PipelineSpec, so the pipeline root (which TFX puts in the PipelineJob's
-  runtime config) would be lost and KFP would write outputs to its default
-  minio:// root, which TensorFlow cannot open. `kfp.dsl.pipeline` records it
-  the same way. Comment lines at the top of the file are kept.
+  The package holds only the PipelineSpec; what TFX puts elsewhere, or
+  drops, is written into it:
+
+  * `pipeline_root` as its defaultPipelineRoot. TFX puts it in the
+    PipelineJob's runtime config, so KFP would otherwise write outputs to its
+    default minio:// root, which TensorFlow cannot open. `kfp.dsl.pipeline`
+    records it the same way.
+  * `parameter_defaults` (runtime parameter -> default value) as the
+    `defaultValue` of the pipeline's inputs, where the KFP SDK's compiler
+    puts them; TFX leaves them out of the spec, and a run that does not set
+    a parameter would fail.
+  * `resources` (task -> ResourceSpec as JSON) in each task's container:
+    TFX's step builder drops a FileBasedExampleGen's platform config.
+
+  Comment lines at the top of the file are kept.
+
+  Raises:
+    ValueError: a default for a parameter the pipeline does not have, or
+      resources for a task it does not have.
   """
   import yaml  # pylint: disable=g-import-not-at-top
   with open(package, encoding='utf-8') as f:
@@ -77,9 +94,59 @@ def set_default_pipeline_root(package: str, pipeline_root: str) -> None:
                    if line.startswith('#'))
   spec = yaml.safe_load(text)
   spec['defaultPipelineRoot'] = pipeline_root
+  inputs = spec['root'].get('inputDefinitions', {}).get('parameters', {})
+  for name, value in (parameter_defaults or {}).items():
+    if name not in inputs:
+      raise ValueError(f'the pipeline has no runtime parameter {name!r}')
+    inputs[name]['defaultValue'] = value
+  for task, resource in (resources or {}).items():
+    if task not in spec['root']['dag']['tasks']:
+      raise ValueError(f'the pipeline has no task {task!r}')
+    label = spec['components'][task]['executorLabel']
+    spec['deploymentSpec']['executors'][label]['container'][
+        'resources'] = dict(resource)
   with open(package, 'w', encoding='utf-8') as f:
     f.write(header)
     yaml.safe_dump(spec, f, sort_keys=True)
+
+
+def runtime_parameters(package: str) -> Dict[str, Dict[str, Any]]:
+  """The package's runtime parameters: name -> type and default value."""
+  import yaml  # pylint: disable=g-import-not-at-top
+  with open(package, encoding='utf-8') as f:
+    spec = yaml.safe_load(f)
+  return dict(spec['root'].get('inputDefinitions', {}).get('parameters', {}))
+
+
+def parse_run_parameters(package: str,
+                         assignments: Sequence[str]) -> Dict[str, Any]:
+  """`NAME=VALUE` strings as values of the package's runtime parameters.
+
+  Raises:
+    UsageError: not NAME=VALUE, an unknown name, or a value of the wrong type.
+  """
+  declared = runtime_parameters(package)
+  values = {}
+  for assignment in assignments:
+    name, sep, text = assignment.partition('=')
+    if not sep:
+      raise UsageError(f'--run-parameter {assignment!r}: expected NAME=VALUE')
+    if name not in declared:
+      raise UsageError(
+          f'--run-parameter {name}: the package has no such runtime '
+          f'parameter (it has: {", ".join(sorted(declared)) or "none"})')
+    kind = declared[name].get('parameterType')
+    try:
+      if kind == 'NUMBER_INTEGER':
+        values[name] = int(text)
+      elif kind == 'NUMBER_DOUBLE':
+        values[name] = float(text)
+      else:
+        values[name] = text
+    except ValueError as e:
+      raise UsageError(f'--run-parameter {name}={text}: not a {kind} '
+                       'value') from e
+  return values
 
 
 def read_package(path: str) -> Dict[str, Any]:
@@ -101,7 +168,8 @@ def deploy_kfp(package: str, *, host: str, cron: str, experiment: str,
                schedule_name: Optional[str] = None,
                version_name: Optional[str] = None,
                namespace: Optional[str] = None, catchup: bool = False,
-               keep_existing: bool = False) -> Dict[str, str]:
+               keep_existing: bool = False,
+               parameters: Optional[Dict[str, Any]] = None) -> Dict[str, str]:
   """Uploads `package` to KFP and creates a recurring run of it.
 
   Args:
@@ -115,6 +183,8 @@ def deploy_kfp(package: str, *, host: str, cron: str, experiment: str,
     namespace: Kubernetes namespace (multi-user deployments).
     catchup: backfill missed intervals.
     keep_existing: keep recurring runs of the same name in the experiment.
+    parameters: runtime parameter values of the recurring run's runs (the
+      package's defaults for the others).
 
   Returns:
     The ids: pipeline_id, pipeline_version_id, experiment_id,
@@ -167,6 +237,7 @@ def deploy_kfp(package: str, *, host: str, cron: str, experiment: str,
       version_id=version_id,
       enabled=True,
       pipeline_root=info['pipeline_root'],
+      params=parameters or None,
   )
   for old_id in old_ids:
     client.delete_recurring_run(old_id)
@@ -202,7 +273,9 @@ def _recurring_run_ids(client: Any, experiment_id: str, display_name: str,
 def deploy_vertex(package: str, *, project: str, region: str, cron: str,
                   max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
                   schedule_name: Optional[str] = None,
-                  service_account: Optional[str] = None) -> Dict[str, str]:
+                  service_account: Optional[str] = None,
+                  parameters: Optional[Dict[str, Any]] = None
+                  ) -> Dict[str, str]:
   """Creates a Vertex AI Pipelines schedule of `package`.
 
   Args:
@@ -213,6 +286,8 @@ def deploy_vertex(package: str, *, project: str, region: str, cron: str,
     max_concurrency: how many runs of the schedule may run at once.
     schedule_name: schedule display name.
     service_account: service account the runs use.
+    parameters: runtime parameter values of the scheduled runs (the
+      package's defaults for the others).
 
   Returns:
     The schedule's resource name.
@@ -227,6 +302,7 @@ def deploy_vertex(package: str, *, project: str, region: str, cron: str,
       template_path=package,
       pipeline_root=info['pipeline_root'],
       enable_caching=None,  # As compiled (off unless --enable-cache).
+      parameter_values=parameters or None,
       project=project,
       location=region)
   schedule = job.create_schedule(

@@ -4,16 +4,18 @@ Runners choose paths, the metadata store and the orchestrator; every other
 knob is an argument of `create_pipeline`.
 """
 
-import os
-from typing import List, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence, Union
 
+from kfp.pipeline_spec import pipeline_spec_pb2
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
+from tfx.orchestration import data_types
 
 import components.atomic_pusher
 import components.data_gate
 import components.idx_example_gen
 import components.vae_evaluator
+import components.vae_trainer
 import layouts
 import models
 from components.atomic_pusher import component as pusher_lib
@@ -22,6 +24,7 @@ from components.data_gate.component import CuratedSchemaGen
 from components.data_gate.component import DataGate
 from components.idx_example_gen import component as example_gen_lib
 from components.vae_evaluator import component as evaluator_lib
+from components.vae_trainer import component as trainer_component
 from models import trainer as trainer_lib
 from models import vae
 from pipeline import code_fingerprint
@@ -31,18 +34,23 @@ PIPELINE_NAME = 'mnist-vae-tfx'
 # The Trainer imports its run_fn by module path, so the same code runs in a
 # local process and in a Kubeflow container with the project installed.
 TRAINER_RUN_FN = 'models.trainer.run_fn'
+# Kubeflow: what each container may use (KFP v2 / Vertex AI ResourceSpec).
+ResourceSpec = (
+    pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec
+    .ResourceSpec)
 
 
 def create_pipeline(
     *,
     pipeline_name: str,
     pipeline_root: str,
-    data_root: str,
+    data_root: Union[str, data_types.RuntimeParameter],
     serving_dir: str,
     schema_file: str = data_schema.SCHEMA_FILE,
     use_spans: bool = False,
     max_examples: Optional[int] = None,
     hyperparameters: vae.Hyperparameters = vae.Hyperparameters(),
+    epochs: Optional[Union[int, data_types.RuntimeParameter]] = None,
     bless_threshold: float = evaluator_lib.DEFAULT_BLESS_THRESHOLD,
     bless_tolerance: float = evaluator_lib.DEFAULT_BLESS_TOLERANCE,
     iwae_samples: int = evaluator_lib.DEFAULT_IWAE_SAMPLES,
@@ -56,13 +64,15 @@ def create_pipeline(
     metadata_connection_config: Optional[
         metadata_store_pb2.ConnectionConfig] = None,
     enable_cache: bool = True,
+    resources: Optional[Mapping[str, ResourceSpec]] = None,
 ) -> tfx.dsl.Pipeline:
   """Builds the pipeline.
 
   Args:
     pipeline_name: name recorded in ML Metadata and used for output paths.
     pipeline_root: root folder (local or gs://) of all component outputs.
-    data_root: folder holding the IDX data set (flat, or `span-N/` folders).
+    data_root: folder holding the IDX data set (flat, or `span-N/` folders);
+      on Kubeflow a runtime parameter (type str) may stand for it.
     serving_dir: the push destination (TensorFlow Serving's model base path);
       the model served from it is the evaluator's baseline, and the data it
       was trained on the data gate's drift reference.
@@ -72,6 +82,8 @@ def create_pipeline(
     use_spans: ingest the newest `span-N/` folder of `data_root`.
     max_examples: keep only the first N examples of each split (quick runs).
     hyperparameters: the VAE's training configuration.
+    epochs: passes over the train split, overriding `hyperparameters.epochs`;
+      on Kubeflow a runtime parameter (type int) may stand for it.
     bless_threshold: largest held-out -ELBO (nats) a blessed model may have.
     bless_tolerance: how many nats worse than the served model it may be.
     iwae_samples: importance samples per image for the IWAE bound.
@@ -92,6 +104,8 @@ def create_pipeline(
     metadata_connection_config: ML Metadata store; None lets the orchestrator
       provide one (Kubeflow).
     enable_cache: reuse outputs of components whose inputs did not change.
+    resources: component id -> the CPU and memory its container requests
+      (Kubeflow and Vertex AI; the local runner ignores them).
 
   Returns:
     The TFX pipeline.
@@ -120,23 +134,24 @@ def create_pipeline(
       serving_dir=serving_dir,
       thresholds=gate_thresholds,
       accept_drift=accept_drift,
-      split_sources={
-          split.name: os.path.join(data_root, split.pattern)
+      input_base=data_root,
+      split_patterns={
+          split.name: split.pattern
           for split in example_gen_lib.make_input_config(use_spans).splits},
       code_fingerprint=code(components.data_gate, layouts),
       served_version=served_version)
   trainer_config = {
       trainer_lib.HYPERPARAMETERS_KEY: hyperparameters.to_dict(),
-      trainer_lib.CODE_FINGERPRINT_KEY: code(models,
+      trainer_lib.CODE_FINGERPRINT_KEY: code(components.vae_trainer, models,
                                              layouts),
   }
   if warm_start:
     trainer_config[trainer_lib.WARM_START_SERVING_DIR_KEY] = serving_dir
-  trainer = tfx.components.Trainer(
+  trainer = trainer_component.create_trainer(
       run_fn=TRAINER_RUN_FN,
       examples=example_gen.outputs['examples'],
       schema=schema_gen.outputs['schema'],
-      custom_config=trainer_config)
+      custom_config=trainer_config, epochs=epochs)
   # Nothing is trained from a drop the gate stopped.
   trainer.add_upstream_node(data_gate)
   evaluator = evaluator_lib.VaeEvaluator(
@@ -165,6 +180,9 @@ def create_pipeline(
       example_gen, schema_gen, statistics_gen, data_gate, trainer, evaluator,
       pusher
   ]
+  for node in nodes:
+    if resources and node.id in resources:
+      node.with_platform_config(resources[node.id])
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,

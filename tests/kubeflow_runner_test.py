@@ -30,6 +30,7 @@ from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 from tfx.utils import import_utils
 
 import components.idx_example_gen
+import components.vae_trainer
 import layouts
 import kubeflow_runner
 import models
@@ -56,7 +57,7 @@ EXECUTORS = {
         'tfx.components.schema_gen.import_schema_gen.executor.Executor',
     'StatisticsGen': 'tfx.components.statistics_gen.executor.Executor',
     'DataGate': 'components.data_gate.executor.Executor',
-    'Trainer': 'tfx.components.trainer.executor.GenericExecutor',
+    'Trainer': 'components.vae_trainer.executor.Executor',
     'VaeEvaluator': 'components.vae_evaluator.executor.Executor',
     'Pusher': 'components.atomic_pusher.executor.Executor',
 }
@@ -82,14 +83,18 @@ def spec(package) -> pipeline_spec_pb2.PipelineSpec:
                                pipeline_spec_pb2.PipelineSpec())
 
 
-@pytest.fixture(scope='module')
-def executors(spec) -> Dict[str, Any]:
+def _executors(spec: pipeline_spec_pb2.PipelineSpec) -> Dict[str, Any]:
   """Component id -> its PipelineDeploymentConfig.ExecutorSpec."""
   deployment = json_format.ParseDict(
       json_format.MessageToDict(spec.deployment_spec),
       pipeline_spec_pb2.PipelineDeploymentConfig())
   return {name: deployment.executors[component.executor_label]
           for name, component in spec.components.items()}
+
+
+@pytest.fixture(scope='module')
+def executors(spec) -> Dict[str, Any]:
+  return _executors(spec)
 
 
 def _constant(spec: pipeline_spec_pb2.PipelineSpec, task: str,
@@ -132,20 +137,25 @@ def test_the_schema_task_reads_the_schema_the_image_carries(spec):
   assert f'COPY schema/schema.pbtxt {schema_file}' in dockerfile
 
 
-def test_every_executor_runs_the_project_image_and_tfx_entrypoint(executors):
+def test_every_executor_runs_the_project_image_and_entrypoint(executors):
   assert set(executors) == set(EXECUTORS)
   for name, executor in executors.items():
     assert executor.WhichOneof('spec') == 'container', name
     container = executor.container
     assert container.image == IMAGE, name
-    assert list(container.command) == list(
-        kubeflow_v2_dag_runner.KUBEFLOW_TFX_CMD), name
+    # pipeline/kfp_entrypoint.py, which then runs TFX's entrypoint.
+    assert list(container.command) == [
+        'python', '-m', 'pipeline.kfp_entrypoint'], name
+    assert list(container.command) != list(
+        kubeflow_v2_dag_runner.KUBEFLOW_TFX_CMD)
     args = list(container.args)
     assert args[args.index('--executor_class_path') + 1] == EXECUTORS[name]
     assert args[args.index('--json_serialized_invocation_args') + 1] == '{{$}}'
     assert '--json_serialized_inputs_spec_args' in args  # spec 2.1 form.
     assert args[-len(BEAM_ARGS):] == BEAM_ARGS, name
-  # The command runs a module of TFX, installed in the image.
+  # The command runs a module of the project, installed in the image, which
+  # hands over to TFX's.
+  assert importlib.util.find_spec('pipeline.kfp_entrypoint')
   assert importlib.util.find_spec(kubeflow_v2_dag_runner.KUBEFLOW_TFX_CMD[2])
   # ExampleGen's driver hook: run by Vertex AI only (open-source KFP ignores
   # lifecycle hooks), also a TFX module.
@@ -172,7 +182,7 @@ def test_trainer_run_fn_and_hyperparameters(spec):
   assert custom_config == {
       'hyperparameters': EXPECTED_HYPERPARAMETERS.to_dict(),
       'code_fingerprint': code_fingerprint.fingerprint(
-          [models, layouts])}
+          [components.vae_trainer, models, layouts])}
 
 
 def test_every_project_task_carries_the_fingerprint_of_its_code(spec):
@@ -199,8 +209,59 @@ def test_warm_start_looks_up_the_served_model_at_run_time(tmp_path):
   assert custom_config['warm_start_serving_dir'] == SERVING_ROOT
 
 
+def _input(spec: pipeline_spec_pb2.PipelineSpec, task: str,
+           parameter: str) -> str:
+  """The pipeline input (runtime parameter) a task parameter is bound to."""
+  return spec.root.dag.tasks[task].inputs.parameters[
+      parameter].component_input_parameter
+
+
+def test_runtime_parameters_are_pipeline_inputs_with_defaults(spec):
+  parameters = spec.root.input_definitions.parameters
+  assert set(parameters) == {'data_root', 'epochs'}
+  assert parameters['data_root'].parameter_type == (
+      pipeline_spec_pb2.ParameterType.STRING)
+  assert parameters['data_root'].default_value.string_value == DATA_ROOT
+  assert parameters['epochs'].parameter_type == (
+      pipeline_spec_pb2.ParameterType.NUMBER_INTEGER)
+  assert parameters['epochs'].default_value.number_value == 3  # --epochs 3
+  # ExampleGen reads the data root, the gate names it in its messages.
+  assert _input(spec, 'IdxExampleGen', 'input_base') == 'data_root'
+  assert _input(spec, 'DataGate', 'input_base') == 'data_root'
+  assert _input(spec, 'Trainer', 'epochs') == 'epochs'
+  # Nothing else has the compiled data root in it.
+  assert DATA_ROOT not in json.dumps(
+      json_format.MessageToDict(spec.root.dag))
+
+
+def test_heavy_tasks_request_cpu_and_memory(tmp_path, spec):
+  resources = {
+      name: json_format.MessageToDict(executor.container.resources)
+      for name, executor in _executors(spec).items()}
+  trainer = {'cpuRequest': 2.0, 'cpuLimit': 2.0, 'memoryRequest': 8.0,
+             'memoryLimit': 8.0}
+  data = {'cpuRequest': 2.0, 'cpuLimit': 2.0, 'memoryRequest': 4.0,
+          'memoryLimit': 4.0}
+  assert resources == {
+      'Trainer': trainer, 'IdxExampleGen': data, 'StatisticsGen': data,
+      'DataGate': data, 'VaeEvaluator': data, 'CuratedSchemaGen': {},
+      'Pusher': {}}
+  output = tmp_path / 'big.yaml'
+  kubeflow_runner.run_command(kubeflow_runner.parse_args(
+      ['compile', '--output', str(output), *PATH_FLAGS, '--trainer-cpu', '8',
+       '--trainer-memory-gb', '16', '--data-cpu', '4',
+       '--data-memory-gb', '6.5']))
+  big = json_format.ParseDict(yaml.safe_load(output.read_text()),
+                              pipeline_spec_pb2.PipelineSpec())
+  big_resources = {name: executor.container.resources
+                   for name, executor in _executors(big).items()}
+  assert big_resources['Trainer'].cpu_request == 8
+  assert big_resources['Trainer'].memory_limit == 16
+  assert big_resources['IdxExampleGen'].cpu_limit == 4
+  assert big_resources['StatisticsGen'].memory_request == 6.5
+
+
 def test_paths_and_gate_reach_the_tasks(spec):
-  assert _constant(spec, 'IdxExampleGen', 'input_base') == DATA_ROOT
   input_config = json.loads(_constant(spec, 'IdxExampleGen', 'input_config'))
   patterns = [split['pattern'] for split in input_config['splits']]
   assert patterns == ['train-*-ubyte*', 't10k-*-ubyte*']  # No {SPAN}.
@@ -215,9 +276,8 @@ def test_paths_and_gate_reach_the_tasks(spec):
   assert _constant(spec, 'DataGate', 'max_pixel_jsd') == (
       gate.DEFAULT_MAX_PIXEL_JSD)
   assert _constant(spec, 'DataGate', 'accept_drift') == 0
-  assert json.loads(_constant(spec, 'DataGate', 'split_sources')) == {
-      'train': f'{DATA_ROOT}train-*-ubyte*',
-      'eval': f'{DATA_ROOT}t10k-*-ubyte*'}
+  assert json.loads(_constant(spec, 'DataGate', 'split_patterns')) == {
+      'train': 'train-*-ubyte*', 'eval': 't10k-*-ubyte*'}
 
 
 def test_gate_flags_reach_the_gate_task(tmp_path):
@@ -290,7 +350,9 @@ def test_deploy_to_kfp_api(package, tmp_path, monkeypatch, capsys):
         [*deploy, '--host', server.url]))
     first_requests = len(server.requests)
     second = kubeflow_runner.run_command(kubeflow_runner.parse_args(
-        [*deploy, '--host', server.url, '--version-name', 'v2']))
+        [*deploy, '--host', server.url, '--version-name', 'v2',
+         '--run-parameter', 'epochs=5',
+         '--run-parameter', 'data_root=gs://other/drop/']))
 
   assert all(r.status == 200 for r in server.requests), [
       (r.method, r.path, r.status) for r in server.requests]
@@ -325,6 +387,10 @@ def test_deploy_to_kfp_api(package, tmp_path, monkeypatch, capsys):
         'pipeline_version_id': result['pipeline_version_id']}
     assert run['runtime_config']['pipeline_root'] == PIPELINE_ROOT
     assert 'pipeline_spec' not in run  # The uploaded version is referenced.
+  # Runtime parameters: the package's defaults, unless set for the schedule.
+  assert not run_1['runtime_config'].get('parameters')
+  assert run_2['runtime_config']['parameters'] == {
+      'epochs': 5, 'data_root': 'gs://other/drop/'}
 
   # Second deploy: a new version of the same pipeline, the same experiment,
   # and the first recurring run replaced by the new one.
@@ -364,6 +430,20 @@ class FakePipelineJob:
     return Schedule()
 
 
+@pytest.mark.parametrize('assignment, message', [
+    ('epochs', 'expected NAME=VALUE'),
+    ('learning_rate=0.1', 'no such runtime parameter (it has: data_root, '
+     'epochs)'),
+    ('epochs=five', 'not a NUMBER_INTEGER value'),
+])
+def test_bad_run_parameters_are_usage_errors(package, assignment, message):
+  args = kubeflow_runner.parse_args(
+      ['deploy', '--host', 'http://127.0.0.1:1', '--cron', '0 0 3 * * *',
+       '--package', str(package), '--run-parameter', assignment])
+  with pytest.raises(kubeflow_runner.UsageError, match=re.escape(message)):
+    kubeflow_runner.run_command(args)
+
+
 def test_deploy_to_vertex_calls_aiplatform(monkeypatch):
   """The aiplatform calls only: nothing reaches Vertex AI."""
   from google.cloud import aiplatform  # pylint: disable=g-import-not-at-top
@@ -373,7 +453,8 @@ def test_deploy_to_vertex_calls_aiplatform(monkeypatch):
   result = kubeflow_runner.run_command(kubeflow_runner.parse_args([
       'deploy', '--vertex', '--project', 'p', '--region', 'europe-west4',
       '--cron', 'TZ=Europe/Amsterdam 0 3 * * *', '--service-account',
-      'runner@p.iam.gserviceaccount.com', *PATH_FLAGS, '--epochs', '5']))
+      'runner@p.iam.gserviceaccount.com', *PATH_FLAGS, '--epochs', '5',
+      '--run-parameter', 'epochs=7']))
   assert result == {
       'schedule': 'projects/p/locations/europe-west4/schedules/123'}
   [job] = FakePipelineJob.instances
@@ -383,10 +464,10 @@ def test_deploy_to_vertex_calls_aiplatform(monkeypatch):
   assert job.kwargs['pipeline_root'] == PIPELINE_ROOT
   assert job.kwargs['template_path'].endswith('.yaml')
   assert job.kwargs['enable_caching'] is None  # As compiled: off.
+  assert job.kwargs['parameter_values'] == {'epochs': 7}
   assert job.template['pipelineInfo']['name'] == 'mnist-vae-tfx'
-  custom_config = json.loads(job.template['root']['dag']['tasks']['Trainer'][
-      'inputs']['parameters']['custom_config']['runtimeValue']['constant'])
-  assert custom_config['hyperparameters']['epochs'] == 5
+  assert job.template['root']['inputDefinitions']['parameters']['epochs'][
+      'defaultValue'] == 5
   assert job.schedule_kwargs == {
       'cron': 'TZ=Europe/Amsterdam 0 3 * * *',
       'display_name': 'mnist-vae-tfx retraining',

@@ -17,12 +17,13 @@ editing the committed schema is noticed by the cache.
 """
 
 import json
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 from tfx import types
 from tfx.components.schema_gen.import_schema_gen import executor as import_schema_executor
 from tfx.dsl.components.base import base_component
 from tfx.dsl.components.base import executor_spec
+from tfx.orchestration import data_types
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 from tfx.types.component_spec import ChannelParameter
@@ -41,7 +42,8 @@ class DataGateSpec(ComponentSpec):
       executor.MAX_PIXEL_JSD_KEY: ExecutionParameter(type=float),
       executor.MAX_MEAN_IMAGE_LINF_KEY: ExecutionParameter(type=float),
       executor.ACCEPT_DRIFT_KEY: ExecutionParameter(type=int),
-      executor.SPLIT_SOURCES_KEY: ExecutionParameter(type=str, optional=True),
+      executor.INPUT_BASE_KEY: ExecutionParameter(type=str, optional=True),
+      executor.SPLIT_PATTERNS_KEY: ExecutionParameter(type=str, optional=True),
       executor.CODE_FINGERPRINT_KEY: ExecutionParameter(type=str,
                                                         optional=True),
       executor.SERVED_VERSION_KEY: ExecutionParameter(type=str, optional=True),
@@ -71,7 +73,9 @@ class DataGate(base_component.BaseComponent):
                serving_dir: str,
                thresholds: gate.Thresholds = gate.Thresholds(),
                accept_drift: bool = False,
-               split_sources: Optional[Dict[str, str]] = None,
+               input_base: Optional[Union[str,
+                                          data_types.RuntimeParameter]] = None,
+               split_patterns: Optional[Dict[str, str]] = None,
                code_fingerprint: Optional[str] = None,
                served_version: Optional[str] = None):
     """Constructs the component.
@@ -85,8 +89,10 @@ class DataGate(base_component.BaseComponent):
       thresholds: the largest drift allowed.
       accept_drift: let drift through (schema anomalies still stop the run);
         the run's data becomes the reference once its model is pushed.
-      split_sources: split -> the files it was read from (may contain
-        `{SPAN}`), named in messages.
+      input_base: the folder ExampleGen read (a string, or the Kubeflow
+        runtime parameter ExampleGen gets), named in messages.
+      split_patterns: split -> its file pattern under `input_base` (may
+        contain `{SPAN}`), named in messages.
       code_fingerprint: fingerprint of the gate's code (for the cache).
       served_version: the version served when the pipeline was built (for
         the cache only: a cached verdict is reused only against the
@@ -99,7 +105,8 @@ class DataGate(base_component.BaseComponent):
         max_pixel_jsd=float(thresholds.max_pixel_jsd),
         max_mean_image_linf=float(thresholds.max_mean_image_linf),
         accept_drift=int(accept_drift),
-        split_sources=json.dumps(split_sources or {}, sort_keys=True),
+        input_base=input_base,
+        split_patterns=json.dumps(split_patterns or {}, sort_keys=True),
         code_fingerprint=code_fingerprint, served_version=served_version,
         anomalies=types.Channel(type=standard_artifacts.ExampleAnomalies),
         gated_statistics=types.Channel(

@@ -39,7 +39,10 @@ MAX_LABEL_LINF_KEY = 'max_label_linf'
 MAX_PIXEL_JSD_KEY = 'max_pixel_jsd'
 MAX_MEAN_IMAGE_LINF_KEY = 'max_mean_image_linf'
 ACCEPT_DRIFT_KEY = 'accept_drift'
-SPLIT_SOURCES_KEY = 'split_sources'
+# The data root ExampleGen read (a string, or a Kubeflow runtime parameter)
+# and each split's file pattern under it: named in messages.
+INPUT_BASE_KEY = 'input_base'
+SPLIT_PATTERNS_KEY = 'split_patterns'
 CODE_FINGERPRINT_KEY = 'code_fingerprint'
 # Only for the cache key (see pipeline.create_pipeline's served_version).
 SERVED_VERSION_KEY = 'served_version'
@@ -118,7 +121,10 @@ class Executor(base_executor.BaseExecutor):
         max_pixel_jsd=float(exec_properties[MAX_PIXEL_JSD_KEY]),
         max_mean_image_linf=float(exec_properties[MAX_MEAN_IMAGE_LINF_KEY]))
     accept_drift = bool(exec_properties.get(ACCEPT_DRIFT_KEY))
-    sources = json.loads(exec_properties.get(SPLIT_SOURCES_KEY) or '{}')
+    input_base = exec_properties.get(INPUT_BASE_KEY) or ''
+    sources = {split: os.path.join(input_base, pattern)
+               for split, pattern in json.loads(
+                   exec_properties.get(SPLIT_PATTERNS_KEY) or '{}').items()}
     span = span_of(examples)
     serving_dir = exec_properties[SERVING_DIR_KEY]
 

@@ -21,8 +21,9 @@ from conftest import write_tfrecords
 from layouts import serving as serving_layout
 from models import export
 
-SPLIT_SOURCES = {'train': '/drops/span-{SPAN}/train-*-ubyte*',
-                 'eval': '/drops/span-{SPAN}/t10k-*-ubyte*'}
+INPUT_BASE = '/drops'
+SPLIT_PATTERNS = {'train': 'span-{SPAN}/train-*-ubyte*',
+                  'eval': 'span-{SPAN}/t10k-*-ubyte*'}
 
 
 class Drop:
@@ -70,7 +71,8 @@ def _run(drop, schema_artifact, out_dir, serving_dir, accept_drift=False):
       executor.MAX_PIXEL_JSD_KEY: gate.DEFAULT_MAX_PIXEL_JSD,
       executor.MAX_MEAN_IMAGE_LINF_KEY: gate.DEFAULT_MAX_MEAN_IMAGE_LINF,
       executor.ACCEPT_DRIFT_KEY: int(accept_drift),
-      executor.SPLIT_SOURCES_KEY: json.dumps(SPLIT_SOURCES),
+      executor.INPUT_BASE_KEY: INPUT_BASE,
+      executor.SPLIT_PATTERNS_KEY: json.dumps(SPLIT_PATTERNS),
   }
   try:
     executor.Executor().Do(

@@ -106,6 +106,9 @@ def _write_blessing(artifact: types.Artifact, model: types.Artifact,
                     baseline_dir: Optional[str]) -> None:
   name = (constants.BLESSED_FILE_NAME if decision.blessed else
           constants.NOT_BLESSED_FILE_NAME)
+  # Kubeflow creates no output folders (a local or mounted pipeline root
+  # needs this one; on object stores it is a no-op).
+  tf.io.gfile.makedirs(artifact.uri)
   with tf.io.gfile.GFile(os.path.join(artifact.uri, name), 'w') as f:
     f.write('\n'.join(decision.reasons) + '\n')
   artifact.set_int_custom_property(

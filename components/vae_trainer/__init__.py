@@ -1,0 +1,1 @@
+"""VaeTrainer: TFX's Trainer with the number of epochs as its own parameter."""

@@ -1,0 +1,298 @@
+"""Executes a compiled KFP v2 pipeline spec the way open-source KFP does.
+
+A test helper, not a test: `run_pipeline()` executes every task of a compiled
+package in topological order, as the open-source Kubeflow Pipelines v2
+backend's driver and launcher would, with the project's venv standing in for
+the image and a local folder (or an S3-compatible server) for the object
+store. There is no cluster, Argo or ML Metadata server; what each task
+receives and what is kept of its outputs follows these files of
+kubeflow/pipelines (commit 7b70c7b, 2026-08-21; the same code paths since
+release 2.5.0 unless noted):
+
+* backend/src/v2/driver/driver.go, `provisionOutputs`: each output artifact
+  gets `name` = its output key, `uri` = `<root>/<task>/<uuid>/<key>` under
+  the run's root (`<pipeline root>/<pipeline name>/<run id>`, from
+  metadata/client.go `GetPipeline`, `GenerateOutputURI`), `type` and
+  `metadata` from the component's output definitions; with `publish_logs`
+  (the default since 2.5.0) an extra output `executor-logs` of type
+  `system.Artifact`. The output file is `output_metadata.json` in the local
+  mirror of the task root (`/gcs/`, `/s3/`, `/minio/`), or
+  `/tmp/kfp_outputs/output_metadata.json` for other schemes.
+* backend/src/v2/driver/resolve.go, `resolveInputs`, `resolveInputParameter`
+  and `resolveUpstreamArtifacts`: parameters are the task's constants or the
+  pipeline's inputs (runtime parameters, else their defaults); an input
+  artifact is the producer's recorded output, converted by
+  metadata/client.go `OutputArtifact.ToRuntimeArtifact`: `name` = its ML
+  Metadata id, `uri`, `metadata` = its custom properties (converter.go
+  `toRuntimeArtifact`), and `type` = `{instanceSchema: ""}`, because
+  `GetOutputArtifactsByExecutionId` leaves the schema empty ("TODO(Bobgy):
+  figure out how to get schema").
+* backend/src/v2/component/launcher_v2.go: `downloadArtifacts` copies every
+  input artifact under an object-store URI to its local mirror before the
+  command runs (`objectstore.DownloadBlob`, which writes one file per listed
+  key); `compileCmdAndArgs` substitutes the executor input JSON for `{{$}}`
+  in the command and arguments; `execute` runs the command and fails the task
+  on a non-zero exit; `getExecutorOutputFile` reads the output file (none:
+  empty output); `uploadOutputArtifacts` merges each output's `uri` and
+  `metadata` from it (`mergeRuntimeArtifacts`) and records it,
+  metadata/client.go `RecordArtifact` with converter.go `toMLMDArtifact`:
+  metadata becomes custom properties (numbers as doubles, booleans as ints,
+  lists and structs wrapped in `{"list": ...}` / `{"struct": ...}`), plus
+  `display_name` and `store_session_info`.
+
+Not emulated: caching (the package compiles it off), retries, pod specs
+(resources are only checked in the spec), lifecycle hooks (open-source KFP
+does not run ExampleGen's `preCacheCheck`), and uploading outputs from the
+local mirror (TFX executors write to the artifact URI directly; the launcher
+skips outputs whose local mirror does not exist).
+"""
+
+import collections
+import json
+import logging
+import os
+import pathlib
+import subprocess
+import sys
+import uuid
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+LAUNCHER_LOG_OUTPUT = 'executor-logs'
+LEGACY_OUTPUT_FILE = '/tmp/kfp_outputs/output_metadata.json'
+# launcher_v2.go `LocalPathForURI`: where the launcher mirrors object stores.
+LOCAL_MIRRORS = {'gs://': '/gcs/', 'minio://': '/minio/', 's3://': '/s3/'}
+
+
+class TaskFailed(RuntimeError):
+  """A task's command exited non-zero (or the launcher could not run it)."""
+
+  def __init__(self, task: str, message: str, log: str = ''):
+    super().__init__(f'task {task} failed: {message}')
+    self.task = task
+    self.log = log
+
+
+def _local_mirror(uri: str) -> Optional[str]:
+  for scheme, mirror in LOCAL_MIRRORS.items():
+    if uri.startswith(scheme):
+      return mirror + uri[len(scheme):]
+  return None
+
+
+def _container_path(container_root: pathlib.Path, path: str) -> str:
+  """A path of the task's container file system, under `container_root`."""
+  return str(container_root / path.lstrip('/'))
+
+
+def _mlmd_value(value: Any) -> Dict[str, Any]:
+  """converter.go `StructValueToMLMDValue`: a JSON value as an MLMD value."""
+  if isinstance(value, bool):
+    return {'int_value': int(value)}
+  if isinstance(value, str):
+    return {'string_value': value}
+  if isinstance(value, (int, float)):
+    return {'double_value': float(value)}
+  if isinstance(value, list):
+    return {'struct_value': {'list': value}}
+  if isinstance(value, dict):
+    return {'struct_value': {'struct': value}}
+  raise TaskFailed('?', f'unknown/unsupported value type {type(value)}')
+
+
+def _json_value(mlmd_value: Dict[str, Any]) -> Any:
+  """converter.go `toRuntimeArtifact`: an MLMD value as a JSON value."""
+  [(kind, value)] = mlmd_value.items()
+  return float(value) if kind in ('int_value', 'double_value') else value
+
+
+def topological_order(tasks: Mapping[str, Any]) -> List[str]:
+  """Task names, each after its dependent tasks (ties in name order)."""
+  remaining = {name: set(task.get('dependentTasks', []))
+               for name, task in tasks.items()}
+  order = []
+  while remaining:
+    ready = sorted(name for name, deps in remaining.items() if not deps)
+    if not ready:
+      raise ValueError(f'cycle among tasks {sorted(remaining)}')
+    order.append(ready[0])
+    del remaining[ready[0]]
+    for deps in remaining.values():
+      deps.discard(ready[0])
+  return order
+
+
+class Run:
+  """One run of a compiled package: the recorded artifacts of its tasks."""
+
+  def __init__(self, package: str, *, pipeline_root: str,
+               runtime_parameters: Optional[Mapping[str, Any]] = None,
+               workdir: pathlib.Path, publish_logs: bool = True,
+               command_for: Optional[Callable[[List[str]], List[str]]] = None,
+               download: Optional[Callable[[str, str], None]] = None,
+               env: Optional[Mapping[str, str]] = None,
+               timeout: float = 600):
+    with open(package, encoding='utf-8') as f:
+      self.spec = yaml.safe_load(f)
+    self.run_id = str(uuid.uuid4())
+    self.run_root = (f'{pipeline_root.rstrip("/")}/'
+                     f'{self.spec["pipelineInfo"]["name"]}/{self.run_id}')
+    self.runtime_parameters = dict(runtime_parameters or {})
+    self.workdir = workdir
+    self.publish_logs = publish_logs
+    self.command_for = command_for or (lambda command: command)
+    self.download = download
+    self.env = dict(os.environ if env is None else env)
+    # `python` in the compiled command is the venv's, as in the image.
+    self.env['PATH'] = (os.path.dirname(sys.executable) + os.pathsep
+                        + self.env.get('PATH', ''))
+    self.timeout = timeout
+    self.mlmd: Dict[int, Dict[str, Any]] = {}  # id -> recorded artifact
+    self.outputs: Dict[str, Dict[str, int]] = collections.defaultdict(dict)
+    self.executor_inputs: Dict[str, Dict[str, Any]] = {}
+    self.logs: Dict[str, str] = {}
+    self.completed: List[str] = []
+
+  # -- driver ---------------------------------------------------------------
+
+  def _parameter(self, task: str, name: str, spec: Dict[str, Any]) -> Any:
+    if 'runtimeValue' in spec:
+      return spec['runtimeValue']['constant']
+    if 'componentInputParameter' in spec:
+      key = spec['componentInputParameter']
+      if key in self.runtime_parameters:
+        return self.runtime_parameters[key]
+      definition = self.spec['root'].get('inputDefinitions', {}).get(
+          'parameters', {}).get(key, {})
+      if 'defaultValue' not in definition:
+        raise TaskFailed(task, f'pipeline input {key!r} has no value')
+      return definition['defaultValue']
+    raise TaskFailed(task, f'parameter {name}: unsupported spec {spec}')
+
+  def _upstream_artifact(self, task: str, spec: Dict[str, Any]
+                         ) -> Dict[str, Any]:
+    output = spec['taskOutputArtifact']
+    producer, key = output['producerTask'], output['outputArtifactKey']
+    if key not in self.outputs.get(producer, {}):
+      raise TaskFailed(task, f'cannot find output artifact key {key!r} in '
+                       f'producer task {producer!r}')
+    artifact_id = self.outputs[producer][key]
+    recorded = self.mlmd[artifact_id]
+    return {
+        'name': str(artifact_id),
+        'uri': recorded['uri'],
+        'metadata': {k: _json_value(v)
+                     for k, v in recorded['custom_properties'].items()},
+        # OutputArtifact.ToRuntimeArtifact with the empty Schema that
+        # GetOutputArtifactsByExecutionId sets.
+        'type': {'instanceSchema': ''},
+    }
+
+  def executor_input(self, task: str, container_root: pathlib.Path
+                     ) -> Dict[str, Any]:
+    task_spec = self.spec['root']['dag']['tasks'][task]
+    component = self.spec['components'][task_spec['componentRef']['name']]
+    inputs = task_spec.get('inputs', {})
+    parameters = {name: self._parameter(task, name, spec)
+                  for name, spec in inputs.get('parameters', {}).items()}
+    artifacts = {name: {'artifacts': [self._upstream_artifact(task, spec)]}
+                 for name, spec in inputs.get('artifacts', {}).items()}
+    task_root = f'{self.run_root}/{task}/{uuid.uuid4()}'
+    output_specs = dict(component.get('outputDefinitions', {}).get(
+        'artifacts', {}))
+    if self.publish_logs:
+      output_specs[LAUNCHER_LOG_OUTPUT] = {
+          'artifactType': {'schemaTitle': 'system.Artifact'}}
+    outputs = {}
+    for name, spec in output_specs.items():
+      artifact = {'name': name, 'uri': f'{task_root}/{name}',
+                  'type': spec['artifactType']}
+      if 'metadata' in spec:
+        artifact['metadata'] = spec['metadata']
+      outputs[name] = {'artifacts': [artifact]}
+    mirror = _local_mirror(task_root)
+    output_file = (f'{mirror}/output_metadata.json' if mirror
+                   else LEGACY_OUTPUT_FILE)
+    return {
+        'inputs': {'parameterValues': parameters, 'artifacts': artifacts},
+        'outputs': {'artifacts': outputs,
+                    'outputFile': _container_path(container_root,
+                                                  output_file)},
+    }
+
+  # -- launcher -------------------------------------------------------------
+
+  def run_task(self, task: str) -> None:
+    task_spec = self.spec['root']['dag']['tasks'][task]
+    component = self.spec['components'][task_spec['componentRef']['name']]
+    executor = self.spec['deploymentSpec']['executors'][
+        component['executorLabel']]
+    container = executor['container']
+    container_root = self.workdir / task
+    container_root.mkdir(parents=True)
+    executor_input = self.executor_input(task, container_root)
+    self.executor_inputs[task] = executor_input
+    if self.download:
+      for artifact_list in executor_input['inputs']['artifacts'].values():
+        for artifact in artifact_list['artifacts']:
+          mirror = _local_mirror(artifact['uri'])
+          if mirror:
+            self.download(artifact['uri'],
+                          _container_path(container_root, mirror))
+    output_file = pathlib.Path(executor_input['outputs']['outputFile'])
+    output_file.parent.mkdir(parents=True, exist_ok=True)
+    executor_input_json = json.dumps(executor_input)
+    command = [arg.replace('{{$}}', executor_input_json)
+               for arg in self.command_for(list(container['command']))]
+    args = [arg.replace('{{$}}', executor_input_json)
+            for arg in container.get('args', [])]
+    logger.info('Running task %s: %s', task, ' '.join(command))
+    process = subprocess.run(
+        command + args, cwd=container_root, env=self.env, timeout=self.timeout,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        check=False)
+    self.logs[task] = process.stdout
+    if process.returncode:
+      raise TaskFailed(task, f'exit code {process.returncode}',
+                       process.stdout)
+    executor_output = (json.loads(output_file.read_text())
+                       if output_file.exists() else {})
+    for name, artifact_list in executor_input['outputs']['artifacts'].items():
+      if name == LAUNCHER_LOG_OUTPUT:
+        continue
+      artifact = dict(artifact_list['artifacts'][0])
+      produced = executor_output.get('artifacts', {}).get(name, {}).get(
+          'artifacts', [])
+      if produced:
+        if produced[0].get('uri'):
+          artifact['uri'] = produced[0]['uri']
+        artifact['metadata'] = {**artifact.get('metadata', {}),
+                                **produced[0].get('metadata', {})}
+      self._record(task, name, artifact)
+    self.completed.append(task)
+
+  def _record(self, task: str, name: str, artifact: Dict[str, Any]) -> None:
+    custom_properties = {k: _mlmd_value(v)
+                         for k, v in artifact.get('metadata', {}).items()}
+    custom_properties.setdefault('display_name', {'string_value': name})
+    custom_properties.setdefault(
+        'store_session_info',
+        {'string_value': json.dumps({'Provider': self.run_root.split(':')[0],
+                                     'Params': {}})})
+    artifact_id = len(self.mlmd) + 1
+    self.mlmd[artifact_id] = {'uri': artifact['uri'],
+                              'custom_properties': custom_properties}
+    self.outputs[task][name] = artifact_id
+
+  def run(self, tasks: Optional[Sequence[str]] = None) -> 'Run':
+    """Runs `tasks` (default: all, in topological order); stops at a failure.
+    """
+    for task in tasks or topological_order(self.spec['root']['dag']['tasks']):
+      self.run_task(task)
+    return self
+
+  def output_uri(self, task: str, key: str) -> str:
+    return self.mlmd[self.outputs[task][key]]['uri']

@@ -1,0 +1,177 @@
+"""Executes the compiled Kubeflow package the way open-source KFP does.
+
+`kubeflow_runner.py compile` writes the package; tests/kfp_launcher.py then
+runs every task of it in topological order as the open-source KFP v2 driver
+and launcher would: the executor input JSON substituted for `{{$}}` in the
+task's compiled command, upstream artifacts passed with the empty type the
+driver sends, the command run as a subprocess with the project's venv
+standing in for the image, the executor output file read back. With the
+project's entrypoint (pipeline/kfp_entrypoint.py) the whole pipeline runs to
+a pushed model that loads; with TFX's stock entrypoint it fails where
+open-source KFP fails (tensorflow/tfx#7768).
+
+The pipeline root and push destination are local folders here; the same
+run against an S3 server is in kubeflow_s3_test.py.
+"""
+
+import json
+import pathlib
+import subprocess
+import sys
+import textwrap
+from typing import Optional
+
+import pytest
+
+import kubeflow_runner
+from components.idx_example_gen import idx
+from conftest import REPO_ROOT
+from conftest import load_mnist_head
+from conftest import write_mnist_subset
+from tests import kfp_launcher
+
+TFX_ENTRYPOINT = ['python', '-m',
+                  'tfx.orchestration.kubeflow.v2.container.'
+                  'kubeflow_v2_run_executor']
+ALL_TASKS = ['CuratedSchemaGen', 'IdxExampleGen', 'StatisticsGen',
+             'DataGate', 'Trainer', 'VaeEvaluator', 'Pusher']
+# Loads the pushed decoder with TensorFlow alone and decodes two points.
+_DECODE = textwrap.dedent("""
+    import sys
+    import tensorflow as tf
+    decode = tf.saved_model.load(sys.argv[1]).signatures['serving_default']
+    print(decode(z=tf.zeros([2, 2]))['image'].shape)
+""")
+
+
+def compile_package(tmp_path: pathlib.Path, serving_root: str,
+                    monkeypatch, pipeline_root: Optional[str] = None,
+                    extra_flags=()) -> str:
+  """`kubeflow_runner.py compile` with a local or s3:// push destination.
+
+  The command line accepts only URIs a pod can reach; the compile function
+  itself takes any path, which is what a local pipeline root needs. The
+  curated schema is the repository's copy, standing in for the image's.
+  """
+  package = str(tmp_path / 'pipeline.yaml')
+  args = kubeflow_runner.parse_args([
+      'compile', '--output', package,
+      '--pipeline-root', 'gs://compiled/root',
+      '--data-root', 'gs://compiled/data/', '--serving-root', 'gs://compiled/s',
+      '--image', 'registry.example.com/mnist-vae-tfx:test',
+      '--epochs', '3', '--bless-threshold', '1000',
+      # One process per Beam task: the machine has two cores.
+      '--beam-arg=--direct_running_mode=in_memory', *extra_flags])
+  args.serving_root = serving_root
+  if pipeline_root:
+    args.pipeline_root = pipeline_root
+  monkeypatch.setattr(kubeflow_runner, 'IMAGE_SCHEMA_FILE',
+                      str(REPO_ROOT / 'schema' / 'schema.pbtxt'))
+  return kubeflow_runner.compile_pipeline(args, package)
+
+
+def decode_in_fresh_process(version_dir: str, env=None) -> str:
+  completed = subprocess.run(
+      [sys.executable, '-c', _DECODE, version_dir], capture_output=True,
+      text=True, timeout=120, check=False, env=env)
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  return completed.stdout.strip().splitlines()[-1]
+
+
+def history_epochs(model_run_uri: str) -> int:
+  """Rows of the Trainer's history.csv: the epochs it trained."""
+  [history] = pathlib.Path(model_run_uri).rglob('history.csv')
+  return len(history.read_text().strip().splitlines()) - 1
+
+
+def test_every_task_runs_as_kfp_runs_it_to_a_pushed_model(tmp_path,
+                                                         monkeypatch):
+  serving = tmp_path / 'serving'
+  package = compile_package(tmp_path, str(serving), monkeypatch)
+  drop = write_mnist_subset(tmp_path / 'drop-1', {'train': 300, 't10k': 100})
+  run = kfp_launcher.Run(
+      package, pipeline_root=str(tmp_path / 'root'),
+      # Runtime parameters: not the compiled data root and epochs.
+      runtime_parameters={'data_root': f'{drop}/', 'epochs': 1},
+      workdir=tmp_path / 'pods-1').run()
+
+  assert run.completed == ALL_TASKS
+  # The emulation passed upstream artifacts as the open-source driver does,
+  # and the driver's log output; the entrypoint coped with both.
+  examples = run.executor_inputs['Trainer']['inputs']['artifacts'][
+      'examples']['artifacts'][0]
+  assert examples['type'] == {'instanceSchema': ''}
+  assert 'executor-logs' in run.executor_inputs['Trainer']['outputs'][
+      'artifacts']
+  assert 'type taken from the component inputs spec' in run.logs['Trainer']
+  # The runtime parameters reached the tasks.
+  assert history_epochs(run.output_uri('Trainer', 'model_run')) == 1
+  metrics = json.loads(pathlib.Path(
+      run.output_uri('VaeEvaluator', 'evaluation'), 'metrics.json').read_text())
+  assert metrics['num_images'] == 100  # The drop's t10k files.
+  assert metrics['blessed'] is True
+  # One version pushed, with the decoder that loads and runs.
+  [version] = [p for p in serving.iterdir() if p.name.isdigit()]
+  assert (version / 'saved_model.pb').exists()
+  assert decode_in_fresh_process(str(version)) == '(2, 28, 28, 1)'
+
+  # A second scheduled run, on inverted images: the data gate's task fails,
+  # nothing after it runs, and the served version stays.
+  inverted = tmp_path / 'drop-2'
+  inverted.mkdir()
+  for prefix, count in (('train', 300), ('t10k', 100)):
+    images, labels = load_mnist_head(prefix, count)
+    idx.write_idx(str(inverted / f'{prefix}-images-idx3-ubyte'), 255 - images)
+    idx.write_idx(str(inverted / f'{prefix}-labels-idx1-ubyte'), labels)
+  second = kfp_launcher.Run(
+      package, pipeline_root=str(tmp_path / 'root'),
+      runtime_parameters={'data_root': f'{inverted}/', 'epochs': 1},
+      workdir=tmp_path / 'pods-2')
+  with pytest.raises(kfp_launcher.TaskFailed) as failure:
+    second.run()
+  assert failure.value.task == 'DataGate'
+  assert second.completed == ['CuratedSchemaGen', 'IdxExampleGen',
+                              'StatisticsGen']
+  assert f'split train ({inverted}/train-*-ubyte*)' in failure.value.log
+  assert 'pixel-value Jensen-Shannon divergence' in failure.value.log
+  assert [p.name for p in serving.iterdir() if p.name.isdigit()] == [
+      version.name]
+
+
+def test_stock_tfx_entrypoint_fails_at_the_first_consumer(tmp_path,
+                                                          monkeypatch):
+  """The fault this project's entrypoint answers, reproduced: KFP < 2.5, or
+  PUBLISH_LOGS=false, where only the input artifact types are missing."""
+  package = compile_package(tmp_path, str(tmp_path / 'serving'), monkeypatch)
+  drop = write_mnist_subset(tmp_path / 'drop', {'train': 100, 't10k': 50})
+  run = kfp_launcher.Run(
+      package, pipeline_root=str(tmp_path / 'root'),
+      runtime_parameters={'data_root': f'{drop}/'},
+      workdir=tmp_path / 'pods', publish_logs=False,
+      command_for=lambda command: list(TFX_ENTRYPOINT))
+  with pytest.raises(kfp_launcher.TaskFailed) as failure:
+    run.run()
+  # The tasks without upstream artifacts ran; the first one with runs TFX's
+  # _retrieve_class_path on `instanceSchema: ""`.
+  assert run.completed == ['CuratedSchemaGen', 'IdxExampleGen']
+  assert failure.value.task == 'StatisticsGen'
+  assert 'in _retrieve_class_path' in failure.value.log
+  assert ("AttributeError: 'NoneType' object has no attribute 'get'"
+          in failure.value.log)
+
+
+def test_stock_tfx_entrypoint_fails_on_the_launcher_log_output(tmp_path,
+                                                               monkeypatch):
+  """KFP >= 2.5 (PUBLISH_LOGS=true, the default): every task fails, the
+  first one already, on the `executor-logs` output of type system.Artifact.
+  """
+  package = compile_package(tmp_path, str(tmp_path / 'serving'), monkeypatch)
+  run = kfp_launcher.Run(
+      package, pipeline_root=str(tmp_path / 'root'),
+      workdir=tmp_path / 'pods', publish_logs=True,
+      command_for=lambda command: list(TFX_ENTRYPOINT))
+  with pytest.raises(kfp_launcher.TaskFailed) as failure:
+    run.run()
+  assert run.completed == []
+  assert failure.value.task == 'CuratedSchemaGen'
+  assert 'Could not import system.Artifact' in failure.value.log
