@@ -8,9 +8,11 @@
 #   docker build -t REGISTRY/mnist-vae-tfx:TAG .
 #   docker push REGISTRY/mnist-vae-tfx:TAG
 #
-# Tasks start with the command KubeflowV2DagRunner compiles into the pipeline,
-#   python -m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor
-# which overrides the ENTRYPOINT. The ENTRYPOINT stays the base image's Beam
+# Tasks start with the command kubeflow_runner.py compiles into the pipeline,
+#   python -m pipeline.kfp_entrypoint
+# (it repairs the executor input open-source KFP passes, then runs TFX's
+# tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor), which
+# overrides the ENTRYPOINT. The ENTRYPOINT stays the base image's Beam
 # SDK harness boot, so the same image can serve as Dataflow's or Flink's
 # worker image (--beam-arg=--sdk_container_image=REGISTRY/mnist-vae-tfx:TAG).
 FROM tensorflow/tfx:1.16.0
@@ -49,10 +51,12 @@ COPY schema/schema.pbtxt /pipeline/schema/schema.pbtxt
 RUN python -c "\
 import tfx.version; assert tfx.version.__version__ == '1.16.0', tfx.version.__version__; \
 import tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor; \
+import pipeline.kfp_entrypoint; \
 import tfx.orchestration.kubeflow.v2.file_based_example_gen.driver; \
 from components.idx_example_gen.executor import Executor; \
 from components.data_gate.executor import Executor; \
 from tfx.utils import io_utils; io_utils.SchemaReader().read('/pipeline/schema/schema.pbtxt'); \
 from components.vae_evaluator.executor import Executor; \
 from components.atomic_pusher.executor import Executor; \
+from components.vae_trainer.executor import Executor; \
 from models.trainer import run_fn"

@@ -30,7 +30,7 @@ import os
 import re
 import sys
 import tempfile
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 from pipeline import console
 from pipeline import kfp_entrypoint
@@ -65,6 +65,13 @@ DEFAULT_TRAINER_CPU = 2.0
 DEFAULT_TRAINER_MEMORY_GB = 8.0
 DEFAULT_DATA_CPU = 2.0
 DEFAULT_DATA_MEMORY_GB = 4.0
+# s3:// paths (docs/kubeflow.md, "Storage"): the Kubernetes secret every task
+# gets its S3 credentials from, by default the one a stock Kubeflow Pipelines
+# install keeps its MinIO credentials in, and the keys it has.
+DEFAULT_S3_SECRET = 'mlpipeline-minio-artifact'
+S3_SECRET_KEYS = {'accesskey': 'AWS_ACCESS_KEY_ID',
+                  'secretkey': 'AWS_SECRET_ACCESS_KEY'}
+DEFAULT_S3_REGION = 'us-east-1'
 # The container command of every compiled task (pipeline/kfp_entrypoint.py);
 # TFX's own would be kubeflow_v2_dag_runner.KUBEFLOW_TFX_CMD.
 ENTRYPOINT_COMMAND = ('python', '-m', kfp_entrypoint.ENTRYPOINT_MODULE)
@@ -98,6 +105,23 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser,
       help='the image built from ./Dockerfile, pushed to a registry the '
       'cluster pulls from, e.g. us-docker.pkg.dev/P/R/mnist-vae-tfx:TAG; '
       'prefer a unique tag or a digest to :latest' + need)
+  s3 = parser.add_argument_group(
+      's3:// storage (when a path above is s3://; docs/kubeflow.md)')
+  s3.add_argument(
+      '--s3-endpoint', metavar='URL',
+      help='the S3 API endpoint, with its scheme, e.g. '
+      'http://minio-service.kubeflow:9000 (the MinIO of a stock Kubeflow '
+      'Pipelines install); default: AWS S3. Compiled into every task as '
+      'S3_ENDPOINT (TensorFlow) and AWS_ENDPOINT_URL_S3 (Beam).')
+  s3.add_argument(
+      '--s3-region', default=DEFAULT_S3_REGION, metavar='REGION',
+      help='the S3 region (AWS_REGION of every task).')
+  s3.add_argument(
+      '--s3-secret', default=DEFAULT_S3_SECRET, metavar='NAME',
+      help='the Kubernetes secret in the run\'s namespace whose keys '
+      f'{" and ".join(S3_SECRET_KEYS)} become every task\'s '
+      f'{" and ".join(S3_SECRET_KEYS.values())}; "" for none (credentials '
+      'from the pod\'s service account, e.g. IRSA on EKS).')
   parser.add_argument(
       '--max-examples', type=flags.positive_int, default=None,
       metavar='N',
@@ -250,6 +274,11 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError(
             f'{flag} {value}: must be a URI every task pod can reach, such as '
             'gs://BUCKET/path; a local path exists only on this machine')
+    if args.s3_endpoint and not uses_s3(args):
+      raise UsageError('--s3-endpoint is given, but no path is s3://')
+    if args.s3_endpoint and not _URI_RE.match(args.s3_endpoint):
+      raise UsageError(f'--s3-endpoint {args.s3_endpoint}: needs its scheme, '
+                       'e.g. http://minio-service.kubeflow:9000')
   if args.command == 'compile':
     kubeflow_deploy.check_package_path(args.output)
     return
@@ -272,6 +301,27 @@ def _check_args(args: argparse.Namespace) -> None:
 
 # ----------------------------------------------------------------------------
 # compile
+
+
+def uses_s3(args: argparse.Namespace) -> bool:
+  return any((path or '').startswith('s3://') for path in (
+      args.pipeline_root, args.data_root, args.serving_root))
+
+
+def s3_environment(args: argparse.Namespace
+                   ) -> Tuple[Dict[str, str], Dict[str, Dict[str, str]]]:
+  """What every task needs for s3:// paths: environment variables, and the
+  secret keys that become environment variables. Empty without s3://."""
+  if not uses_s3(args):
+    return {}, {}
+  env = {'AWS_REGION': args.s3_region}
+  if args.s3_endpoint:
+    # tensorflow-io's S3 file system reads S3_ENDPOINT, boto3 (Beam's s3://)
+    # AWS_ENDPOINT_URL_S3.
+    env.update(S3_ENDPOINT=args.s3_endpoint,
+               AWS_ENDPOINT_URL_S3=args.s3_endpoint)
+  secrets = {args.s3_secret: dict(S3_SECRET_KEYS)} if args.s3_secret else {}
+  return env, secrets
 
 
 def compile_pipeline(args: argparse.Namespace, output: str) -> str:
@@ -322,8 +372,10 @@ def compile_pipeline(args: argparse.Namespace, output: str) -> str:
       output_dir=os.path.dirname(output),
       output_filename=os.path.basename(output))
   runner.run(pipeline)
+  env, secret_env = s3_environment(args)
   kubeflow_deploy.finish_package(
-      output, pipeline_root=args.pipeline_root,
+      output, pipeline_root=args.pipeline_root, env=env,
+      secret_env=secret_env,
       parameter_defaults={DATA_ROOT_PARAMETER: args.data_root,
                           EPOCHS_PARAMETER: args.hyperparameters.epochs},
       resources={task: json_format.MessageToDict(spec)

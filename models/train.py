@@ -19,6 +19,21 @@ CHECKPOINT_DIR = 'checkpoint'
 HISTORY_FILE = 'history.csv'
 
 
+class HistoryLogger(keras.callbacks.CSVLogger):
+  """Keras' CSVLogger that also works on remote paths (gs://, s3://).
+
+  For a path with `://` Keras writes through a TensorFlow GFile, and its
+  `on_train_end` then asks that file for `.closed`, which GFile does not have
+  (AttributeError after the last epoch). This one closes the file it opened.
+  """
+
+  def on_train_end(self, logs=None):
+    if self.csv_file is not None:
+      self.csv_file.close()
+      self.csv_file = None
+    self.writer = None
+
+
 class KlWarmUp(keras.callbacks.Callback):
   """Sets the VAE's KL weight at the start of each epoch (KL warm-up)."""
 
@@ -94,8 +109,8 @@ def train(hp: vae_lib.Hyperparameters,
     # First, so that the restored epoch and weights are in place before the
     # other callbacks start.
     resume = [keras.callbacks.BackupAndRestore(checkpoint),
-              keras.callbacks.CSVLogger(
-                  os.path.join(resume_dir, HISTORY_FILE), append=True)]
+              HistoryLogger(os.path.join(resume_dir, HISTORY_FILE),
+                            append=True)]
   history = vae.fit(
       train_ds,
       steps_per_epoch=steps_per_epoch,

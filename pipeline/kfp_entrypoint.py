@@ -28,9 +28,12 @@ What it repairs (docs/kubeflow.md, "The entrypoint"):
    server runs with PUBLISH_LOGS=false). The launcher writes and uploads it
    itself; TFX would try to import a class `system.Artifact` for it and fail
    before the executor starts. It is removed from what TFX sees.
-3. Storage. For `s3://` URIs TensorFlow needs tensorflow-io's file systems;
-   they are registered (by importing tensorflow_io) before TFX starts when an
-   artifact or parameter of the task names an `s3://` URI.
+3. Storage. When an artifact or parameter of the task names an `s3://` URI:
+   tensorflow-io's file systems are registered before TFX starts, each
+   bucket is checked (tensorflow-io reports bad credentials as "not found"
+   inside a bucket, which the gate and the evaluator would read as "no model
+   served"), and the process ends with `os._exit` once TFX is done, because
+   tensorflow-io's S3 client aborts it at exit (tensorflow/io#2039).
 
 Inputs that need none of this (as Vertex AI sends them) pass through
 unchanged.
@@ -39,6 +42,8 @@ unchanged.
 import copy
 import json
 import logging
+import os
+import re
 import runpy
 import sys
 from typing import Any, Dict, List, Optional, Sequence
@@ -53,7 +58,7 @@ INVOCATION_FLAG = '--json_serialized_invocation_args'
 INPUTS_SPEC_FLAG = '--json_serialized_inputs_spec_args'
 # The launcher-managed output the KFP >= 2.5 driver adds to every task.
 LAUNCHER_LOG_OUTPUT = 'executor-logs'
-S3_SCHEME = 's3://'
+_S3_BUCKET_RE = re.compile(r's3://([a-z0-9][a-z0-9.\-]*[a-z0-9])')
 
 
 class EntrypointError(ValueError):
@@ -105,13 +110,23 @@ def repair_executor_input(executor_input: Dict[str, Any],
   return repaired
 
 
-def _names_s3(executor_input: Dict[str, Any]) -> bool:
-  """Whether any artifact URI or string parameter is an s3:// URI."""
-  return S3_SCHEME in json.dumps(executor_input)
+def s3_buckets(executor_input: Dict[str, Any]) -> List[str]:
+  """The buckets of the s3:// URIs in the artifacts and string parameters
+  (including JSON-valued ones, such as the Pusher's push destination)."""
+  texts = [artifact.get('uri', '')
+           for side in ('inputs', 'outputs')
+           for artifact_list in executor_input.get(side, {}).get(
+               'artifacts', {}).values()
+           for artifact in artifact_list.get('artifacts', [])]
+  texts += [value for value in executor_input.get('inputs', {}).get(
+      'parameterValues', {}).values() if isinstance(value, str)]
+  return sorted({bucket for text in texts
+                 for bucket in _S3_BUCKET_RE.findall(text)})
 
 
-def _flag_value(argv: Sequence[str], flag: str) -> Optional[int]:
-  """Index of `flag`'s value in argv (`--flag value` or `--flag=value`)."""
+def _flag_index(argv: Sequence[str], flag: str) -> Optional[int]:
+  """Index of the argument holding `flag`'s value (`--flag value` or
+  `--flag=value`), or None."""
   for i, arg in enumerate(argv):
     if arg == flag and i + 1 < len(argv):
       return i + 1
@@ -120,57 +135,119 @@ def _flag_value(argv: Sequence[str], flag: str) -> Optional[int]:
   return None
 
 
+def _flag_json(argv: Sequence[str], flag: str) -> Optional[Dict[str, Any]]:
+  i = _flag_index(argv, flag)
+  if i is None:
+    return None
+  text = argv[i][len(flag) + 1:] if argv[i].startswith(flag + '=') else argv[i]
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError as e:
+    raise EntrypointError(f'{flag} is not JSON: {e}') from e
+
+
 def repair_argv(argv: Sequence[str]) -> List[str]:
-  """The command-line arguments with the executor input repaired."""
+  """The command-line arguments with the executor input repaired.
+
+  Raises:
+    EntrypointError: the executor input is missing or cannot be repaired.
+  """
   argv = list(argv)
-  invocation_at = _flag_value(argv, INVOCATION_FLAG)
-  if invocation_at is None:
+  executor_input = _flag_json(argv, INVOCATION_FLAG)
+  if executor_input is None:
     raise EntrypointError(f'{INVOCATION_FLAG} is missing')
-  spec_at = _flag_value(argv, INPUTS_SPEC_FLAG)
-
-  def value(i: int, flag: str) -> str:
-    return argv[i][len(flag) + 1:] if argv[i].startswith(flag + '=') \
-        else argv[i]
-
-  def parse(text: str, flag: str) -> Dict[str, Any]:
-    try:
-      return json.loads(text)
-    except json.JSONDecodeError as e:
-      raise EntrypointError(f'{flag} is not JSON: {e}') from e
-
-  executor_input = parse(value(invocation_at, INVOCATION_FLAG),
-                         INVOCATION_FLAG)
-  inputs_spec = (parse(value(spec_at, INPUTS_SPEC_FLAG), INPUTS_SPEC_FLAG)
-                 if spec_at is not None else None)
-  repaired = repair_executor_input(executor_input, inputs_spec)
-  if _names_s3(repaired):
-    register_s3_file_system()
-  text = json.dumps(repaired)
-  argv[invocation_at] = (f'{INVOCATION_FLAG}={text}'
-                         if argv[invocation_at].startswith(INVOCATION_FLAG)
-                         else text)
+  repaired = json.dumps(repair_executor_input(
+      executor_input, _flag_json(argv, INPUTS_SPEC_FLAG)))
+  i = _flag_index(argv, INVOCATION_FLAG)
+  argv[i] = (f'{INVOCATION_FLAG}={repaired}'
+             if argv[i].startswith(INVOCATION_FLAG + '=') else repaired)
   return argv
 
 
-def register_s3_file_system() -> None:
-  """Registers tensorflow-io's s3:// file system with TensorFlow."""
+def prepare_s3(buckets: Sequence[str]) -> None:
+  """Registers tensorflow-io's s3:// file system and checks each bucket.
+
+  tensorflow-io reports a wrong secret or endpoint as "not found" for paths
+  inside a bucket, which would read as "no model served yet"; the bucket
+  itself answers with the real error.
+
+  Raises:
+    EntrypointError: a bucket does not exist or cannot be read; the message
+      names it and the environment variables the credentials come from.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_io  # pylint: disable=g-import-not-at-top,unused-import
-  logger.info('s3:// file system registered (tensorflow-io %s)',
-              tensorflow_io.__version__)
+  for bucket in buckets:
+    try:
+      found = tf.io.gfile.exists(f's3://{bucket}/')
+      problem = None if found else 'does not exist'
+    except tf.errors.OpError as e:
+      problem = f'cannot be read: {type(e).__name__}: {e.message}'
+    if problem:
+      raise EntrypointError(
+          f'bucket s3://{bucket} {problem} (endpoint S3_ENDPOINT='
+          f'{os.environ.get("S3_ENDPOINT", "(unset: AWS)")}, credentials from '
+          'AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)')
+  logger.info('s3:// file system (tensorflow-io %s): bucket(s) %s readable',
+              tensorflow_io.__version__, ', '.join(buckets))
+
+
+def _run_tfx_entrypoint(argv: Sequence[str]) -> int:
+  """Runs TFX's entrypoint as `__main__` with `argv`; its exit code."""
+  sys.argv = [TFX_ENTRYPOINT_MODULE] + list(argv)
+  try:
+    runpy.run_module(TFX_ENTRYPOINT_MODULE, run_name='__main__',
+                     alter_sys=True)
+  except SystemExit as e:  # absl's app.run ends with sys.exit.
+    if e.code is None or isinstance(e.code, int):
+      return e.code or 0
+    logger.error('%s', e.code)
+    return 1
+  return 0
+
+
+def _exit(code: int, used_s3: bool) -> None:
+  """Ends the process with `code`.
+
+  Once tensorflow-io's S3 client was used, it aborts the process at exit
+  ("pure virtual method called", exit 134: tensorflow/io#2039, fixed after
+  the last release), which KFP would record as a failure, so the process
+  ends here, with everything written and flushed, without Python's exit.
+  """
+  if not used_s3:
+    sys.exit(code)
+  logging.shutdown()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(code)  # pylint: disable=protected-access
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-  """Repairs the arguments, then runs TFX's entrypoint as `__main__`."""
+  """Repairs the arguments, then runs TFX's entrypoint; exits with its code.
+
+  Exit codes: TFX's (0 done, 1 failed), or 2 when the executor input cannot
+  be repaired or an s3:// bucket cannot be read.
+  """
   logging.basicConfig(level=logging.INFO,
                       format='%(asctime)s %(levelname)s %(name)s: %(message)s')
   argv = sys.argv[1:] if argv is None else list(argv)
+  buckets: List[str] = []
   try:
     repaired = repair_argv(argv)
+    buckets = s3_buckets(_flag_json(repaired, INVOCATION_FLAG))
+    if buckets:
+      prepare_s3(buckets)
   except EntrypointError as e:
     logger.error('%s', e)
-    sys.exit(2)
-  sys.argv = [TFX_ENTRYPOINT_MODULE] + repaired
-  runpy.run_module(TFX_ENTRYPOINT_MODULE, run_name='__main__', alter_sys=True)
+    _exit(2, bool(buckets))
+  try:
+    code = _run_tfx_entrypoint(repaired)
+  except Exception:  # pylint: disable=broad-except
+    if not buckets:
+      raise
+    logger.exception('The task failed')
+    code = 1
+  _exit(code, bool(buckets))
 
 
 if __name__ == '__main__':

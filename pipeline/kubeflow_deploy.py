@@ -13,6 +13,7 @@ and `finish_package`, which writes into a TFX-compiled package what TFX
 leaves out of it (pipeline root, runtime parameter defaults, resources).
 """
 
+import copy
 import datetime
 import logging
 import re
@@ -63,7 +64,9 @@ def check_cron(cron: str, fields: int) -> None:
 
 def finish_package(package: str, *, pipeline_root: str,
                    parameter_defaults: Optional[Dict[str, Any]] = None,
-                   resources: Optional[Dict[str, Dict[str, float]]] = None
+                   resources: Optional[Dict[str, Dict[str, float]]] = None,
+                   env: Optional[Dict[str, str]] = None,
+                   secret_env: Optional[Dict[str, Dict[str, str]]] = None
                    ) -> None:
   """Completes a package compiled by TFX's KubeflowV2DagRunner.
 
@@ -80,6 +83,10 @@ def finish_package(package: str, *, pipeline_root: str,
     a parameter would fail.
   * `resources` (task -> ResourceSpec as JSON) in each task's container:
     TFX's step builder drops a FileBasedExampleGen's platform config.
+  * `env` (variable -> value) in every task's container, and `secret_env`
+    (Kubernetes secret -> {key: variable}) as the Kubernetes platform spec
+    of every task (the second YAML document, as kfp-kubernetes'
+    `use_secret_as_env` writes it; KFP >= 2.0 applies it). TFX has neither.
 
   Comment lines at the top of the file are kept.
 
@@ -99,22 +106,49 @@ def finish_package(package: str, *, pipeline_root: str,
     if name not in inputs:
       raise ValueError(f'the pipeline has no runtime parameter {name!r}')
     inputs[name]['defaultValue'] = value
+  executors = spec['deploymentSpec']['executors']
   for task, resource in (resources or {}).items():
     if task not in spec['root']['dag']['tasks']:
       raise ValueError(f'the pipeline has no task {task!r}')
     label = spec['components'][task]['executorLabel']
-    spec['deploymentSpec']['executors'][label]['container'][
-        'resources'] = dict(resource)
+    executors[label]['container']['resources'] = dict(resource)
+  for executor in executors.values():
+    if env:
+      executor['container']['env'] = [
+          {'name': name, 'value': value} for name, value in env.items()]
+  documents = [spec]
+  if secret_env:
+    secret_as_env = [
+        {'secretName': secret,
+         'keyToEnv': [{'secretKey': key, 'envVar': variable}
+                      for key, variable in keys.items()]}
+        for secret, keys in secret_env.items()]
+    documents.append({'platforms': {'kubernetes': {'deploymentSpec': {
+        # Copies: shared objects would be written as YAML anchors.
+        'executors': {label: {'secretAsEnv': copy.deepcopy(secret_as_env)}
+                      for label in executors}}}}})
   with open(package, 'w', encoding='utf-8') as f:
     f.write(header)
-    yaml.safe_dump(spec, f, sort_keys=True)
+    yaml.safe_dump_all(documents, f, sort_keys=True)
+
+
+def _pipeline_spec(package: str) -> Dict[str, Any]:
+  """The package's pipeline spec: its first YAML document (a second one, if
+  any, is the platform spec)."""
+  import yaml  # pylint: disable=g-import-not-at-top
+  with open(package, encoding='utf-8') as f:
+    return next(yaml.safe_load_all(f))
+
+
+def has_platform_spec(package: str) -> bool:
+  import yaml  # pylint: disable=g-import-not-at-top
+  with open(package, encoding='utf-8') as f:
+    return len(list(yaml.safe_load_all(f))) > 1
 
 
 def runtime_parameters(package: str) -> Dict[str, Dict[str, Any]]:
   """The package's runtime parameters: name -> type and default value."""
-  import yaml  # pylint: disable=g-import-not-at-top
-  with open(package, encoding='utf-8') as f:
-    spec = yaml.safe_load(f)
+  spec = _pipeline_spec(package)
   return dict(spec['root'].get('inputDefinitions', {}).get('parameters', {}))
 
 
@@ -151,9 +185,7 @@ def parse_run_parameters(package: str,
 
 def read_package(path: str) -> Dict[str, Any]:
   """The pipeline name and default pipeline root of a compiled package."""
-  import yaml  # pylint: disable=g-import-not-at-top
-  with open(path, encoding='utf-8') as f:
-    spec = yaml.safe_load(f)
+  spec = _pipeline_spec(path)
   return {'name': spec['pipelineInfo']['name'],
           'pipeline_root': spec.get('defaultPipelineRoot')}
 
@@ -296,6 +328,10 @@ def deploy_vertex(package: str, *, project: str, region: str, cron: str,
 
   check_package_path(package)
   check_cron(cron, VERTEX_CRON_FIELDS)
+  if has_platform_spec(package):
+    raise UsageError(
+        f'{package} carries a Kubernetes platform spec (compiled for s3:// '
+        'storage), which Vertex AI does not run: compile with gs:// paths')
   info = read_package(package)
   job = aiplatform.PipelineJob(
       display_name=info['name'],

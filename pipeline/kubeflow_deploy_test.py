@@ -32,12 +32,14 @@ def test_finish_package_keeps_the_header(tmp_path):
   package = tmp_path / 'pipeline.yaml'
   package.write_text('# PIPELINE DEFINITION\n# Name: p\n'
                      'pipelineInfo:\n  name: p\nschemaVersion: 2.1.0\n'
-                     'root: {dag: {tasks: {}}}\n')
+                     'root: {dag: {tasks: {}}}\n'
+                     'deploymentSpec: {executors: {}}\n')
   kubeflow_deploy.finish_package(str(package), pipeline_root='gs://b/root')
   text = package.read_text()
   assert text.startswith('# PIPELINE DEFINITION\n# Name: p\n')
   assert yaml.safe_load(text) == {
       'defaultPipelineRoot': 'gs://b/root', 'pipelineInfo': {'name': 'p'},
-      'schemaVersion': '2.1.0', 'root': {'dag': {'tasks': {}}}}
+      'schemaVersion': '2.1.0', 'root': {'dag': {'tasks': {}}},
+      'deploymentSpec': {'executors': {}}}
   assert kubeflow_deploy.read_package(str(package)) == {
       'name': 'p', 'pipeline_root': 'gs://b/root'}

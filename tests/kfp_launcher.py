@@ -18,6 +18,10 @@ release 2.5.0 unless noted):
   `system.Artifact`. The output file is `output_metadata.json` in the local
   mirror of the task root (`/gcs/`, `/s3/`, `/minio/`), or
   `/tmp/kfp_outputs/output_metadata.json` for other schemes.
+* backend/src/v2/driver/driver.go, `initPodSpecPatch`, and driver/k8s.go:
+  the container's `env` from the spec, and the Kubernetes platform spec's
+  `secretAsEnv` (the package's second YAML document), are the task's
+  environment; nothing else of the machine's S3 or AWS settings is.
 * backend/src/v2/driver/resolve.go, `resolveInputs`, `resolveInputParameter`
   and `resolveUpstreamArtifacts`: parameters are the task's constants or the
   pipeline's inputs (runtime parameters, else their defaults); an input
@@ -39,6 +43,10 @@ release 2.5.0 unless noted):
   metadata becomes custom properties (numbers as doubles, booleans as ints,
   lists and structs wrapped in `{"list": ...}` / `{"struct": ...}`), plus
   `display_name` and `store_session_info`.
+* backend/src/v2/objectstore/object_store.go, `DownloadBlob`: every object
+  listed under the artifact's key is written to a file of the local mirror;
+  an object whose key ends in `/` (a zero-byte "directory marker") cannot
+  be (kubeflow/pipelines#13476): `s3_downloader` fails the task on it.
 
 Not emulated: caching (the package compiles it off), retries, pod specs
 (resources are only checked in the spec), lifecycle hooks (open-source KFP
@@ -100,7 +108,7 @@ def _mlmd_value(value: Any) -> Dict[str, Any]:
     return {'struct_value': {'list': value}}
   if isinstance(value, dict):
     return {'struct_value': {'struct': value}}
-  raise TaskFailed('?', f'unknown/unsupported value type {type(value)}')
+  raise ValueError(f'unknown/unsupported value type {type(value)}')
 
 
 def _json_value(mlmd_value: Dict[str, Any]) -> Any:
@@ -133,10 +141,13 @@ class Run:
                workdir: pathlib.Path, publish_logs: bool = True,
                command_for: Optional[Callable[[List[str]], List[str]]] = None,
                download: Optional[Callable[[str, str], None]] = None,
-               env: Optional[Mapping[str, str]] = None,
+               secrets: Optional[Mapping[str, Mapping[str, str]]] = None,
                timeout: float = 600):
     with open(package, encoding='utf-8') as f:
-      self.spec = yaml.safe_load(f)
+      documents = list(yaml.safe_load_all(f))
+    self.spec = documents[0]
+    self.platform = (documents[1]['platforms']['kubernetes']
+                     if len(documents) > 1 else {})
     self.run_id = str(uuid.uuid4())
     self.run_root = (f'{pipeline_root.rstrip("/")}/'
                      f'{self.spec["pipelineInfo"]["name"]}/{self.run_id}')
@@ -145,10 +156,13 @@ class Run:
     self.publish_logs = publish_logs
     self.command_for = command_for or (lambda command: command)
     self.download = download
-    self.env = dict(os.environ if env is None else env)
+    self.secrets = secrets or {}
+    # A pod has only the S3 and AWS settings its spec gives it.
+    self.base_env = {k: v for k, v in os.environ.items()
+                     if not k.startswith(('AWS_', 'S3_'))}
     # `python` in the compiled command is the venv's, as in the image.
-    self.env['PATH'] = (os.path.dirname(sys.executable) + os.pathsep
-                        + self.env.get('PATH', ''))
+    self.base_env['PATH'] = (os.path.dirname(sys.executable) + os.pathsep
+                             + self.base_env.get('PATH', ''))
     self.timeout = timeout
     self.mlmd: Dict[int, Dict[str, Any]] = {}  # id -> recorded artifact
     self.outputs: Dict[str, Dict[str, int]] = collections.defaultdict(dict)
@@ -223,14 +237,29 @@ class Run:
                                                   output_file)},
     }
 
+  def task_env(self, task: str, label: str,
+               container: Dict[str, Any]) -> Dict[str, str]:
+    """The container's environment: the spec's env and secretAsEnv."""
+    env = dict(self.base_env)
+    env.update({e['name']: e['value'] for e in container.get('env', [])})
+    config = self.platform.get('deploymentSpec', {}).get(
+        'executors', {}).get(label, {})
+    for secret in config.get('secretAsEnv', []):
+      name = secret['secretName']
+      if name not in self.secrets:
+        raise TaskFailed(task, f'secret "{name}" not found')
+      for mapping in secret['keyToEnv']:
+        env[mapping['envVar']] = self.secrets[name][mapping['secretKey']]
+    return env
+
   # -- launcher -------------------------------------------------------------
 
   def run_task(self, task: str) -> None:
     task_spec = self.spec['root']['dag']['tasks'][task]
     component = self.spec['components'][task_spec['componentRef']['name']]
-    executor = self.spec['deploymentSpec']['executors'][
-        component['executorLabel']]
-    container = executor['container']
+    label = component['executorLabel']
+    container = self.spec['deploymentSpec']['executors'][label]['container']
+    env = self.task_env(task, label, container)
     container_root = self.workdir / task
     container_root.mkdir(parents=True)
     executor_input = self.executor_input(task, container_root)
@@ -240,8 +269,11 @@ class Run:
         for artifact in artifact_list['artifacts']:
           mirror = _local_mirror(artifact['uri'])
           if mirror:
-            self.download(artifact['uri'],
-                          _container_path(container_root, mirror))
+            try:
+              self.download(artifact['uri'],
+                            _container_path(container_root, mirror))
+            except ValueError as e:
+              raise TaskFailed(task, str(e)) from e
     output_file = pathlib.Path(executor_input['outputs']['outputFile'])
     output_file.parent.mkdir(parents=True, exist_ok=True)
     executor_input_json = json.dumps(executor_input)
@@ -251,7 +283,7 @@ class Run:
             for arg in container.get('args', [])]
     logger.info('Running task %s: %s', task, ' '.join(command))
     process = subprocess.run(
-        command + args, cwd=container_root, env=self.env, timeout=self.timeout,
+        command + args, cwd=container_root, env=env, timeout=self.timeout,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         check=False)
     self.logs[task] = process.stdout
@@ -296,3 +328,27 @@ class Run:
 
   def output_uri(self, task: str, key: str) -> str:
     return self.mlmd[self.outputs[task][key]]['uri']
+
+
+def s3_downloader(client: Any) -> Callable[[str, str], None]:
+  """The launcher's download of an s3:// input artifact, with a boto3 client
+  (objectstore.DownloadBlob: one file per listed key)."""
+
+  def download(uri: str, local_dir: str) -> None:
+    bucket, _, prefix = uri[len('s3://'):].partition('/')
+    pages = client.get_paginator('list_objects_v2').paginate(
+        Bucket=bucket, Prefix=prefix)
+    for page in pages:
+      for item in page.get('Contents', []):
+        key = item['Key']
+        if key != prefix and not key.startswith(prefix + '/'):
+          continue
+        path = local_dir + key[len(prefix):]
+        if key.endswith('/'):
+          raise ValueError(f'failed to download input artifact from {uri}: '
+                           f'{key!r} is a directory marker, and {path} '
+                           'cannot be a file')
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        client.download_file(bucket, key, path)
+
+  return download

@@ -45,26 +45,31 @@ _DECODE = textwrap.dedent("""
 
 
 def compile_package(tmp_path: pathlib.Path, serving_root: str,
-                    monkeypatch, pipeline_root: Optional[str] = None,
+                    monkeypatch, pipeline_root: str = 'gs://compiled/root',
                     extra_flags=()) -> str:
-  """`kubeflow_runner.py compile` with a local or s3:// push destination.
+  """`kubeflow_runner.py compile`, with local paths where given.
 
   The command line accepts only URIs a pod can reach; the compile function
-  itself takes any path, which is what a local pipeline root needs. The
-  curated schema is the repository's copy, standing in for the image's.
+  itself takes any path, which is what a local pipeline root or push
+  destination needs. The curated schema is the repository's copy, standing
+  in for the image's.
   """
   package = str(tmp_path / 'pipeline.yaml')
+
+  def uri(path: str, placeholder: str) -> str:
+    return path if '://' in path else placeholder
+
   args = kubeflow_runner.parse_args([
       'compile', '--output', package,
-      '--pipeline-root', 'gs://compiled/root',
-      '--data-root', 'gs://compiled/data/', '--serving-root', 'gs://compiled/s',
+      '--pipeline-root', uri(pipeline_root, 'gs://compiled/root'),
+      '--data-root', 'gs://compiled/data/',
+      '--serving-root', uri(serving_root, 'gs://compiled/serving'),
       '--image', 'registry.example.com/mnist-vae-tfx:test',
       '--epochs', '3', '--bless-threshold', '1000',
       # One process per Beam task: the machine has two cores.
       '--beam-arg=--direct_running_mode=in_memory', *extra_flags])
   args.serving_root = serving_root
-  if pipeline_root:
-    args.pipeline_root = pipeline_root
+  args.pipeline_root = pipeline_root
   monkeypatch.setattr(kubeflow_runner, 'IMAGE_SCHEMA_FILE',
                       str(REPO_ROOT / 'schema' / 'schema.pbtxt'))
   return kubeflow_runner.compile_pipeline(args, package)

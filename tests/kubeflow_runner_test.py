@@ -34,6 +34,7 @@ import components.vae_trainer
 import layouts
 import kubeflow_runner
 import models
+from pipeline import kubeflow_deploy
 from components.data_gate import gate
 from conftest import REPO_ROOT
 from models import vae
@@ -523,6 +524,13 @@ def test_dockerfile_installs_the_lock_and_the_project(executors):
   for module in project_modules:
     assert f'COPY {module} /tmp/mnist-vae-tfx/{module}' in instructions
     assert f'"{module}*"' in pyproject
+  # The build's last step imports every executor and the entrypoint the
+  # compiled tasks run, so a broken image fails to build.
+  for path in EXECUTORS.values():
+    module, _, name = path.rpartition('.')
+    if not module.startswith('tfx.'):
+      assert f'from {module} import {name};' in run, path
+  assert f'import {kubeflow_runner.ENTRYPOINT_COMMAND[2]};' in run
   patterns = [line.strip() for line in
               (REPO_ROOT / '.dockerignore').read_text().splitlines()
               if line.strip() and not line.startswith('#')]
@@ -539,3 +547,49 @@ def test_dockerfile_installs_the_lock_and_the_project(executors):
                'data/mnist/train-images-idx3-ubyte.gz',
                'models/__pycache__/vae.cpython-310.pyc', 'models/vae_test.py'):
     assert _docker_ignored(path, patterns), path
+
+
+def test_s3_paths_compile_the_endpoint_and_the_secret(tmp_path):
+  output = tmp_path / 's3.yaml'
+  kubeflow_runner.run_command(kubeflow_runner.parse_args([
+      'compile', '--output', str(output), '--image', IMAGE,
+      '--pipeline-root', 's3://mlpipeline/root',
+      '--data-root', 's3://mlpipeline/mnist/latest/',
+      '--serving-root', 's3://mlpipeline/serving',
+      '--s3-endpoint', 'http://minio-service.kubeflow:9000']))
+  from kfp.client import client as kfp_client  # pylint: disable=g-import-not-at-top
+  # kfp.Client's own loader: the pipeline spec and the platform spec.
+  doc = kfp_client._extract_pipeline_yaml(str(output))  # pylint: disable=protected-access
+  executors = _executors(doc.pipeline_spec)
+  platform = json_format.MessageToDict(doc.platform_spec)['platforms'][
+      'kubernetes']['deploymentSpec']['executors']
+  for name, executor in executors.items():
+    env = {e.name: e.value for e in executor.container.env}
+    assert env == {'AWS_REGION': 'us-east-1',
+                   'S3_ENDPOINT': 'http://minio-service.kubeflow:9000',
+                   'AWS_ENDPOINT_URL_S3': 'http://minio-service.kubeflow:9000'
+                  }, name
+    label = doc.pipeline_spec.components[name].executor_label
+    assert platform[label]['secretAsEnv'] == [{
+        'secretName': 'mlpipeline-minio-artifact',
+        'keyToEnv': [
+            {'secretKey': 'accesskey', 'envVar': 'AWS_ACCESS_KEY_ID'},
+            {'secretKey': 'secretkey', 'envVar': 'AWS_SECRET_ACCESS_KEY'}]}]
+  assert 'AWS_SECRET_ACCESS_KEY:' not in output.read_text()  # Only a name.
+  # Vertex AI does not run Kubernetes platform specs.
+  with pytest.raises(kubeflow_runner.UsageError, match='platform spec'):
+    kubeflow_deploy.deploy_vertex(str(output), project='p', region='r',
+                                  cron='0 3 * * *')
+
+
+def test_gs_packages_have_no_s3_settings(package):
+  assert len(list(yaml.safe_load_all(package.read_text()))) == 1
+  assert 'S3_ENDPOINT' not in package.read_text()
+
+
+def test_s3_endpoint_needs_s3_paths(capsys):
+  with pytest.raises(SystemExit):
+    kubeflow_runner.parse_args(['compile', '--output', 'p.yaml', *PATH_FLAGS,
+                                '--s3-endpoint', 'http://minio:9000'])
+  assert '--s3-endpoint is given, but no path is s3://' in (
+      capsys.readouterr().err)
