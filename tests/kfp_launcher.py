@@ -62,9 +62,12 @@ import os
 import pathlib
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
+import psutil
 import yaml
 
 logger = logging.getLogger(__name__)
@@ -82,6 +85,41 @@ class TaskFailed(RuntimeError):
     super().__init__(f'task {task} failed: {message}')
     self.task = task
     self.log = log
+
+
+class _MemorySampler:
+  """Samples the resident memory of a process and its descendants (Beam's
+  worker processes) every 0.2 s; `peak` is the largest sum seen, what a
+  pod's memory limit would have to hold."""
+
+  def __init__(self, pid: int):
+    self.peak = 0
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._run, args=(pid,),
+                                    daemon=True)
+    self._thread.start()
+
+  def _run(self, pid: int) -> None:
+    try:
+      root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+      return
+    while not self._stop.is_set():
+      total = 0
+      try:
+        for process in [root] + root.children(recursive=True):
+          try:
+            total += process.memory_info().rss
+          except psutil.NoSuchProcess:
+            pass
+      except psutil.NoSuchProcess:
+        return
+      self.peak = max(self.peak, total)
+      self._stop.wait(0.2)
+
+  def stop(self) -> None:
+    self._stop.set()
+    self._thread.join()
 
 
 def _local_mirror(uri: str) -> Optional[str]:
@@ -168,6 +206,8 @@ class Run:
     self.outputs: Dict[str, Dict[str, int]] = collections.defaultdict(dict)
     self.executor_inputs: Dict[str, Dict[str, Any]] = {}
     self.logs: Dict[str, str] = {}
+    # Task -> wall time and peak resident memory of its command's processes.
+    self.stats: Dict[str, Dict[str, float]] = {}
     self.completed: List[str] = []
 
   # -- driver ---------------------------------------------------------------
@@ -282,14 +322,25 @@ class Run:
     args = [arg.replace('{{$}}', executor_input_json)
             for arg in container.get('args', [])]
     logger.info('Running task %s: %s', task, ' '.join(command))
-    process = subprocess.run(
-        command + args, cwd=container_root, env=env, timeout=self.timeout,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        check=False)
-    self.logs[task] = process.stdout
+    log_path = container_root / 'log.txt'
+    started = time.monotonic()
+    with open(log_path, 'w', encoding='utf-8') as log:
+      process = subprocess.Popen(command + args, cwd=container_root, env=env,
+                                 stdout=log, stderr=subprocess.STDOUT)
+      sampler = _MemorySampler(process.pid)
+      try:
+        process.wait(timeout=self.timeout)
+      except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+      finally:
+        sampler.stop()
+    self.stats[task] = {'seconds': round(time.monotonic() - started, 1),
+                        'peak_memory_gb': round(sampler.peak / 1e9, 2)}
+    self.logs[task] = log_path.read_text(encoding='utf-8', errors='replace')
     if process.returncode:
       raise TaskFailed(task, f'exit code {process.returncode}',
-                       process.stdout)
+                       self.logs[task])
     executor_output = (json.loads(output_file.read_text())
                        if output_file.exists() else {})
     for name, artifact_list in executor_input['outputs']['artifacts'].items():
@@ -352,3 +403,36 @@ def s3_downloader(client: Any) -> Callable[[str, str], None]:
         client.download_file(bucket, key, path)
 
   return download
+
+
+def compile_package(output: str, *, serving_root: str, pipeline_root: str,
+                    flags: Sequence[str] = ()) -> str:
+  """`kubeflow_runner.py compile` for an emulated run; returns the package.
+
+  The command line accepts only URIs a pod can reach; the compile function
+  itself takes any path, which is what a local pipeline root or push
+  destination needs. The data root is a placeholder (runs set the
+  `data_root` runtime parameter), and the curated schema is the
+  repository's copy, standing in for the image's.
+  """
+  import kubeflow_runner  # pylint: disable=g-import-not-at-top
+  from conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top
+
+  def uri(path: str, placeholder: str) -> str:
+    return path if '://' in path else placeholder
+
+  args = kubeflow_runner.parse_args([
+      'compile', '--output', output,
+      '--pipeline-root', uri(pipeline_root, 'gs://compiled/root'),
+      '--data-root', 'gs://compiled/data/',
+      '--serving-root', uri(serving_root, 'gs://compiled/serving'),
+      '--image', 'registry.example.com/mnist-vae-tfx:emulated', *flags])
+  args.serving_root = serving_root
+  args.pipeline_root = pipeline_root
+  image_schema_file = kubeflow_runner.IMAGE_SCHEMA_FILE
+  kubeflow_runner.IMAGE_SCHEMA_FILE = str(REPO_ROOT / 'schema' /
+                                          'schema.pbtxt')
+  try:
+    return kubeflow_runner.compile_pipeline(args, output)
+  finally:
+    kubeflow_runner.IMAGE_SCHEMA_FILE = image_schema_file

@@ -23,9 +23,7 @@ from typing import Optional
 
 import pytest
 
-import kubeflow_runner
 from components.idx_example_gen import idx
-from conftest import REPO_ROOT
 from conftest import load_mnist_head
 from conftest import write_mnist_subset
 from tests import kfp_launcher
@@ -45,34 +43,15 @@ _DECODE = textwrap.dedent("""
 
 
 def compile_package(tmp_path: pathlib.Path, serving_root: str,
-                    monkeypatch, pipeline_root: str = 'gs://compiled/root',
+                    pipeline_root: str = 'gs://compiled/root',
                     extra_flags=()) -> str:
-  """`kubeflow_runner.py compile`, with local paths where given.
-
-  The command line accepts only URIs a pod can reach; the compile function
-  itself takes any path, which is what a local pipeline root or push
-  destination needs. The curated schema is the repository's copy, standing
-  in for the image's.
-  """
-  package = str(tmp_path / 'pipeline.yaml')
-
-  def uri(path: str, placeholder: str) -> str:
-    return path if '://' in path else placeholder
-
-  args = kubeflow_runner.parse_args([
-      'compile', '--output', package,
-      '--pipeline-root', uri(pipeline_root, 'gs://compiled/root'),
-      '--data-root', 'gs://compiled/data/',
-      '--serving-root', uri(serving_root, 'gs://compiled/serving'),
-      '--image', 'registry.example.com/mnist-vae-tfx:test',
-      '--epochs', '3', '--bless-threshold', '1000',
-      # One process per Beam task: the machine has two cores.
-      '--beam-arg=--direct_running_mode=in_memory', *extra_flags])
-  args.serving_root = serving_root
-  args.pipeline_root = pipeline_root
-  monkeypatch.setattr(kubeflow_runner, 'IMAGE_SCHEMA_FILE',
-                      str(REPO_ROOT / 'schema' / 'schema.pbtxt'))
-  return kubeflow_runner.compile_pipeline(args, package)
+  """kfp_launcher.compile_package with 3 compiled epochs, a lenient blessing
+  threshold and one process per Beam task (the machine has two cores)."""
+  return kfp_launcher.compile_package(
+      str(tmp_path / 'pipeline.yaml'), serving_root=serving_root,
+      pipeline_root=pipeline_root,
+      flags=['--epochs', '3', '--bless-threshold', '1000',
+             '--beam-arg=--direct_running_mode=in_memory', *extra_flags])
 
 
 def decode_in_fresh_process(version_dir: str, env=None) -> str:
@@ -89,10 +68,9 @@ def history_epochs(model_run_uri: str) -> int:
   return len(history.read_text().strip().splitlines()) - 1
 
 
-def test_every_task_runs_as_kfp_runs_it_to_a_pushed_model(tmp_path,
-                                                         monkeypatch):
+def test_every_task_runs_as_kfp_runs_it_to_a_pushed_model(tmp_path):
   serving = tmp_path / 'serving'
-  package = compile_package(tmp_path, str(serving), monkeypatch)
+  package = compile_package(tmp_path, str(serving))
   drop = write_mnist_subset(tmp_path / 'drop-1', {'train': 300, 't10k': 100})
   run = kfp_launcher.Run(
       package, pipeline_root=str(tmp_path / 'root'),
@@ -143,11 +121,10 @@ def test_every_task_runs_as_kfp_runs_it_to_a_pushed_model(tmp_path,
       version.name]
 
 
-def test_stock_tfx_entrypoint_fails_at_the_first_consumer(tmp_path,
-                                                          monkeypatch):
+def test_stock_tfx_entrypoint_fails_at_the_first_consumer(tmp_path):
   """The fault this project's entrypoint answers, reproduced: KFP < 2.5, or
   PUBLISH_LOGS=false, where only the input artifact types are missing."""
-  package = compile_package(tmp_path, str(tmp_path / 'serving'), monkeypatch)
+  package = compile_package(tmp_path, str(tmp_path / 'serving'))
   drop = write_mnist_subset(tmp_path / 'drop', {'train': 100, 't10k': 50})
   run = kfp_launcher.Run(
       package, pipeline_root=str(tmp_path / 'root'),
@@ -165,12 +142,11 @@ def test_stock_tfx_entrypoint_fails_at_the_first_consumer(tmp_path,
           in failure.value.log)
 
 
-def test_stock_tfx_entrypoint_fails_on_the_launcher_log_output(tmp_path,
-                                                               monkeypatch):
+def test_stock_tfx_entrypoint_fails_on_the_launcher_log_output(tmp_path):
   """KFP >= 2.5 (PUBLISH_LOGS=true, the default): every task fails, the
   first one already, on the `executor-logs` output of type system.Artifact.
   """
-  package = compile_package(tmp_path, str(tmp_path / 'serving'), monkeypatch)
+  package = compile_package(tmp_path, str(tmp_path / 'serving'))
   run = kfp_launcher.Run(
       package, pipeline_root=str(tmp_path / 'root'),
       workdir=tmp_path / 'pods', publish_logs=True,

@@ -78,12 +78,12 @@ def _key(uri: str) -> str:
   return uri[len(f's3://{BUCKET}/'):]
 
 
-def test_the_pipeline_runs_on_s3_as_kfp_runs_it(tmp_path, monkeypatch, s3):
+def test_the_pipeline_runs_on_s3_as_kfp_runs_it(tmp_path, s3):
   drop = write_mnist_subset(tmp_path / 'drop', {'train': 300, 't10k': 100})
   for path in drop.iterdir():
     s3.client.upload_file(str(path), BUCKET, f'drops/1/{path.name}')
   package = compile_package(
-      tmp_path, f's3://{BUCKET}/serving', monkeypatch,
+      tmp_path, f's3://{BUCKET}/serving',
       pipeline_root=f's3://{BUCKET}/root',
       extra_flags=['--s3-endpoint', s3.endpoint])
 

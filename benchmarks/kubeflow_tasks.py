@@ -1,0 +1,100 @@
+"""Benchmark: every Kubeflow task on the full data set, as KFP would run it.
+
+Compiles the pipeline with `kubeflow_runner.py compile` defaults (30 epochs,
+Beam's DirectRunner in multi-processing mode with one worker per core) and
+executes it with the launcher emulation of the tests (tests/kfp_launcher.py:
+each task's compiled command in its own process, the project's
+entrypoint), on all 70,000 images, into a local pipeline root. For each task
+it records the wall time and the peak resident memory of the task's
+processes (the task's own and Beam's workers), which is what the
+`--trainer-memory-gb` and `--data-memory-gb` defaults must hold; and the
+held-out -ELBO from the evaluator's metrics.json.
+
+  .venv/bin/python -m benchmarks.kubeflow_tasks [--epochs N]
+
+Results go to benchmarks/results/kubeflow_tasks_<date>.json; BENCHMARKS.md
+and docs/kubeflow.md quote them. Run it alone on the machine.
+"""
+
+import argparse
+import datetime
+import json
+import logging
+import pathlib
+import tempfile
+from typing import Any, Dict, Optional, Sequence
+
+import kubeflow_runner
+from benchmarks import recording
+from conftest import MNIST_DIR
+from tests import kfp_launcher
+
+logger = logging.getLogger(__name__)
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--epochs', type=int, default=None,
+                      help='training epochs (default: the compile default)')
+  parser.add_argument('--results-dir', default='benchmarks/results')
+  parser.add_argument('--tag', default='')
+  return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+  args = parse_args(argv)
+  now = datetime.datetime.now(datetime.timezone.utc)
+  run_name = f'kubeflow_tasks_{now:%Y-%m-%d}' + (
+      f'_{args.tag}' if args.tag else '')
+  flags = ['--epochs', str(args.epochs)] if args.epochs else []
+  with tempfile.TemporaryDirectory(prefix='kubeflow-tasks-') as tmp:
+    tmp = pathlib.Path(tmp)
+    package = kfp_launcher.compile_package(
+        str(tmp / 'pipeline.yaml'), serving_root=str(tmp / 'serving'),
+        pipeline_root=str(tmp / 'root'), flags=flags)
+    run = kfp_launcher.Run(
+        package, pipeline_root=str(tmp / 'root'),
+        runtime_parameters={'data_root': f'{MNIST_DIR}/'},
+        workdir=tmp / 'pods', timeout=3 * 3600)
+    for task in kfp_launcher.topological_order(
+        run.spec['root']['dag']['tasks']):
+      run.run_task(task)
+      logger.info('%s: %s', task, run.stats[task])
+    metrics = json.loads(pathlib.Path(
+        run.output_uri('VaeEvaluator', 'evaluation'),
+        'metrics.json').read_text())
+    pushed = [p.name for p in (tmp / 'serving').iterdir() if p.name.isdigit()]
+  resources = {task: run.spec['deploymentSpec']['executors'][
+      f'{task}_executor']['container'].get('resources', {})
+               for task in run.stats}
+  result = {
+      **recording.result_header('benchmarks.kubeflow_tasks', run_name, now,
+                                argv),
+      'epochs': run.spec['root']['inputDefinitions']['parameters']['epochs'][
+          'defaultValue'],
+      'beam_args': kubeflow_runner.DEFAULT_BEAM_ARGS,
+      'tasks': run.stats,
+      'compiled_resources': resources,
+      'total_seconds': round(sum(s['seconds'] for s in run.stats.values()), 1),
+      'neg_elbo': metrics['neg_elbo'],
+      'iwae_bound': metrics['iwae_bound'],
+      'blessed': metrics['blessed'],
+      'pushed_versions': pushed,
+  }
+  recording.write_results(result, args.results_dir)
+  print('| task | wall time (s) | peak memory (GB) | compiled request |')
+  print('| --- | --- | --- | --- |')
+  for task, stats in run.stats.items():
+    compiled = resources[task]
+    request = (f'{compiled["cpuRequest"]:g} CPU, '
+               f'{compiled["memoryRequest"]:g} GB' if compiled else '-')
+    print(f'| {task} | {stats["seconds"]} | {stats["peak_memory_gb"]} | '
+          f'{request} |')
+  print(f'-ELBO {metrics["neg_elbo"]:.2f}, total {result["total_seconds"]} s')
+  return result
+
+
+if __name__ == '__main__':
+  logging.basicConfig(level=logging.INFO,
+                      format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+  main()
