@@ -30,7 +30,7 @@ import os
 import re
 import sys
 import tempfile
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from pipeline import console
 from pipeline import kfp_entrypoint
@@ -40,13 +40,12 @@ from pipeline.kubeflow_deploy import UsageError
 logger = logging.getLogger(__name__)
 
 # Beam arguments every Beam-based task gets before the user's --beam-arg
-# values: the DirectRunner inside the task's pod, one worker process per core
-# the pod sees (0 = all). --beam-arg=--runner=DataflowRunner (or
-# FlinkRunner, PortableRunner) moves the Beam work off the pod.
-DEFAULT_BEAM_ARGS = (
-    '--direct_running_mode=multi_processing',
-    '--direct_num_workers=0',
-)
+# values: the DirectRunner inside the task's pod, with one worker process
+# per CPU core the pod may use (--data-cpu, see beam_args; Beam's 0 would
+# count the node's cores, not the pod's limit, and workers beyond the limit
+# only add memory). --beam-arg=--runner=DataflowRunner (or FlinkRunner,
+# PortableRunner) moves the Beam work off the pod.
+DEFAULT_BEAM_ARGS = ('--direct_running_mode=multi_processing',)
 DEFAULT_EXPERIMENT = 'mnist-vae-tfx'
 # Where the Dockerfile puts the curated schema (schema/schema.pbtxt) in the
 # image, for the CuratedSchemaGen task.
@@ -131,7 +130,8 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser,
       '--beam-arg', action='append', default=[], metavar='ARG',
       help='extra Beam pipeline argument for every Beam-based task, '
       'repeatable, appended after the defaults '
-      f'({" ".join(DEFAULT_BEAM_ARGS)}), e.g. '
+      f'({" ".join(DEFAULT_BEAM_ARGS)} --direct_num_workers=<--data-cpu, '
+      'rounded down>), e.g. '
       '--beam-arg=--runner=DataflowRunner --beam-arg=--project=P '
       '--beam-arg=--region=R --beam-arg=--temp_location=gs://B/tmp '
       '--beam-arg=--sdk_container_image=IMAGE (see docs/kubeflow.md).')
@@ -303,6 +303,14 @@ def _check_args(args: argparse.Namespace) -> None:
 # compile
 
 
+def beam_args(args: argparse.Namespace) -> List[str]:
+  """The Beam arguments of every Beam-based task: the defaults, one worker
+  per CPU core of the task's limit, then the user's --beam-arg values."""
+  workers = max(1, int(args.data_cpu))
+  return [*DEFAULT_BEAM_ARGS, f'--direct_num_workers={workers}',
+          *args.beam_arg]
+
+
 def uses_s3(args: argparse.Namespace) -> bool:
   return any((path or '').startswith('s3://') for path in (
       args.pipeline_root, args.data_root, args.serving_root))
@@ -358,7 +366,7 @@ def compile_pipeline(args: argparse.Namespace, output: str) -> str:
       use_spans=False,
       max_examples=args.max_examples,
       **flags.training_kwargs(args),
-      beam_pipeline_args=list(DEFAULT_BEAM_ARGS) + list(args.beam_arg),
+      beam_pipeline_args=beam_args(args),
       metadata_connection_config=None,  # The cluster's ML Metadata.
       enable_cache=args.enable_cache,
   )

@@ -1,7 +1,8 @@
 """Benchmark: every Kubeflow task on the full data set, as KFP would run it.
 
 Compiles the pipeline with `kubeflow_runner.py compile` defaults (30 epochs,
-Beam's DirectRunner in multi-processing mode with one worker per core) and
+Beam's DirectRunner in multi-processing mode with one worker per core of the
+task's CPU limit, 2) and
 executes it with the launcher emulation of the tests (tests/kfp_launcher.py:
 each task's compiled command in its own process, the project's
 entrypoint), on all 70,000 images, into a local pipeline root. For each task
@@ -24,7 +25,6 @@ import pathlib
 import tempfile
 from typing import Any, Dict, Optional, Sequence
 
-import kubeflow_runner
 from benchmarks import recording
 from conftest import MNIST_DIR
 from tests import kfp_launcher
@@ -72,7 +72,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                                 argv),
       'epochs': run.spec['root']['inputDefinitions']['parameters']['epochs'][
           'defaultValue'],
-      'beam_args': kubeflow_runner.DEFAULT_BEAM_ARGS,
+      'beam_args': [a for a in run.spec['deploymentSpec']['executors'][
+          'StatisticsGen_executor']['container']['args']
+                    if a.startswith('--direct')],
       'tasks': run.stats,
       'compiled_resources': resources,
       'total_seconds': round(sum(s['seconds'] for s in run.stats.values()), 1),

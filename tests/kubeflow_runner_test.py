@@ -62,8 +62,9 @@ EXECUTORS = {
     'VaeEvaluator': 'components.vae_evaluator.executor.Executor',
     'Pusher': 'components.atomic_pusher.executor.Executor',
 }
-BEAM_ARGS = list(kubeflow_runner.DEFAULT_BEAM_ARGS) + [
-    '--runner=DataflowRunner', '--region=europe-west4']
+BEAM_ARGS = ['--direct_running_mode=multi_processing',
+             '--direct_num_workers=2',  # --data-cpu 2: one per core.
+             '--runner=DataflowRunner', '--region=europe-west4']
 
 
 @pytest.fixture(scope='module')
@@ -260,6 +261,10 @@ def test_heavy_tasks_request_cpu_and_memory(tmp_path, spec):
   assert big_resources['Trainer'].memory_limit == 16
   assert big_resources['IdxExampleGen'].cpu_limit == 4
   assert big_resources['StatisticsGen'].memory_request == 6.5
+  # Beam's DirectRunner gets one worker per core of the data tasks' limit.
+  args = list(_executors(big)['StatisticsGen'].container.args)
+  assert '--direct_num_workers=4' in args
+  assert '--direct_num_workers=2' not in args
 
 
 def test_paths_and_gate_reach_the_tasks(spec):
