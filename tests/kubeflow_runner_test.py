@@ -240,10 +240,10 @@ def test_heavy_tasks_request_cpu_and_memory(tmp_path, spec):
   resources = {
       name: json_format.MessageToDict(executor.container.resources)
       for name, executor in _executors(spec).items()}
-  trainer = {'cpuRequest': 2.0, 'cpuLimit': 2.0, 'memoryRequest': 8.0,
-             'memoryLimit': 8.0}
-  data = {'cpuRequest': 2.0, 'cpuLimit': 2.0, 'memoryRequest': 4.0,
-          'memoryLimit': 4.0}
+  trainer = {'cpuRequest': 2.0, 'cpuLimit': 2.0, 'memoryRequest': 3.0,
+             'memoryLimit': 3.0}
+  data = {'cpuRequest': 2.0, 'cpuLimit': 2.0, 'memoryRequest': 6.0,
+          'memoryLimit': 6.0}
   assert resources == {
       'Trainer': trainer, 'IdxExampleGen': data, 'StatisticsGen': data,
       'DataGate': data, 'VaeEvaluator': data, 'CuratedSchemaGen': {},
