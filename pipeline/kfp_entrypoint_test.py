@@ -138,3 +138,16 @@ def test_main_exits_2_on_unrepairable_input(caplog):
     kfp_entrypoint.main(['--executor_class_path', 'x.Executor'])
   assert exit_info.value.code == 2
   assert '--json_serialized_invocation_args is missing' in caplog.text
+
+
+def test_s3_buckets_are_found_in_uris_and_json_parameters():
+  document = executor_input({'instanceSchema': ''}, {'instanceSchema': ''})
+  assert kfp_entrypoint.s3_buckets(document) == []  # gs:// only.
+  document['inputs']['artifacts']['examples']['artifacts'][0]['uri'] = (
+      's3://mlpipeline/root/IdxExampleGen/2/examples')
+  document['inputs']['parameterValues'] = {
+      'push_destination': json.dumps(
+          {'filesystem': {'base_directory': 's3://serving-bucket/models'}}),
+      'epochs': 3, 'note': 'gs://other/s3-like-name'}
+  assert kfp_entrypoint.s3_buckets(document) == ['mlpipeline',
+                                                 'serving-bucket']
