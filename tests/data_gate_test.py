@@ -78,6 +78,19 @@ def test_gate_lets_mnist_through_and_stops_bad_drops(tmp_path):
   assert 'data gate: passed; against ' + v1 in result.stdout
   assert statuses(out)['Trainer'] == 'ran'
   assert len(versions(out)) == 2
+  # The new span was read (ExampleGen ran again, not from cache) and the new
+  # model evaluated against the one the first run pushed.
+  assert statuses(out)['IdxExampleGen'] == 'ran'
+  store = open_store(out)
+  examples = sorted(store.get_artifacts_by_type('Examples'), key=lambda a: a.id)
+  assert [a.custom_properties['span'].int_value for a in examples] == [1, 2]
+  evaluations = sorted(store.get_artifacts_by_type('ModelEvaluation'),
+                       key=lambda a: a.id)
+  assert len(evaluations) == 2
+  second_metrics = json.loads(
+      pathlib.Path(evaluations[1].uri, 'metrics.json').read_text())
+  assert second_metrics['num_images'] == EVAL
+  assert second_metrics['served_model_dir'] == str(out / 'serving_model' / v1)
   served = versions(out)
   trained = trainer_runs(out)
 

@@ -236,35 +236,6 @@ def test_newest_span_is_ingested_by_the_next_run(tmp_path):
   assert count_examples(os.path.join(artifacts[1].uri, 'Split-eval')) == 15
 
 
-def test_new_span_leads_to_a_new_evaluation(tmp_path):
-  drops = tmp_path / 'drops'
-  out = tmp_path / 'out'
-  write_mnist_subset(drops / 'span-1', {'train': 200, 't10k': 100})
-  args = ('--data-dir', str(drops), '--output-dir', str(out), '--epochs', '1',
-          '--bless-threshold', '1000', '--bless-tolerance', '1000')
-  first = run_cli(*args)
-  assert first.returncode == 0, first.stderr[-3000:]
-  write_mnist_subset(drops / 'span-2', {'train': 300, 't10k': 150})
-  second = run_cli(*args)
-  assert second.returncode == 0, second.stderr[-3000:]
-
-  summary = json.loads((out / 'run_summary.json').read_text())
-  assert summary['components']['IdxExampleGen']['status'] == 'ran'
-  assert summary['components']['VaeEvaluator']['status'] == 'ran'
-  store = open_store(out)
-  examples = sorted(store.get_artifacts_by_type('Examples'), key=lambda a: a.id)
-  assert [a.custom_properties['span'].int_value for a in examples] == [1, 2]
-  evaluations = sorted(store.get_artifacts_by_type('ModelEvaluation'),
-                       key=lambda a: a.id)
-  assert len(evaluations) == 2
-  second_metrics = json.loads(
-      pathlib.Path(evaluations[1].uri, 'metrics.json').read_text())
-  assert second_metrics['num_images'] == 150
-  # The second evaluation measured the model pushed by the first run.
-  assert second_metrics['served_model_dir'] is not None
-  assert len(list((out / 'serving_model').iterdir())) == 2
-
-
 def test_run_killed_during_training_resumes_to_completion(tmp_path):
   """kill -9 in epoch 3 of 4: the rerun continues at epoch 3 (Keras'
   BackupAndRestore in the Trainer), not from the start."""
