@@ -83,3 +83,13 @@ def exported_model(tmp_path_factory) -> str:
 def tiny_mnist(tmp_path) -> pathlib.Path:
   """A gzipped IDX data set: 120 train and 40 eval real MNIST examples."""
   return write_mnist_subset(tmp_path / 'mnist', {'train': 120, 't10k': 40})
+
+
+@pytest.fixture(scope='session')
+def tfds_mnist(tmp_path_factory):
+  """TFDS `mnist` prepared offline from the shipped data/mnist, once per
+  session, into a temporary TFDS data directory (about 10 s)."""
+  from components.tfds_example_gen import tfds_source  # pylint: disable=g-import-not-at-top
+  data_dir = tmp_path_factory.mktemp('tensorflow_datasets')
+  return tfds_source.prepare('mnist', data_dir=str(data_dir),
+                             manual_dir=str(MNIST_DIR))

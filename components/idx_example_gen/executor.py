@@ -55,7 +55,7 @@ def max_examples_from(exec_properties: Dict[str, Any]) -> Optional[int]:
   config = struct_pb2.Struct()
   if not custom_config.custom_config.Unpack(config):
     raise ValueError(
-        f'IDX ExampleGen custom_config must be a google.protobuf.Struct, got '
+        f'ExampleGen custom_config must be a google.protobuf.Struct, got '
         f'{custom_config.custom_config.type_url}')
   value = config.fields.get(MAX_EXAMPLES_KEY)
   if value is None or value.WhichOneof('kind') == 'null_value':
