@@ -99,6 +99,14 @@ def builder_class(name: str):
         f'{tfds.__version__}') from e
 
 
+def locate(name: str, data_dir: str) -> TfdsSource:
+  """Where `name` (of this tensorflow-datasets version) is, or will be,
+  prepared in `data_dir`; reads nothing there (a bucket may be out of
+  reach when a pipeline is compiled)."""
+  return TfdsSource(name=name, version=str(builder_class(name).VERSION),
+                    data_dir=data_dir)
+
+
 def is_prepared(source: TfdsSource) -> bool:
   return tf.io.gfile.exists(join(source.dataset_dir, DATASET_INFO_FILE))
 
@@ -194,7 +202,7 @@ def prepare(name: str, data_dir: Optional[str] = None,
   """
   data_dir = data_dir or default_data_dir()
   cls = builder_class(name)
-  source = TfdsSource(name=name, version=str(cls.VERSION), data_dir=data_dir)
+  source = locate(name, data_dir)
   if is_prepared(source):
     check_features(name, load_prepared(source).info)
     logger.info('%s %s: prepared in %s', name, source.version,
