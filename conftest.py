@@ -67,6 +67,16 @@ def write_examples_dir(directory: pathlib.Path, train_count: int,
   return images, labels
 
 
+def executor_properties(component) -> Dict[str, object]:
+  """The execution properties a component hands its executor (protos as
+  JSON, unset ones left out)."""
+  from tfx.utils import proto_utils  # pylint: disable=g-import-not-at-top
+  return {key: (proto_utils.proto_to_json(value)
+                if hasattr(value, 'DESCRIPTOR') else value)
+          for key, value in component.exec_properties.items()
+          if value is not None}
+
+
 @pytest.fixture(scope='session')
 def exported_model(tmp_path_factory) -> str:
   """A Trainer-style model directory of an untrained VAE (real SavedModels)."""

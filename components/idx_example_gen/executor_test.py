@@ -12,11 +12,11 @@ from apache_beam.testing import util as beam_util
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
-from tfx.utils import proto_utils
 
 from components.idx_example_gen import component
 from components.idx_example_gen import executor
 from components.idx_example_gen import idx
+from conftest import executor_properties
 from conftest import load_mnist_head
 from conftest import write_mnist_subset
 
@@ -25,17 +25,9 @@ _SPECS = standard_component_specs
 
 def _exec_properties(input_base, use_spans=False, max_examples=None):
   """The execution properties IdxExampleGen hands its executor."""
-  gen = component.IdxExampleGen(
+  return executor_properties(component.IdxExampleGen(
       input_base=str(input_base), use_spans=use_spans,
-      max_examples=max_examples)
-  properties = {}
-  for key, value in gen.exec_properties.items():
-    if value is None:
-      continue
-    properties[key] = (
-        proto_utils.proto_to_json(value) if hasattr(value, 'DESCRIPTOR')
-        else value)
-  return properties
+      max_examples=max_examples))
 
 
 def _run_executor(input_base, output_dir, max_examples=None):

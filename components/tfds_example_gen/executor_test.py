@@ -14,11 +14,11 @@ from apache_beam.testing import util as beam_util
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
-from tfx.utils import proto_utils
 
 from components.tfds_example_gen import component
 from components.tfds_example_gen import executor
 from components.tfds_example_gen import tfds_source
+from conftest import executor_properties
 from conftest import load_mnist_head
 
 _SPECS = standard_component_specs
@@ -49,10 +49,8 @@ class ColourTiles(tfds.core.GeneratorBasedBuilder):
 
 def _exec_properties(source, max_examples=None):
   """The execution properties TfdsExampleGen hands its executor."""
-  gen = component.TfdsExampleGen(source=source, max_examples=max_examples)
-  return {key: (proto_utils.proto_to_json(value)
-                if hasattr(value, 'DESCRIPTOR') else value)
-          for key, value in gen.exec_properties.items() if value is not None}
+  return executor_properties(
+      component.TfdsExampleGen(source=source, max_examples=max_examples))
 
 
 def _decode(example):

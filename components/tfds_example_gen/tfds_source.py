@@ -133,7 +133,7 @@ def check_features(name: str, info: tfds.core.DatasetInfo) -> None:
     raise TfdsSourceError(f'{name}: no {IMAGE_FEATURE!r} feature (features: '
                           f'{", ".join(features.keys())})')
   if (not isinstance(image, tfds.features.Image) or
-      tuple(image.shape) != IMAGE_SHAPE or tf.as_dtype(image.dtype) != tf.uint8):
+      tuple(image.shape) != IMAGE_SHAPE or image.tf_dtype != tf.uint8):
     raise TfdsSourceError(
         f'{name}: feature {IMAGE_FEATURE!r} is {image!r}; the pipeline needs '
         f'Image(shape={IMAGE_SHAPE}, dtype=uint8)')
@@ -142,7 +142,7 @@ def check_features(name: str, info: tfds.core.DatasetInfo) -> None:
     raise TfdsSourceError(f'{name}: no {LABEL_FEATURE!r} feature (features: '
                           f'{", ".join(features.keys())})')
   if (tuple(label.shape) != () or
-      not tf.as_dtype(label.dtype).is_integer):
+      not label.tf_dtype.is_integer):
     raise TfdsSourceError(
         f'{name}: feature {LABEL_FEATURE!r} is {label!r}; the pipeline needs '
         'one integer label 0..9 per image')
@@ -197,8 +197,8 @@ def prepare(name: str, data_dir: Optional[str] = None,
     The prepared data set.
 
   Raises:
-    TfdsSourceError: unknown data set; not prepared and no (or an
-      incomplete) manual directory; or its features do not fit.
+    TfdsSourceError: unknown data set; its features do not fit (checked
+      first); or not prepared and no (or an incomplete) manual directory.
   """
   data_dir = data_dir or default_data_dir()
   cls = builder_class(name)
@@ -208,6 +208,9 @@ def prepare(name: str, data_dir: Optional[str] = None,
     logger.info('%s %s: prepared in %s', name, source.version,
                 source.dataset_dir)
     return source
+  with _offline():
+    builder = cls(data_dir=data_dir)
+    check_features(name, builder.info)
   expected = manual_files(name)
   if not manual_dir:
     files = ', '.join(expected) or 'as its TFDS catalog page lists them'
@@ -223,8 +226,6 @@ def prepare(name: str, data_dir: Optional[str] = None,
         f'{name}: not prepared in {source.dataset_dir}, and the manual '
         f'directory {manual_dir} lacks {", ".join(missing or [manual_dir])}')
   with _offline():
-    builder = cls(data_dir=data_dir)
-    check_features(name, builder.info)
     logger.info('%s %s: preparing offline from %s into %s', name,
                 source.version, manual_dir, source.dataset_dir)
     builder.download_and_prepare(
