@@ -77,6 +77,16 @@ def executor_properties(component) -> Dict[str, object]:
           if value is not None}
 
 
+def read_split_examples(examples, split: str):
+  """The tf.Examples an ExampleGen wrote for `split` of its Examples artifact."""
+  from tfx.types import artifact_utils  # pylint: disable=g-import-not-at-top
+  pattern = os.path.join(
+      artifact_utils.get_split_uri([examples], split), '*.gz')
+  records = tf.data.TFRecordDataset(
+      tf.io.gfile.glob(pattern), compression_type='GZIP')
+  return [tf.train.Example.FromString(r.numpy()) for r in records]
+
+
 @pytest.fixture(scope='session')
 def exported_model(tmp_path_factory) -> str:
   """A Trainer-style model directory of an untrained VAE (real SavedModels)."""

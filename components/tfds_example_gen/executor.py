@@ -33,8 +33,6 @@ from components.tfds_example_gen import tfds_source
 
 logger = logging.getLogger(__name__)
 
-# Images per Beam element, as for IDX files.
-CHUNK_SIZE = idx_executor.CHUNK_SIZE
 # Images TFDS decodes per batch inside a chunk.
 _DECODE_BATCH = 1000
 
@@ -95,10 +93,8 @@ def TfdsToExample(  # pylint: disable=invalid-name
     count = min(count, max_examples)
   logger.info('Reading %d examples of %s split %s from %s', count,
               builder.name, tfds_split, dataset_dir)
-  return (pipeline
-          | 'Chunks' >> beam.Create(idx.chunk_ranges(count, CHUNK_SIZE))
-          | 'Distribute' >> beam.Reshuffle()
-          | 'Decode' >> beam.FlatMap(_read_chunk, dataset_dir, tfds_split))
+  return idx_executor.read_in_chunks(pipeline, count, _read_chunk,
+                                     dataset_dir, tfds_split)
 
 
 class Executor(BaseExampleGenExecutor):

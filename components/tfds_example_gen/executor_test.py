@@ -8,10 +8,8 @@ import time
 import apache_beam as beam
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_datasets as tfds
 from apache_beam.testing import util as beam_util
-from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 
@@ -19,6 +17,7 @@ from components.tfds_example_gen import component
 from components.tfds_example_gen import executor
 from components.tfds_example_gen import tfds_source
 from conftest import executor_properties
+from conftest import read_split_examples
 from conftest import load_mnist_head
 
 _SPECS = standard_component_specs
@@ -59,14 +58,6 @@ def _decode(example):
   return image.tobytes(), features['label'].int64_list.value[0]
 
 
-def _read_split(examples, split):
-  pattern = os.path.join(
-      artifact_utils.get_split_uri([examples], split), '*.gz')
-  records = tf.data.TFRecordDataset(
-      tf.io.gfile.glob(pattern), compression_type='GZIP')
-  return [tf.train.Example.FromString(r.numpy()) for r in records]
-
-
 def test_eval_split_matches_the_idx_files_image_for_image(tfds_mnist):
   # All 10,000 test images: TFDS's records hold the IDX source's pixels and
   # labels (as multisets: TFDS shuffles their order).
@@ -99,7 +90,7 @@ def test_executor_writes_the_first_n_of_train_and_test(tfds_mnist, tmp_path):
         (x['image'].astype(np.int64).reshape(-1).tobytes(), int(x['label']))
         for x in tfds.as_numpy(builder.as_dataset(
             split=f'{tfds_split}[:300]', shuffle_files=False)))
-    assert sorted(map(_decode, _read_split(examples, split))) == want
+    assert sorted(map(_decode, read_split_examples(examples, split))) == want
 
 
 def test_unprepared_without_manual_dir_fails_fast(tmp_path):
