@@ -67,6 +67,26 @@ def write_examples_dir(directory: pathlib.Path, train_count: int,
   return images, labels
 
 
+def executor_properties(component) -> Dict[str, object]:
+  """The execution properties a component hands its executor (protos as
+  JSON, unset ones left out)."""
+  from tfx.utils import proto_utils  # pylint: disable=g-import-not-at-top
+  return {key: (proto_utils.proto_to_json(value)
+                if hasattr(value, 'DESCRIPTOR') else value)
+          for key, value in component.exec_properties.items()
+          if value is not None}
+
+
+def read_split_examples(examples, split: str):
+  """The tf.Examples an ExampleGen wrote for `split` of its Examples artifact."""
+  from tfx.types import artifact_utils  # pylint: disable=g-import-not-at-top
+  pattern = os.path.join(
+      artifact_utils.get_split_uri([examples], split), '*.gz')
+  records = tf.data.TFRecordDataset(
+      tf.io.gfile.glob(pattern), compression_type='GZIP')
+  return [tf.train.Example.FromString(r.numpy()) for r in records]
+
+
 @pytest.fixture(scope='session')
 def exported_model(tmp_path_factory) -> str:
   """A Trainer-style model directory of an untrained VAE (real SavedModels)."""
@@ -83,3 +103,13 @@ def exported_model(tmp_path_factory) -> str:
 def tiny_mnist(tmp_path) -> pathlib.Path:
   """A gzipped IDX data set: 120 train and 40 eval real MNIST examples."""
   return write_mnist_subset(tmp_path / 'mnist', {'train': 120, 't10k': 40})
+
+
+@pytest.fixture(scope='session')
+def tfds_mnist(tmp_path_factory):
+  """TFDS `mnist` prepared offline from the shipped data/mnist, once per
+  session, into a temporary TFDS data directory (about 10 s)."""
+  from components.tfds_example_gen import tfds_source  # pylint: disable=g-import-not-at-top
+  data_dir = tmp_path_factory.mktemp('tensorflow_datasets')
+  return tfds_source.prepare('mnist', data_dir=str(data_dir),
+                             manual_dir=str(MNIST_DIR))

@@ -62,7 +62,10 @@ EPOCHS_PARAMETER = 'epochs'
 # for the Trainer, at most 2.98 GB (IdxExampleGen) for the others; the
 # defaults leave about 2x of that.
 TRAINER_TASKS = ('Trainer',)
-DATA_TASKS = ('IdxExampleGen', 'StatisticsGen', 'DataGate', 'VaeEvaluator')
+DATA_TASKS = ('StatisticsGen', 'DataGate', 'VaeEvaluator')
+# The ExampleGen task of each data source is a data task too.
+IDX_EXAMPLE_GEN = 'IdxExampleGen'
+TFDS_EXAMPLE_GEN = 'TfdsExampleGen'
 DEFAULT_TRAINER_CPU = 2.0
 DEFAULT_TRAINER_MEMORY_GB = 3.0
 DEFAULT_DATA_CPU = 2.0
@@ -96,7 +99,17 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser,
       'data-drop process overwrites, e.g. gs://BUCKET/mnist/latest/. Every '
       'run reads it as it is when ExampleGen starts; span-N/ folders are not '
       'used on Kubeflow. Compiled as the default of the runtime parameter '
-      f'{DATA_ROOT_PARAMETER!r}' + need)
+      f'{DATA_ROOT_PARAMETER!r}' + need + ' (or --tfds)')
+  paths.add_argument(
+      '--tfds', metavar='NAME',
+      help='read the TensorFlow Datasets data set NAME (28x28x1 uint8 images, '
+      'labels 0..9, e.g. mnist, fashion_mnist) instead of --data-root, as '
+      'prepared in --tfds-data-dir; nothing is downloaded or prepared in a '
+      'task (see docs/kubeflow.md). No data_root runtime parameter then.')
+  paths.add_argument(
+      '--tfds-data-dir', metavar='URI',
+      help='the TFDS data directory the data set was prepared into, once, '
+      'e.g. gs://BUCKET/tensorflow_datasets (with --tfds; required then)')
   paths.add_argument(
       '--serving-root', metavar='URI',
       help='the push destination (TensorFlow Serving model base path): '
@@ -152,7 +165,7 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser,
       metavar='GB', help='memory of the Trainer task, in GB (10^9 bytes).')
   resources.add_argument(
       '--data-cpu', type=flags.positive_float, default=DEFAULT_DATA_CPU, metavar='N',
-      help=f'CPU cores of each of {", ".join(DATA_TASKS)}.')
+      help=f'CPU cores of each of the ExampleGen, {", ".join(DATA_TASKS)}.')
   resources.add_argument(
       '--data-memory-gb', type=flags.positive_float, default=DEFAULT_DATA_MEMORY_GB,
       metavar='GB', help='memory of each of those tasks, in GB.')
@@ -260,9 +273,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def _check_args(args: argparse.Namespace) -> None:
   """Raises UsageError for flag combinations that cannot work."""
+  if args.tfds and args.data_root:
+    raise UsageError('--data-root and --tfds are two data sources: give one')
+  if args.tfds_data_dir and not args.tfds:
+    raise UsageError('--tfds-data-dir needs --tfds')
+  data_flag, data_value = (('--tfds-data-dir', args.tfds_data_dir)
+                           if args.tfds else ('--data-root', args.data_root))
   compile_flags = {
       '--pipeline-root': args.pipeline_root,
-      '--data-root': args.data_root,
+      data_flag: data_value,
       '--serving-root': args.serving_root,
       '--image': args.image,
   }
@@ -288,6 +307,7 @@ def _check_args(args: argparse.Namespace) -> None:
   if args.package:
     kubeflow_deploy.check_package_path(args.package)
     given = [flag for flag, value in compile_flags.items() if value]
+    given += ['--tfds'] if args.tfds else []
     if given:
       raise UsageError(
           f'--package is already compiled: drop {", ".join(given)}, or drop '
@@ -316,7 +336,8 @@ def beam_args(args: argparse.Namespace) -> List[str]:
 
 def uses_s3(args: argparse.Namespace) -> bool:
   return any((path or '').startswith('s3://') for path in (
-      args.pipeline_root, args.data_root, args.serving_root))
+      args.pipeline_root, args.data_root, args.tfds_data_dir,
+      args.serving_root))
 
 
 def s3_environment(args: argparse.Namespace
@@ -337,6 +358,7 @@ def s3_environment(args: argparse.Namespace
 
 def compile_pipeline(args: argparse.Namespace, output: str) -> str:
   """Compiles the pipeline to the YAML package `output`; returns its path."""
+  from components.tfds_example_gen import tfds_source  # pylint: disable=g-import-not-at-top
   from pipeline import flags  # pylint: disable=g-import-not-at-top
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
@@ -345,10 +367,25 @@ def compile_pipeline(args: argparse.Namespace, output: str) -> str:
 
   kubeflow_deploy.check_package_path(output)
   output = os.path.abspath(output)
+  if args.tfds:
+    # Prepared beforehand into the bucket; the task only reads it.
+    try:
+      source = tfds_source.locate(args.tfds, args.tfds_data_dir)
+    except tfds_source.TfdsSourceError as e:
+      raise UsageError(f'--tfds {e}') from e
+    data_root, example_gen, parameter_defaults = None, TFDS_EXAMPLE_GEN, {}
+    data_name = f'TFDS {source.name} {source.version} in {source.dataset_dir}'
+  else:
+    source, example_gen = None, IDX_EXAMPLE_GEN
+    data_root = data_types.RuntimeParameter(
+        name=DATA_ROOT_PARAMETER, ptype=str, default=args.data_root)
+    parameter_defaults = {DATA_ROOT_PARAMETER: args.data_root}
+    data_name = f'data root {args.data_root}'
   resources = {}
   for tasks, cpu, memory in ((TRAINER_TASKS, args.trainer_cpu,
                               args.trainer_memory_gb),
-                             (DATA_TASKS, args.data_cpu, args.data_memory_gb)):
+                             ((example_gen,) + DATA_TASKS, args.data_cpu,
+                              args.data_memory_gb)):
     for task in tasks:
       resources[task] = pipeline_lib.ResourceSpec(
           cpu_request=cpu, cpu_limit=cpu, memory_request=memory,
@@ -356,8 +393,8 @@ def compile_pipeline(args: argparse.Namespace, output: str) -> str:
   pipeline = pipeline_lib.create_pipeline(
       pipeline_name=pipeline_lib.PIPELINE_NAME,
       pipeline_root=args.pipeline_root,
-      data_root=data_types.RuntimeParameter(
-          name=DATA_ROOT_PARAMETER, ptype=str, default=args.data_root),
+      data_root=data_root,
+      tfds_source=source,
       epochs=data_types.RuntimeParameter(
           name=EPOCHS_PARAMETER, ptype=int,
           default=args.hyperparameters.epochs),
@@ -387,13 +424,13 @@ def compile_pipeline(args: argparse.Namespace, output: str) -> str:
   kubeflow_deploy.finish_package(
       output, pipeline_root=args.pipeline_root, env=env,
       secret_env=secret_env,
-      parameter_defaults={DATA_ROOT_PARAMETER: args.data_root,
+      parameter_defaults={**parameter_defaults,
                           EPOCHS_PARAMETER: args.hyperparameters.epochs},
       resources={task: json_format.MessageToDict(spec)
                  for task, spec in resources.items()})
-  logger.info('Compiled %s for image %s (pipeline root %s, data root %s, '
+  logger.info('Compiled %s for image %s (pipeline root %s, %s, '
               'caching %s) to %s', pipeline_lib.PIPELINE_NAME, args.image,
-              args.pipeline_root, args.data_root,
+              args.pipeline_root, data_name,
               'on' if args.enable_cache else 'off', output)
   return output
 

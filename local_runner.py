@@ -34,13 +34,32 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
       f'data, {EXIT_LOCKED} another run holds the output directory, '
       f'{EXIT_DATA_GATE} the data gate stopped the run (nothing trained or '
       'pushed), 1 any other failure.')
-  parser.add_argument(
-      '--data-dir', default=DEFAULT_DATA_DIR,
+  source = parser.add_argument_group(
+      'data source: IDX files (--data-dir) or a TensorFlow Datasets data set '
+      '(--tfds), not both')
+  source.add_argument(
+      '--data-dir', default=None,
       help='folder with the four MNIST IDX files (train-images-idx3-ubyte, '
       'train-labels-idx1-ubyte, t10k-images-idx3-ubyte, '
       't10k-labels-idx1-ubyte; raw or .gz), or with span-N/ folders of them, '
       'of which the newest is read. Defaults to the copy shipped in '
       'data/mnist.')
+  source.add_argument(
+      '--tfds', metavar='NAME',
+      help='read the TensorFlow Datasets data set NAME instead (28x28x1 '
+      'uint8 images, integer labels 0..9: e.g. mnist, fashion_mnist, kmnist); '
+      'its train split becomes train, test becomes eval. Used as prepared in '
+      '--tfds-data-dir, or prepared there offline from --tfds-manual-dir; '
+      'nothing is downloaded.')
+  source.add_argument(
+      '--tfds-data-dir', metavar='DIR',
+      help="the TFDS data directory (default: TFDS's own, $TFDS_DATA_DIR or "
+      '~/tensorflow_datasets).')
+  source.add_argument(
+      '--tfds-manual-dir', metavar='DIR',
+      help="folder with the data set's original files, to prepare it offline "
+      'when it is not prepared in --tfds-data-dir (default for mnist: the '
+      'shipped data/mnist).')
   parser.add_argument(
       '--output-dir', default='outputs',
       help='where component outputs (pipeline/), the ML Metadata store '
@@ -63,11 +82,26 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
       '--verbose', action='store_true',
       help='show TensorFlow, TFX (absl) and Beam INFO logs.')
   args = parser.parse_args(argv)
+  if args.tfds and args.data_dir:
+    parser.error('--data-dir and --tfds are two data sources: give one')
+  if not args.tfds and (args.tfds_data_dir or args.tfds_manual_dir):
+    parser.error('--tfds-data-dir and --tfds-manual-dir need --tfds')
+  if not args.tfds:
+    args.data_dir = args.data_dir or DEFAULT_DATA_DIR
+  elif not args.tfds_manual_dir and args.tfds == 'mnist':
+    args.tfds_manual_dir = DEFAULT_DATA_DIR
   try:
     args.hyperparameters = flags.hyperparameters_from_args(args)
   except ValueError as e:
     parser.error(str(e))
   return args
+
+
+def _local_or_uri(path: Optional[str]) -> Optional[str]:
+  """An absolute path, or the URI (gs://, s3://) as it is."""
+  if not path or '://' in path:
+    return path
+  return os.path.abspath(path)
 
 
 def default_beam_args() -> List[str]:
@@ -86,6 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   from components.data_gate import gate  # pylint: disable=g-import-not-at-top
   from components.idx_example_gen import component as idx_component  # pylint: disable=g-import-not-at-top
   from components.idx_example_gen import idx  # pylint: disable=g-import-not-at-top
+  from components.tfds_example_gen import tfds_source  # pylint: disable=g-import-not-at-top
   from components.vae_evaluator import executor as evaluator  # pylint: disable=g-import-not-at-top
   from layouts import serving as serving_layout  # pylint: disable=g-import-not-at-top
   from pipeline import flags  # pylint: disable=g-import-not-at-top
@@ -93,11 +128,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   from pipeline import run_summary  # pylint: disable=g-import-not-at-top
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
 
-  data_dir = os.path.abspath(args.data_dir)
   output_dir = os.path.abspath(args.output_dir)
+  data_root, source, use_spans = None, None, False
   try:
-    use_spans = idx_component.check_data_dir(data_dir)
-  except idx_component.DataDirError as e:
+    if args.tfds:
+      source = tfds_source.prepare(
+          args.tfds,
+          data_dir=_local_or_uri(args.tfds_data_dir),
+          manual_dir=args.tfds_manual_dir)
+      data_name = f'TFDS {source.name} {source.version} ({source.dataset_dir})'
+    else:
+      data_root = os.path.abspath(args.data_dir)
+      use_spans = idx_component.check_data_dir(data_root)
+      data_name = data_root
+  except (idx_component.DataDirError, tfds_source.TfdsSourceError) as e:
     logger.error('%s', e)
     return EXIT_BAD_INPUT
 
@@ -114,7 +158,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   pipeline = pipeline_lib.create_pipeline(
       pipeline_name=pipeline_lib.PIPELINE_NAME,
       pipeline_root=pipeline_root,
-      data_root=data_dir,
+      data_root=data_root,
+      tfds_source=source,
       serving_dir=serving_dir,
       use_spans=use_spans,
       max_examples=args.max_examples,
@@ -129,7 +174,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           serving_layout.latest_version_dir(serving_dir)),
   )
   logger.info('Running pipeline %s on %s (%s examples per split), %s',
-              pipeline_lib.PIPELINE_NAME, data_dir,
+              pipeline_lib.PIPELINE_NAME, data_name,
               args.max_examples or 'all', args.hyperparameters)
   try:
     with run_lock.run_lock(output_dir):
@@ -152,7 +197,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   except run_lock.RunLockedError as e:
     logger.error('%s', e)
     return EXIT_LOCKED
-  except idx.IdxFormatError as e:
+  except (idx.IdxFormatError, tfds_source.TfdsSourceError) as e:
     logger.error('bad input data: %s', e)
     return EXIT_BAD_INPUT
   except evaluator.ServedModelError as e:

@@ -14,6 +14,7 @@ from tfx.orchestration import data_types
 import components.atomic_pusher
 import components.data_gate
 import components.idx_example_gen
+import components.tfds_example_gen
 import components.vae_evaluator
 import components.vae_trainer
 import layouts
@@ -23,6 +24,8 @@ from components.data_gate import gate
 from components.data_gate.component import CuratedSchemaGen
 from components.data_gate.component import DataGate
 from components.idx_example_gen import component as example_gen_lib
+from components.tfds_example_gen import component as tfds_example_gen_lib
+from components.tfds_example_gen import tfds_source as tfds_source_lib
 from components.vae_evaluator import component as evaluator_lib
 from components.vae_trainer import component as trainer_component
 from models import trainer as trainer_lib
@@ -44,7 +47,8 @@ def create_pipeline(
     *,
     pipeline_name: str,
     pipeline_root: str,
-    data_root: Union[str, data_types.RuntimeParameter],
+    data_root: Optional[Union[str, data_types.RuntimeParameter]] = None,
+    tfds_source: Optional[tfds_source_lib.TfdsSource] = None,
     serving_dir: str,
     schema_file: str = data_schema.SCHEMA_FILE,
     use_spans: bool = False,
@@ -72,7 +76,11 @@ def create_pipeline(
     pipeline_name: name recorded in ML Metadata and used for output paths.
     pipeline_root: root folder (local or gs://) of all component outputs.
     data_root: folder holding the IDX data set (flat, or `span-N/` folders);
-      on Kubeflow a runtime parameter (type str) may stand for it.
+      on Kubeflow a runtime parameter (type str) may stand for it. Exactly
+      one of `data_root` and `tfds_source` is given.
+    tfds_source: a prepared TensorFlow Datasets data set
+      (`tfds_source.prepare`), read by TfdsExampleGen instead of the IDX
+      files; the same tf.Examples come out.
     serving_dir: the push destination (TensorFlow Serving's model base path);
       the model served from it is the evaluator's baseline, and the data it
       was trained on the data gate's drift reference.
@@ -115,9 +123,26 @@ def create_pipeline(
   def code(*modules) -> str:
     return code_fingerprint.fingerprint(modules)
 
-  example_gen = example_gen_lib.IdxExampleGen(
-      input_base=data_root, use_spans=use_spans, max_examples=max_examples,
-      code_fingerprint=code(components.idx_example_gen))
+  if (data_root is None) == (tfds_source is None):
+    raise ValueError('give exactly one of data_root and tfds_source')
+  if tfds_source is not None:
+    if use_spans:
+      raise ValueError('use_spans applies to data_root, not to tfds_source')
+    example_gen = tfds_example_gen_lib.TfdsExampleGen(
+        source=tfds_source, max_examples=max_examples,
+        # It reuses the IDX component's example writing.
+        code_fingerprint=code(components.tfds_example_gen,
+                              components.idx_example_gen))
+    input_base = tfds_source.dataset_dir
+    split_patterns = tfds_example_gen_lib.split_patterns(tfds_source)
+  else:
+    example_gen = example_gen_lib.IdxExampleGen(
+        input_base=data_root, use_spans=use_spans, max_examples=max_examples,
+        code_fingerprint=code(components.idx_example_gen))
+    input_base = data_root
+    split_patterns = {
+        split.name: split.pattern
+        for split in example_gen_lib.make_input_config(use_spans).splits}
   schema_gen = CuratedSchemaGen(
       schema_file=schema_file,
       schema_fingerprint=code_fingerprint.file_fingerprint(
@@ -134,10 +159,8 @@ def create_pipeline(
       serving_dir=serving_dir,
       thresholds=gate_thresholds,
       accept_drift=accept_drift,
-      input_base=data_root,
-      split_patterns={
-          split.name: split.pattern
-          for split in example_gen_lib.make_input_config(use_spans).splits},
+      input_base=input_base,
+      split_patterns=split_patterns,
       code_fingerprint=code(components.data_gate, layouts),
       served_version=served_version)
   trainer_config = {

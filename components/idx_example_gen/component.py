@@ -42,6 +42,27 @@ def make_input_config(use_spans: bool) -> example_gen_pb2.Input:
   ])
 
 
+def make_custom_config(
+    max_examples: Optional[int],
+    code_fingerprint: Optional[str]) -> Optional[example_gen_pb2.CustomConfig]:
+  """The custom_config Struct of `max_examples` and the code fingerprint
+  (read back by `executor.max_examples_from`); None when both are unset."""
+  values = {}
+  if max_examples is not None:
+    if max_examples <= 0:
+      raise ValueError(f'max_examples must be positive, got {max_examples}')
+    values[executor.MAX_EXAMPLES_KEY] = max_examples
+  if code_fingerprint:
+    values[executor.CODE_FINGERPRINT_KEY] = code_fingerprint
+  if not values:
+    return None
+  config = struct_pb2.Struct()
+  config.update(values)
+  custom_config = example_gen_pb2.CustomConfig()
+  custom_config.custom_config.Pack(config)
+  return custom_config
+
+
 def span_dirs(data_dir: str) -> dict:
   """Maps span number -> folder name for the `span-N/` folders in data_dir."""
   spans = {}
@@ -96,20 +117,7 @@ class IdxExampleGen(FileBasedExampleGen):
       code_fingerprint: fingerprint of the reader's code; part of the
         custom_config, so that a change of the code reruns the component.
     """
-    values = {}
-    if max_examples is not None:
-      if max_examples <= 0:
-        raise ValueError(f'max_examples must be positive, got {max_examples}')
-      values[executor.MAX_EXAMPLES_KEY] = max_examples
-    if code_fingerprint:
-      values[executor.CODE_FINGERPRINT_KEY] = code_fingerprint
-    custom_config = None
-    if values:
-      config = struct_pb2.Struct()
-      config.update(values)
-      custom_config = example_gen_pb2.CustomConfig()
-      custom_config.custom_config.Pack(config)
     super().__init__(
         input_base=input_base,
         input_config=make_input_config(use_spans),
-        custom_config=custom_config)
+        custom_config=make_custom_config(max_examples, code_fingerprint))

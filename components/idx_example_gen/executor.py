@@ -55,7 +55,7 @@ def max_examples_from(exec_properties: Dict[str, Any]) -> Optional[int]:
   config = struct_pb2.Struct()
   if not custom_config.custom_config.Unpack(config):
     raise ValueError(
-        f'IDX ExampleGen custom_config must be a google.protobuf.Struct, got '
+        f'ExampleGen custom_config must be a google.protobuf.Struct, got '
         f'{custom_config.custom_config.type_url}')
   value = config.fields.get(MAX_EXAMPLES_KEY)
   if value is None or value.WhichOneof('kind') == 'null_value':
@@ -102,10 +102,18 @@ def IdxToExample(  # pylint: disable=invalid-name
     count = min(count, max_examples)
   logger.info('Reading %d examples from %s and %s', count, files.images,
               files.labels)
+  return read_in_chunks(pipeline, count, _read_chunk, images, labels)
+
+
+def read_in_chunks(pipeline: beam.Pipeline, count: int, read_chunk,
+                   *args) -> beam.pvalue.PCollection:
+  """The first `count` items of a split, as CHUNK_SIZE (start, stop) ranges
+  reshuffled across the workers, each decoded by `read_chunk(bounds, *args)`
+  into tf.Examples (also the TFDS ExampleGen's read)."""
   return (pipeline
           | 'Chunks' >> beam.Create(idx.chunk_ranges(count, CHUNK_SIZE))
           | 'Distribute' >> beam.Reshuffle()
-          | 'Decode' >> beam.FlatMap(_read_chunk, images, labels))
+          | 'Decode' >> beam.FlatMap(read_chunk, *args))
 
 
 class Executor(BaseExampleGenExecutor):

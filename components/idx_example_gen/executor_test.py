@@ -1,22 +1,21 @@
 """Tests of the IDX ExampleGen: the PTransform, the executor and bad input."""
 
 import gzip
-import os
 import pathlib
 
 import apache_beam as beam
 import numpy as np
 import pytest
-import tensorflow as tf
 from apache_beam.testing import util as beam_util
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
-from tfx.utils import proto_utils
 
 from components.idx_example_gen import component
 from components.idx_example_gen import executor
 from components.idx_example_gen import idx
+from conftest import executor_properties
+from conftest import read_split_examples
 from conftest import load_mnist_head
 from conftest import write_mnist_subset
 
@@ -25,17 +24,9 @@ _SPECS = standard_component_specs
 
 def _exec_properties(input_base, use_spans=False, max_examples=None):
   """The execution properties IdxExampleGen hands its executor."""
-  gen = component.IdxExampleGen(
+  return executor_properties(component.IdxExampleGen(
       input_base=str(input_base), use_spans=use_spans,
-      max_examples=max_examples)
-  properties = {}
-  for key, value in gen.exec_properties.items():
-    if value is None:
-      continue
-    properties[key] = (
-        proto_utils.proto_to_json(value) if hasattr(value, 'DESCRIPTOR')
-        else value)
-  return properties
+      max_examples=max_examples))
 
 
 def _run_executor(input_base, output_dir, max_examples=None):
@@ -45,14 +36,6 @@ def _run_executor(input_base, output_dir, max_examples=None):
       {}, {_SPECS.EXAMPLES_KEY: [examples]},
       _exec_properties(input_base, max_examples=max_examples))
   return examples
-
-
-def _read_split(examples, split):
-  pattern = os.path.join(
-      artifact_utils.get_split_uri([examples], split), '*.gz')
-  records = tf.data.TFRecordDataset(
-      tf.io.gfile.glob(pattern), compression_type='GZIP')
-  return [tf.train.Example.FromString(r.numpy()) for r in records]
 
 
 def _decode(example):
@@ -99,7 +82,7 @@ def test_executor_do_writes_train_and_eval_splits(tiny_mnist, tmp_path):
 
   assert artifact_utils.decode_split_names(examples.split_names) == [
       'train', 'eval']
-  train, evaluation = _read_split(examples, 'train'), _read_split(
+  train, evaluation = read_split_examples(examples, 'train'), read_split_examples(
       examples, 'eval')
   assert (len(train), len(evaluation)) == (120, 40)
   image, label = _decode(train[0])
@@ -111,8 +94,8 @@ def test_executor_do_writes_train_and_eval_splits(tiny_mnist, tmp_path):
 
 def test_executor_do_max_examples_limits_each_split(tiny_mnist, tmp_path):
   examples = _run_executor(tiny_mnist, tmp_path / 'out', max_examples=25)
-  assert len(_read_split(examples, 'train')) == 25
-  assert len(_read_split(examples, 'eval')) == 25
+  assert len(read_split_examples(examples, 'train')) == 25
+  assert len(read_split_examples(examples, 'eval')) == 25
 
 
 def test_max_examples_must_be_positive(tiny_mnist):

@@ -1,0 +1,1 @@
+"""TFDS ExampleGen: prepared TensorFlow Datasets data sets as tf.Examples."""
