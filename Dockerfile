@@ -54,6 +54,7 @@ import tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor; \
 import pipeline.kfp_entrypoint; \
 import tfx.orchestration.kubeflow.v2.file_based_example_gen.driver; \
 from components.idx_example_gen.executor import Executor; \
+from components.tfds_example_gen.executor import Executor; \
 from components.data_gate.executor import Executor; \
 from tfx.utils import io_utils; io_utils.SchemaReader().read('/pipeline/schema/schema.pbtxt'); \
 from components.vae_evaluator.executor import Executor; \
