@@ -373,14 +373,16 @@ def compile_pipeline(args: argparse.Namespace, output: str) -> str:
       source = tfds_source.locate(args.tfds, args.tfds_data_dir)
     except tfds_source.TfdsSourceError as e:
       raise UsageError(f'--tfds {e}') from e
-    data_root, example_gen, parameter_defaults = None, TFDS_EXAMPLE_GEN, {}
+    data_root, example_gen = None, TFDS_EXAMPLE_GEN
     data_name = f'TFDS {source.name} {source.version} in {source.dataset_dir}'
   else:
     source, example_gen = None, IDX_EXAMPLE_GEN
     data_root = data_types.RuntimeParameter(
         name=DATA_ROOT_PARAMETER, ptype=str, default=args.data_root)
-    parameter_defaults = {DATA_ROOT_PARAMETER: args.data_root}
     data_name = f'data root {args.data_root}'
+  epochs = data_types.RuntimeParameter(
+      name=EPOCHS_PARAMETER, ptype=int, default=args.hyperparameters.epochs)
+  runtime_parameters = [p for p in (data_root, epochs) if p is not None]
   resources = {}
   for tasks, cpu, memory in ((TRAINER_TASKS, args.trainer_cpu,
                               args.trainer_memory_gb),
@@ -395,9 +397,7 @@ def compile_pipeline(args: argparse.Namespace, output: str) -> str:
       pipeline_root=args.pipeline_root,
       data_root=data_root,
       tfds_source=source,
-      epochs=data_types.RuntimeParameter(
-          name=EPOCHS_PARAMETER, ptype=int,
-          default=args.hyperparameters.epochs),
+      epochs=epochs,
       resources=resources,
       serving_dir=args.serving_root,
       schema_file=IMAGE_SCHEMA_FILE,
@@ -424,8 +424,8 @@ def compile_pipeline(args: argparse.Namespace, output: str) -> str:
   kubeflow_deploy.finish_package(
       output, pipeline_root=args.pipeline_root, env=env,
       secret_env=secret_env,
-      parameter_defaults={**parameter_defaults,
-                          EPOCHS_PARAMETER: args.hyperparameters.epochs},
+      # TFX keeps the defaults out of the spec; KFP reads them there.
+      parameter_defaults={p.name: p.default for p in runtime_parameters},
       resources={task: json_format.MessageToDict(spec)
                  for task, spec in resources.items()})
   logger.info('Compiled %s for image %s (pipeline root %s, %s, '

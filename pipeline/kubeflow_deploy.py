@@ -81,8 +81,9 @@ def finish_package(package: str, *, pipeline_root: str,
     `defaultValue` of the pipeline's inputs, where the KFP SDK's compiler
     puts them; TFX leaves them out of the spec, and a run that does not set
     a parameter would fail.
-  * `resources` (task -> ResourceSpec as JSON) in each task's container:
-    TFX's step builder drops a FileBasedExampleGen's platform config.
+  * `resources` (task -> ResourceSpec as JSON) in the container of each
+    task that has none: TFX's step builder writes a component's platform
+    config, except a FileBasedExampleGen's, which it drops.
   * `env` (variable -> value) in every task's container, and `secret_env`
     (Kubernetes secret -> {key: variable}) as the Kubernetes platform spec
     of every task (the second YAML document, as kfp-kubernetes'
@@ -111,7 +112,7 @@ def finish_package(package: str, *, pipeline_root: str,
     if task not in spec['root']['dag']['tasks']:
       raise ValueError(f'the pipeline has no task {task!r}')
     label = spec['components'][task]['executorLabel']
-    executors[label]['container']['resources'] = dict(resource)
+    executors[label]['container'].setdefault('resources', dict(resource))
   for executor in executors.values():
     if env:
       executor['container']['env'] = [
@@ -132,18 +133,20 @@ def finish_package(package: str, *, pipeline_root: str,
     yaml.safe_dump_all(documents, f, sort_keys=True)
 
 
-def _pipeline_spec(package: str) -> Dict[str, Any]:
-  """The package's pipeline spec: its first YAML document (a second one, if
-  any, is the platform spec)."""
+def _documents(package: str) -> List[Dict[str, Any]]:
+  """The package's YAML documents: the pipeline spec, then the platform spec
+  if it has one."""
   import yaml  # pylint: disable=g-import-not-at-top
   with open(package, encoding='utf-8') as f:
-    return next(yaml.safe_load_all(f))
+    return list(yaml.safe_load_all(f))
+
+
+def _pipeline_spec(package: str) -> Dict[str, Any]:
+  return _documents(package)[0]
 
 
 def has_platform_spec(package: str) -> bool:
-  import yaml  # pylint: disable=g-import-not-at-top
-  with open(package, encoding='utf-8') as f:
-    return len(list(yaml.safe_load_all(f))) > 1
+  return len(_documents(package)) > 1
 
 
 def runtime_parameters(package: str) -> Dict[str, Dict[str, Any]]:
