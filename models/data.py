@@ -16,6 +16,7 @@ import logging
 import math
 from typing import List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import tensorflow as tf
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,11 @@ FEATURE_SPEC = {
 DEFAULT_SHUFFLE_BUFFER = 60_000
 # Records parsed per vectorised parse_example call.
 _PARSE_BLOCK = 1024
+# Hash buckets of the validation carve-out (its fraction's resolution).
+_VALIDATION_BUCKETS = 10_000
+# Weights of the pixel hash: fixed numbers, so the carve-out never changes.
+_PIXEL_HASH_WEIGHTS = np.random.RandomState(784).randint(
+    1, 2**31, size=IMAGE_PIXELS, dtype=np.int64)
 
 FilePattern = Union[str, Sequence[str]]
 
@@ -68,18 +74,58 @@ def _to_float(images, labels):
   return tf.cast(images, tf.float32) / 255.0, labels
 
 
-def _read_and_cache(files: List[str]) -> Tuple[tf.data.Dataset, int]:
+def in_validation_carve_out(images: tf.Tensor,
+                            validation_fraction: float) -> tf.Tensor:
+  """Whether each image belongs to the validation set carved out of train.
+
+  By a hash of the image's pixels, so the carve-out does not
+  depend on file order or sharding, is the same in every run, and puts
+  identical images on the same side.
+
+  Args:
+    images: uint8 images [N, 28, 28, 1].
+    validation_fraction: the expected fraction carved out, in [0, 1).
+
+  Returns:
+    bool [N].
+  """
+  rows = tf.cast(tf.reshape(images, [-1, IMAGE_PIXELS]), tf.int64)
+  # A fixed random linear hash of the pixels (< 784 * 255 * 2**31: no
+  # overflow); random weights make it uniform modulo the bucket count.
+  keys = tf.reduce_sum(rows * _PIXEL_HASH_WEIGHTS, axis=1)
+  buckets = tf.math.floormod(keys, _VALIDATION_BUCKETS)
+  return buckets < int(round(validation_fraction * _VALIDATION_BUCKETS))
+
+
+def _read_and_cache(files: List[str],
+                    validation_fraction: float = 0.0,
+                    part: Optional[str] = None) -> Tuple[tf.data.Dataset, int]:
   """(uint8 image, label) examples of `files`, cached in memory; their count.
 
   Counting fills the cache now (the first epoch would read the files anyway)
   and gives the dataset a known length.
+
+  With `part` 'train' or 'validation', keeps only the examples outside, or
+  inside, the validation carve-out of `validation_fraction`.
   """
   dataset = _read(files)
+  if part is not None and validation_fraction > 0:
+    if part not in ('train', 'validation'):
+      raise ValueError(f"part must be 'train' or 'validation', got {part!r}")
+    want = part == 'validation'
+    dataset = dataset.batch(_PARSE_BLOCK).map(
+        lambda images, labels: (images, labels, in_validation_carve_out(
+            images, validation_fraction))).unbatch().filter(
+                lambda image, label, carved: carved == want).map(
+                    lambda image, label, carved: (image, label))
   dataset = dataset.cache()
   count = int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
   if count == 0:
-    raise ValueError(f'No example in {files}')
-  logger.info('Cached %d images from %d file(s)', count, len(files))
+    raise ValueError(f'No example in {files}' + (
+        f' ({part} part of a {validation_fraction} validation carve-out)'
+        if part else ''))
+  logger.info('Cached %d images from %d file(s)%s', count, len(files),
+              f' ({part} part)' if part and validation_fraction else '')
   return dataset.apply(tf.data.experimental.assert_cardinality(count)), count
 
 
@@ -112,7 +158,9 @@ def make_dataset(file_pattern: FilePattern,
                  with_labels: bool = False,
                  cache: bool = True,
                  shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
-                 drop_remainder: bool = False) -> tf.data.Dataset:
+                 drop_remainder: bool = False,
+                 validation_fraction: float = 0.0,
+                 part: Optional[str] = None) -> tf.data.Dataset:
   """A dataset of ExampleGen's images, for one pass (repeat it yourself).
 
   For training, prefer `make_training_dataset` (one endless stream).
@@ -128,6 +176,10 @@ def make_dataset(file_pattern: FilePattern,
       (and the dataset's length known); if False, every pass reads them.
     shuffle_buffer: images in the shuffle buffer.
     drop_remainder: drop a last, smaller batch.
+    validation_fraction: with `part`, the fraction of the images carved out
+      as the validation set (`in_validation_carve_out`).
+    part: None (all images), 'train' (those outside the carve-out) or
+      'validation' (those inside it). Needs `cache`.
 
   Returns:
     Batches of float32 images [B, 28, 28, 1] in [0, 1], or tuples of those
@@ -135,7 +187,9 @@ def make_dataset(file_pattern: FilePattern,
   """
   files = expand_file_pattern(file_pattern)
   if cache:
-    dataset, _ = _read_and_cache(files)
+    dataset, _ = _read_and_cache(files, validation_fraction, part)
+  elif part is not None:
+    raise ValueError('make_dataset: a carve-out part needs cache=True')
   else:
     dataset = _read(files)
   if shuffle:
@@ -149,7 +203,8 @@ def make_training_dataset(
     batch_size: int,
     *,
     seed: Optional[int] = None,
-    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER) -> Tuple[tf.data.Dataset, int]:
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    validation_fraction: float = 0.0) -> Tuple[tf.data.Dataset, int]:
   """An endless stream of full, shuffled training batches; steps per epoch.
 
   The images are cached, reshuffled for every pass and repeated *before*
@@ -164,11 +219,16 @@ def make_training_dataset(
   second epoch by 9-10 s (BENCHMARKS.md, "Speed work"); the endless stream
   of equal batches does not.
 
+  With `validation_fraction` > 0 the images of the validation carve-out
+  (`in_validation_carve_out`) are left out: read them with
+  `make_dataset(..., validation_fraction=..., part='validation')`.
+
   Returns:
     (batches of float32 images [batch_size, 28, 28, 1] in [0, 1],
      steps per epoch).
   """
-  dataset, count = _read_and_cache(expand_file_pattern(file_pattern))
+  dataset, count = _read_and_cache(expand_file_pattern(file_pattern),
+                                   validation_fraction, 'train')
   dataset = dataset.shuffle(shuffle_buffer, seed=seed,
                             reshuffle_each_iteration=True).repeat()
   dataset = _batch_and_convert(dataset, batch_size, with_labels=False,

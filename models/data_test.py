@@ -82,3 +82,56 @@ def test_training_stream_is_full_batches_covering_every_image(tmp_path):
 def test_no_matching_file_is_a_clear_error(tmp_path):
   with pytest.raises(ValueError, match='No file matches'):
     data.make_dataset(str(tmp_path / 'nothing-*'), 8, shuffle=False)
+
+
+def _image_keys(images):
+  return {image.astype(np.uint8).tobytes() for image in images}
+
+
+def test_validation_carve_out_is_a_deterministic_partition_of_train(tmp_path):
+  images, _ = write_examples_dir(tmp_path / 'a', 2000, 2000)
+  # The same images in reverse order and one shard: the carve-out is by
+  # content, so it must not change.
+  from conftest import write_tfrecords, load_mnist_head
+  reversed_dir = tmp_path / 'b' / 'Split-train'
+  _, labels = load_mnist_head('train', 2000)
+  write_tfrecords(reversed_dir / 'data_tfrecord-00000-of-00001.gz',
+                  images[::-1], labels[::-1])
+
+  def part(directory, name):
+    dataset = data.make_dataset(str(directory / '*'), 256, shuffle=False,
+                                validation_fraction=0.1, part=name)
+    return np.round(np.concatenate(list(dataset))[..., 0] * 255)
+
+  train_dir = tmp_path / 'a' / 'Split-train'
+  validation, rest = part(train_dir, 'validation'), part(train_dir, 'train')
+  # A partition of the train images: disjoint, and together all of them.
+  assert not _image_keys(validation) & _image_keys(rest)
+  assert len(validation) + len(rest) == 2000
+  assert _image_keys(validation) | _image_keys(rest) == _image_keys(images)
+  # About the fraction asked for (binomial sd ~13 images).
+  assert 150 <= len(validation) <= 250
+  # The same images every time, whatever the file order.
+  assert _image_keys(part(train_dir, 'validation')) == _image_keys(validation)
+  assert _image_keys(part(reversed_dir, 'validation')) == _image_keys(
+      validation)
+  # Disjoint from the held-out eval split (t10k), which it never reads.
+  eval_images, _ = load_mnist_head('t10k', 2000)
+  assert not _image_keys(validation) & _image_keys(eval_images)
+
+
+def test_training_stream_leaves_the_carve_out_out(tmp_path):
+  write_examples_dir(tmp_path, 2000, 10)
+  files = str(tmp_path / 'Split-train' / '*')
+  validation = np.concatenate(list(data.make_dataset(
+      files, 500, shuffle=False, validation_fraction=0.1,
+      part='validation')))
+  stream, steps = data.make_training_dataset(files, 100, seed=0,
+                                             validation_fraction=0.1)
+  seen = np.concatenate([batch for batch in stream.take(steps)])
+  assert steps == -(-(2000 - len(validation)) // 100)
+  assert not _image_keys(np.round(seen * 255)) & _image_keys(
+      np.round(validation * 255))
+  with pytest.raises(ValueError, match='cache'):
+    data.make_dataset(files, 10, shuffle=False, cache=False,
+                      validation_fraction=0.1, part='validation')

@@ -34,35 +34,16 @@ class HistoryLogger(keras.callbacks.CSVLogger):
     self.writer = None
 
 
-class KlWarmUp(keras.callbacks.Callback):
-  """Sets the VAE's KL weight at the start of each epoch (KL warm-up)."""
-
-  def __init__(self, hp: vae_lib.Hyperparameters):
-    super().__init__()
-    self._hp = hp
-
-  def on_epoch_begin(self, epoch, logs=None):
-    self.model.kl_weight.assign(self._hp.kl_weight_at(epoch))
-
-
-def make_callbacks(hp: vae_lib.Hyperparameters,
-                   log_dir: str) -> List[keras.callbacks.Callback]:
-  """TensorBoard, TerminateOnNaN and the optional schedules of `hp`."""
-  callbacks = [
+def make_callbacks(log_dir: str) -> List[keras.callbacks.Callback]:
+  """TensorBoard and TerminateOnNaN (the schedules run inside the step)."""
+  return [
       keras.callbacks.TensorBoard(log_dir=log_dir, profile_batch=0),
       keras.callbacks.TerminateOnNaN(),
   ]
-  if hp.lr_schedule != 'constant':
-    callbacks.append(keras.callbacks.LearningRateScheduler(
-        lambda epoch, _: hp.learning_rate_at(epoch)))
-  if hp.kl_warmup_epochs:
-    callbacks.append(KlWarmUp(hp))
-  return callbacks
 
 
 def train(hp: vae_lib.Hyperparameters,
           train_files: data.FilePattern,
-          eval_files: data.FilePattern,
           log_dir: str,
           warm_start_dir: Optional[str] = None,
           *,
@@ -70,12 +51,16 @@ def train(hp: vae_lib.Hyperparameters,
           verbose: int = 2,
           resume_dir: Optional[str] = None
           ) -> Tuple[vae_lib.VAE, keras.callbacks.History]:
-  """Trains a VAE, validating on `eval_files` after every epoch.
+  """Trains a VAE on the train split, validating on its carve-out.
+
+  The validation set of every epoch is the `hp.validation_fraction` of
+  `train_files` carved out by `data.in_validation_carve_out` (none when 0);
+  the model trains on the rest. The eval split is not an argument: it
+  belongs to the evaluator, and nothing here may choose by it.
 
   Args:
     hp: the hyperparameters.
     train_files: glob or list of files/globs of the training TFRecords.
-    eval_files: same, for validation.
     log_dir: TensorBoard logs go here.
     warm_start_dir: a previous model directory (or its Format-Serving dir) to
       start from instead of fresh weights; see `export.load_warm_start`.
@@ -93,12 +78,16 @@ def train(hp: vae_lib.Hyperparameters,
   """
   keras.utils.set_random_seed(hp.seed)
   train_ds, steps_per_epoch = data.make_training_dataset(
-      train_files, hp.batch_size, seed=hp.seed)
-  eval_ds = data.make_dataset(eval_files, hp.batch_size, shuffle=False)
-  vae = vae_lib.build_vae(hp)
+      train_files, hp.batch_size, seed=hp.seed,
+      validation_fraction=hp.validation_fraction)
+  validation_ds = None
+  if hp.validation_fraction:
+    validation_ds = data.make_dataset(
+        train_files, hp.batch_size, shuffle=False,
+        validation_fraction=hp.validation_fraction, part='validation')
+  vae = vae_lib.build_vae(hp, steps_per_epoch)
   if warm_start_dir:
     export.load_warm_start(vae, warm_start_dir)
-  vae.kl_weight.assign(hp.kl_weight_at(0))
   logger.info('Training %s', hp)
   resume = []
   if resume_dir:
@@ -114,9 +103,9 @@ def train(hp: vae_lib.Hyperparameters,
   history = vae.fit(
       train_ds,
       steps_per_epoch=steps_per_epoch,
-      validation_data=eval_ds,
+      validation_data=validation_ds,
       epochs=hp.epochs,
-      callbacks=resume + make_callbacks(hp, log_dir) + list(callbacks),
+      callbacks=resume + make_callbacks(log_dir) + list(callbacks),
       verbose=verbose)
   if resume_dir:
     tf.io.gfile.makedirs(log_dir)

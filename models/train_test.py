@@ -36,17 +36,16 @@ def test_training_resumes_after_the_last_finished_epoch(examples_dir,
                                                         tmp_path):
   hp = vae_lib.Hyperparameters(epochs=4, batch_size=64)
   train_files = str(examples_dir / 'Split-train' / '*')
-  eval_files = str(examples_dir / 'Split-eval' / '*')
   resume_dir = tmp_path / 'resume'
   first = _Record(die_at=2)
   with pytest.raises(KeyboardInterrupt):
-    train_lib.train(hp, train_files, eval_files, str(tmp_path / 'run1'),
+    train_lib.train(hp, train_files, str(tmp_path / 'run1'),
                     callbacks=[first], verbose=0, resume_dir=str(resume_dir))
   assert first.started == [0, 1]
 
   second = _Record()
   _, history = train_lib.train(
-      hp, train_files, eval_files, str(tmp_path / 'run2'), callbacks=[second],
+      hp, train_files, str(tmp_path / 'run2'), callbacks=[second],
       verbose=0, resume_dir=str(resume_dir))
   # Epochs 3 and 4 only, from the weights the first run had after epoch 2.
   assert second.started == [2, 3]

@@ -5,8 +5,10 @@ and `custom_config={'hyperparameters': Hyperparameters(...).to_dict()}`.
 
 The Trainer's `train_args.num_steps` / `eval_args.num_steps`
 (`fn_args.train_steps`, `fn_args.eval_steps`) are ignored: training runs
-`hyperparameters.epochs` full passes over the train split and validates on the
-whole eval split after each epoch. `fn_args.hyperparameters` (a Tuner's
+`hyperparameters.epochs` full passes over the train split, less the validation
+carve-out of `hyperparameters.validation_fraction` that it validates on after
+each epoch. The eval split (`fn_args.eval_files`) is never read here: it is
+the evaluator's held-out test set. `fn_args.hyperparameters` (a Tuner's
 output) is ignored too.
 """
 
@@ -83,12 +85,11 @@ def resume_dir_from_fn_args(fn_args: tfx.components.FnArgs,
   TFX gives each execution its own model_run_dir, so a rerun after a crash
   would not find the first attempt's checkpoint there. This directory sits
   beside those (`<Trainer root>/resume/<key>`), keyed by everything that
-  defines the training: its input files, hyperparameters, code fingerprint
+  defines the training: its train files, hyperparameters, code fingerprint
   and warm-start model.
   """
   key = hashlib.sha256(json.dumps({
       'train_files': sorted(fn_args.train_files),
-      'eval_files': sorted(fn_args.eval_files),
       'custom_config': fn_args.custom_config or {},
       'warm_start_dir': warm_start_dir,
   }, sort_keys=True).encode()).hexdigest()[:16]
@@ -100,7 +101,8 @@ def resume_dir_from_fn_args(fn_args: tfx.components.FnArgs,
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Trains the VAE and writes the model artifact (see `models.export`).
 
-  Uses fn_args.train_files / eval_files (ExampleGen's GZIP TFRecords),
+  Uses fn_args.train_files (ExampleGen's GZIP TFRecords; eval_files are
+  the evaluator's and are not read),
   model_run_dir (TensorBoard logs), serving_model_dir (the decoder; the
   encoder and warm-start files go beside it, in its parent) and base_model
   (a previous model's serving dir, or None: warm-starts from the weights in
@@ -113,7 +115,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                 hp.epochs)
   warm_start_dir = warm_start_dir_from_fn_args(fn_args)
   vae, history = train_lib.train(
-      hp, fn_args.train_files, fn_args.eval_files, fn_args.model_run_dir,
+      hp, fn_args.train_files, fn_args.model_run_dir,
       warm_start_dir=warm_start_dir,
       resume_dir=resume_dir_from_fn_args(fn_args, warm_start_dir))
   logger.info('Final epoch: %s',

@@ -23,12 +23,13 @@ from keras import layers
 from keras import ops
 
 from models import precision as precision_lib
+from models import schedules
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SHAPE = (28, 28, 1)
 
-LR_SCHEDULES = ('constant', 'cosine')
+LR_SCHEDULES = schedules.LR_SCHEDULES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,15 +51,36 @@ class Hyperparameters:
   learning_rate: float = 1e-3
   # Seeds Python, NumPy, TensorFlow, shuffling and the sampling noise.
   seed: int = 42
-  # Learning rate over epochs: 'constant' (the seed's) or 'cosine' (decays
-  # from learning_rate to learning_rate * lr_final_fraction at the last epoch).
+  # Learning rate over the training (models/schedules.py): 'constant' (the
+  # seed's) or 'cosine' (decays from learning_rate to learning_rate *
+  # lr_final_fraction at the last step).
   lr_schedule: str = 'constant'
-  # Final learning rate of the 'cosine' schedule, as a fraction of the first.
+  # Final learning rate of the 'cosine' schedule, as a fraction of the peak.
   lr_final_fraction: float = 0.01
-  # Epochs over which the KL term's weight in the optimised objective ramps
-  # linearly up to 1; 0 = no warm-up (the seed's). The reported `loss` is
-  # always the true -ELBO, whatever the weight.
+  # Epochs of linear learning-rate warm-up from 0 to learning_rate before the
+  # schedule (with 'cosine': the one-cycle shape); 0 = none (the seed's).
+  lr_warmup_epochs: int = 0
+  # KL warm-up: the KL term's weight in the optimised objective rises
+  # linearly from 0 to 1 over this many epochs at the start of each of
+  # `kl_cycles` equal cycles; 0 = a constant weight of 1 (the seed's). The
+  # logged and reported `loss` is always the true -ELBO, whatever the weight.
   kl_warmup_epochs: int = 0
+  # Cycles of the KL warm-up over the training: 1 = a single linear warm-up,
+  # more = the cyclical schedule (Fu et al., 2019).
+  kl_cycles: int = 1
+  # Adam's exponential moving average of the weights: 0 = off (the seed's);
+  # e.g. 0.99 averages over about the last 100 steps, and the averaged
+  # weights are the trained model.
+  ema_momentum: float = 0.0
+  # Train steps per call of the compiled step function (Keras
+  # steps_per_execution); rounded down to a divisor of the steps per epoch
+  # so that epochs stay exact. 1 = the seed's.
+  steps_per_execution: int = 1
+  # Fraction of the train split carved out (by a hash of each image, so the
+  # same images every run) as the validation set of every epoch. 0 = none:
+  # the Trainer then trains on the whole split and validates on nothing.
+  # The eval split is never seen by the Trainer: it is the evaluator's.
+  validation_fraction: float = 0.0
   # Numeric precision of training: 'auto' (mixed_bfloat16 where the CPU has
   # native bfloat16, AMX or AVX512-BF16, else float32; models/precision.py),
   # 'float32' or 'mixed_bfloat16'. bfloat16 convolutions made a step about
@@ -75,11 +97,31 @@ class Hyperparameters:
     if isinstance(self.seed, bool) or not isinstance(self.seed, int):
       raise ValueError(f'Hyperparameters.seed must be an int, got '
                        f'{self.seed!r}')
-    if (isinstance(self.kl_warmup_epochs, bool) or
-        not isinstance(self.kl_warmup_epochs, int) or
-        self.kl_warmup_epochs < 0):
-      raise ValueError('Hyperparameters.kl_warmup_epochs must be an int >= 0, '
-                       f'got {self.kl_warmup_epochs!r}')
+    for name in ('kl_warmup_epochs', 'lr_warmup_epochs'):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f'Hyperparameters.{name} must be an int >= 0, got '
+                         f'{value!r}')
+    for name in ('kl_cycles', 'steps_per_execution'):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f'Hyperparameters.{name} must be a positive int, '
+                         f'got {value!r}')
+    if self.lr_warmup_epochs >= self.epochs:
+      raise ValueError(f'Hyperparameters.lr_warmup_epochs '
+                       f'({self.lr_warmup_epochs}) must be less than epochs '
+                       f'({self.epochs})')
+    if self.kl_warmup_epochs * self.kl_cycles > self.epochs:
+      raise ValueError(f'Hyperparameters.kl_warmup_epochs x kl_cycles '
+                       f'({self.kl_warmup_epochs} x {self.kl_cycles}) must '
+                       f'not exceed epochs ({self.epochs})')
+    for name, low, high in (('ema_momentum', 0, 1),
+                            ('validation_fraction', 0, 0.5)):
+      value = getattr(self, name)
+      if (isinstance(value, bool) or not isinstance(value, (int, float)) or
+          not low <= value < high):
+        raise ValueError(f'Hyperparameters.{name} must be in [{low}, {high}), '
+                         f'got {value!r}')
     if not (isinstance(self.learning_rate, (int, float)) and
             not isinstance(self.learning_rate, bool) and
             math.isfinite(self.learning_rate) and self.learning_rate > 0):
@@ -118,20 +160,20 @@ class Hyperparameters:
                        f'{sorted(fields)}')
     return cls(**d)
 
-  def learning_rate_at(self, epoch: int) -> float:
-    """The learning rate of (0-based) `epoch` under `lr_schedule`."""
-    if self.lr_schedule == 'constant' or self.epochs == 1:
-      return float(self.learning_rate)
-    progress = min(epoch, self.epochs - 1) / (self.epochs - 1)
-    final = self.learning_rate * self.lr_final_fraction
-    return float(final + (self.learning_rate - final) * 0.5 *
-                 (1 + math.cos(math.pi * progress)))
+  def learning_rate_schedule(self,
+                             steps_per_epoch: int) -> schedules.LearningRate:
+    """The per-step learning-rate schedule of these hyperparameters."""
+    return schedules.LearningRate(
+        self.learning_rate, self.lr_schedule,
+        final=self.learning_rate * self.lr_final_fraction,
+        warmup_steps=self.lr_warmup_epochs * steps_per_epoch,
+        total_steps=self.epochs * steps_per_epoch)
 
-  def kl_weight_at(self, epoch: int) -> float:
-    """The KL term's weight in the objective during (0-based) `epoch`."""
-    if self.kl_warmup_epochs == 0:
-      return 1.0
-    return min(1.0, (epoch + 1) / (self.kl_warmup_epochs + 1))
+  def kl_weight_schedule(self, steps_per_epoch: int) -> schedules.KlWeight:
+    """The per-step KL-weight schedule of these hyperparameters."""
+    return schedules.KlWeight(
+        ramp_steps=self.kl_warmup_epochs * steps_per_epoch,
+        cycle_steps=self.epochs * steps_per_epoch // self.kl_cycles)
 
 
 class Sampling(layers.Layer):
@@ -225,12 +267,16 @@ def negative_elbo_terms(images, reconstruction, z_mean,
 class VAE(keras.Model):
   """Encoder + decoder trained on the -ELBO with a custom `train_step`."""
 
-  def __init__(self, encoder: keras.Model, decoder: keras.Model, **kwargs):
+  def __init__(self, encoder: keras.Model, decoder: keras.Model,
+               kl_weight_schedule: Optional[schedules.KlWeight] = None,
+               **kwargs):
     super().__init__(**kwargs)
     self.encoder = encoder
     self.decoder = decoder
-    # Weight of the KL term in the optimised objective (KL warm-up); the
-    # reported losses ignore it.
+    # Weight of the KL term in the optimised objective (KL warm-up), set
+    # from `kl_weight_schedule` and the optimizer's step at every train step;
+    # the reported losses ignore it.
+    self.kl_weight_schedule = kl_weight_schedule
     self.kl_weight = keras.Variable(1.0, trainable=False, name='kl_weight',
                                     dtype='float32')
     self.total_loss_tracker = keras.metrics.Mean(name='loss')
@@ -267,6 +313,8 @@ class VAE(keras.Model):
   def train_step(self, data):
     if isinstance(data, (tuple, list)):
       data = data[0]
+    if self.kl_weight_schedule is not None:
+      self.kl_weight.assign(self.kl_weight_schedule(self.optimizer.iterations))
     with tf.GradientTape() as tape:
       reconstruction_loss, kl_loss = self.elbo_terms(data, training=True)
       objective = ops.mean(reconstruction_loss + self.kl_weight * kl_loss)
@@ -282,10 +330,13 @@ class VAE(keras.Model):
 
 
 def build_uncompiled_vae(latent_dim: int, seed: Optional[int] = None,
-                         dtype_policy: str = precision_lib.FLOAT32) -> VAE:
+                         dtype_policy: str = precision_lib.FLOAT32,
+                         kl_weight_schedule: Optional[
+                             schedules.KlWeight] = None) -> VAE:
   """A built VAE with fresh weights and no optimizer."""
   vae = VAE(build_encoder(latent_dim, seed=seed, dtype_policy=dtype_policy),
-            build_decoder(latent_dim, dtype_policy=dtype_policy), name='vae')
+            build_decoder(latent_dim, dtype_policy=dtype_policy),
+            kl_weight_schedule=kl_weight_schedule, name='vae')
   vae(np.zeros((1,) + IMAGE_SHAPE, dtype=np.float32))  # Builds the model.
   return vae
 
@@ -306,17 +357,31 @@ def float32_copy(vae: VAE) -> VAE:
   return copy
 
 
-def build_vae(hp: Hyperparameters) -> VAE:
+def build_vae(hp: Hyperparameters, steps_per_epoch: int = 1) -> VAE:
   """A compiled (Adam), built VAE with fresh weights.
 
-  Trains in `precision_lib.resolve(hp.precision)`.
+  Trains in `precision_lib.resolve(hp.precision)`, with the learning-rate
+  and KL-weight schedules of `hp` over epochs of `steps_per_epoch` steps, and
+  `hp.steps_per_execution` rounded down to a divisor of `steps_per_epoch`.
   """
   dtype_policy = precision_lib.resolve(hp.precision)
   logger.info('Training precision: %s (Hyperparameters.precision=%r)',
               dtype_policy, hp.precision)
-  vae = build_uncompiled_vae(hp.latent_dim, seed=hp.seed,
-                             dtype_policy=dtype_policy)
-  vae.compile(optimizer=keras.optimizers.Adam(learning_rate=hp.learning_rate))
+  vae = build_uncompiled_vae(
+      hp.latent_dim, seed=hp.seed, dtype_policy=dtype_policy,
+      kl_weight_schedule=hp.kl_weight_schedule(steps_per_epoch))
+  steps_per_execution = schedules.exact_steps_per_execution(
+      hp.steps_per_execution, steps_per_epoch)
+  if steps_per_execution != hp.steps_per_execution:
+    logger.info('steps_per_execution %d -> %d, a divisor of the %d steps per '
+                'epoch', hp.steps_per_execution, steps_per_execution,
+                steps_per_epoch)
+  vae.compile(
+      optimizer=keras.optimizers.Adam(
+          learning_rate=hp.learning_rate_schedule(steps_per_epoch),
+          use_ema=hp.ema_momentum > 0,
+          ema_momentum=hp.ema_momentum or 0.99),
+      steps_per_execution=steps_per_execution)
   return vae
 
 

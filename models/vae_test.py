@@ -16,8 +16,12 @@ def test_hyperparameters_defaults_are_the_seeds():
   assert (hp.latent_dim, hp.epochs, hp.batch_size, hp.learning_rate,
           hp.seed) == (2, 30, 128, 1e-3, 42)
   assert hp.precision == 'auto'  # Only the arithmetic's precision differs.
-  assert [hp.learning_rate_at(e) for e in (0, 15, 29)] == [1e-3] * 3
-  assert [hp.kl_weight_at(e) for e in (0, 29)] == [1.0, 1.0]
+  lr = hp.learning_rate_schedule(469)
+  kl = hp.kl_weight_schedule(469)
+  assert [float(lr(s)) for s in (0, 7000, 14069)] == pytest.approx([1e-3] * 3)
+  assert [float(kl(s)) for s in (0, 14069)] == [1.0, 1.0]
+  assert (hp.ema_momentum, hp.steps_per_execution,
+          hp.validation_fraction) == (0.0, 1, 0.0)
 
 
 def test_hyperparameters_round_trip_through_json():
@@ -39,13 +43,42 @@ def test_hyperparameters_reject_unknown_keys_and_bad_values():
     vae_lib.Hyperparameters(lr_schedule='linear')
 
 
-def test_schedules():
-  hp = vae_lib.Hyperparameters(epochs=11, lr_schedule='cosine',
-                               lr_final_fraction=0.1, kl_warmup_epochs=3)
-  assert hp.learning_rate_at(0) == pytest.approx(1e-3)
-  assert hp.learning_rate_at(5) == pytest.approx(0.55e-3)
-  assert hp.learning_rate_at(10) == pytest.approx(1e-4)
-  assert [hp.kl_weight_at(e) for e in range(4)] == [0.25, 0.5, 0.75, 1.0]
+def test_hyperparameters_reject_inconsistent_schedules():
+  with pytest.raises(ValueError, match='lr_warmup_epochs'):
+    vae_lib.Hyperparameters(epochs=3, lr_warmup_epochs=3)
+  with pytest.raises(ValueError, match='kl_warmup_epochs x kl_cycles'):
+    vae_lib.Hyperparameters(epochs=10, kl_warmup_epochs=3, kl_cycles=4)
+  with pytest.raises(ValueError, match='ema_momentum'):
+    vae_lib.Hyperparameters(ema_momentum=1.0)
+  with pytest.raises(ValueError, match='validation_fraction'):
+    vae_lib.Hyperparameters(validation_fraction=0.5)
+  with pytest.raises(ValueError, match='steps_per_execution'):
+    vae_lib.Hyperparameters(steps_per_execution=0)
+
+
+def test_train_steps_follow_the_schedules():
+  """After each real train step, Adam's rate and the VAE's KL weight are the
+  schedules' values at that step (3 epochs of 4 steps: a 1-epoch KL ramp per
+  cycle over 3 cycles, a 1-epoch learning-rate warm-up, then cosine)."""
+  hp = vae_lib.Hyperparameters(epochs=3, batch_size=8, learning_rate=2e-3,
+                               lr_schedule='cosine', lr_final_fraction=0.0,
+                               lr_warmup_epochs=1, kl_warmup_epochs=1,
+                               kl_cycles=3, precision='float32', seed=0)
+  images, _ = load_mnist_head('train', 8)
+  batch = (images[..., None] / 255.0).astype(np.float32)
+  vae = vae_lib.build_vae(hp, steps_per_epoch=4)
+  kl_weights, rates = [], []
+  for step in range(12):
+    rates.append(float(vae.optimizer.learning_rate))  # used by this step
+    vae.train_on_batch(batch)
+    kl_weights.append(float(vae.kl_weight.numpy()))
+  # Warm-up over steps 0-3: 2e-3 * (s + 1) / 4; then the cosine over the
+  # remaining 8 steps from 2e-3 down to 0 at the last (step 11).
+  cosine = [1e-3 * (1 + np.cos(np.pi * k / 7)) for k in range(8)]
+  np.testing.assert_allclose(rates, [5e-4, 1e-3, 1.5e-3, 2e-3] + cosine,
+                             rtol=1e-5, atol=1e-9)
+  # KL: cycles of 4 steps, ramping over 4 steps: (s mod 4 + 1) / 4.
+  assert kl_weights == pytest.approx([0.25, 0.5, 0.75, 1.0] * 3)
 
 
 def test_parameter_counts_match_keras_io():
