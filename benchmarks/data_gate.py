@@ -18,8 +18,12 @@ Pusher) between the two versions, from ML Metadata; rounds are interleaved.
 
   .venv/bin/python -m benchmarks.data_gate --calibrate --timing
 
+Targets: the MNIST drops pass and the bad drops are stopped under the default
+thresholds; the gate adds at most 10 s to a run on 70,000 images.
+
 Results go to benchmarks/results/data_gate_<date>.json; BENCHMARKS.md and the
-README ("Data gate") quote them.
+README ("Data gate") quote them; `python -m benchmarks.render` renders one as
+markdown (`markdown_lines`).
 """
 
 import argparse
@@ -223,6 +227,51 @@ def timing(baseline_rev: str, rounds: int) -> Dict[str, Any]:
           'met': max(added.values()) <= TARGET_SECONDS}
 
 
+def markdown_lines(result: Dict[str, Any]) -> List[str]:
+  """This run as markdown (`python -m benchmarks.render <json>`)."""
+  thresholds = result['thresholds']
+  lines = [f'### `{result["run_name"]}`: the data gate\'s thresholds and cost',
+           '', *recording.header_lines(result),
+           f'- Default thresholds: label L-inf {thresholds["max_label_linf"]}, '
+           f'pixel JSD {thresholds["max_pixel_jsd"]}, mean-image L-inf '
+           f'{thresholds["max_mean_image_linf"]}.']
+  if result.get('calibration'):
+    required = {True: 'pass', False: 'stop', None: 'no requirement'}
+    lines += ['', '| case | reference / drop images | label L-inf | '
+              'pixel JSD | mean-image L-inf | required | under the defaults |',
+              '| --- | --- | --- | --- | --- | --- | --- |']
+    for row in result['calibration']:
+      verdict = 'passes' if row['passes_defaults'] else 'stopped'
+      lines.append(
+          f'| {row["case"]} | {row["reference_images"]:,} / '
+          f'{row["drop_images"]:,} | {row["label_linf"]:.3g} | '
+          f'{row["pixel_jsd"]:.3g} | {row["mean_image_linf"]:.3g} | '
+          f'{required[row["must_pass"]]} | {verdict} |')
+  if result.get('timing'):
+    timing_ = result['timing']
+    medians = timing_['median_data_side_seconds']
+    lines += ['', f'Cost: the pipeline with `--epochs 1` on 70,000 images, '
+              f'this code against `{timing_["baseline_rev"]}` (before the '
+              f'gate), {timing_["rounds"]} interleaved rounds. Data side: '
+              'every component but ' + ', '.join(MODEL_SIDE) + '.', '',
+              '| | data side, nothing served (s, median) | data side, model '
+              'served (s, median) | DataGate (s, per round) |',
+              '| --- | --- | --- | --- |']
+    for version, runs in timing_['runs'].items():
+      gate_seconds = ', '.join(
+          f'{run[key]["components"]["DataGate"]:.1f}'
+          for run in runs for key in ('nothing_served', 'served')
+          if 'DataGate' in run[key]['components']) or '-'
+      lines.append(f'| {version} | {medians[version]["nothing_served"]:.1f} | '
+                   f'{medians[version]["served"]:.1f} | {gate_seconds} |')
+    added = timing_['added_seconds']
+    lines += ['', f'**Added by the gate: {added["nothing_served"]:+.1f} s '
+              f'(nothing served), {added["served"]:+.1f} s (model served)** '
+              f'(target <= {timing_["target_seconds"]:.0f} s: '
+              f'{"met" if timing_["met"] else "NOT met"}).']
+  return lines
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--calibrate', action='store_true')
@@ -250,18 +299,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   }
   if args.calibrate:
     result['calibration'] = calibrate()
-    print('| case | label L-inf | pixel JSD | mean-image L-inf | verdict |')
-    print('| --- | --- | --- | --- | --- |')
-    for row in result['calibration']:
-      verdict = 'passes' if row['passes_defaults'] else 'stopped'
-      print(f'| {row["case"]} | {row["label_linf"]:.3g} | '
-            f'{row["pixel_jsd"]:.3g} | {row["mean_image_linf"]:.3g} | '
-            f'{verdict} |')
   if args.timing:
     result['timing'] = timing(args.baseline_rev, args.rounds)
-    print(result['timing']['median_data_side_seconds'],
-          result['timing']['added_seconds'])
   recording.write_results(result, args.results_dir)
+  print('\n'.join(markdown_lines(result)))
   return result
 
 

@@ -13,8 +13,13 @@ held-out -ELBO from the evaluator's metrics.json.
 
   .venv/bin/python -m benchmarks.kubeflow_tasks [--epochs N]
 
+Targets: the compiled pipeline runs task by task as KFP runs it, and the
+compiled memory limits hold each task's peak with about 2x to spare
+(BENCHMARKS.md, "Speed and cost targets").
+
 Results go to benchmarks/results/kubeflow_tasks_<date>.json; BENCHMARKS.md
-and docs/kubeflow.md quote them. Run it alone on the machine.
+and docs/kubeflow.md quote them; `python -m benchmarks.render` renders one as
+markdown (`markdown_lines`). Run it alone on the machine.
 """
 
 import argparse
@@ -23,7 +28,7 @@ import json
 import logging
 import pathlib
 import tempfile
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from benchmarks import recording
 from conftest import MNIST_DIR
@@ -39,6 +44,34 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
   parser.add_argument('--results-dir', default='benchmarks/results')
   parser.add_argument('--tag', default='')
   return parser.parse_args(argv)
+
+
+def markdown_lines(result: Dict[str, Any]) -> List[str]:
+  """This run as markdown (`python -m benchmarks.render <json>`)."""
+  lines = [
+      f'### `{result["run_name"]}`: every Kubeflow task, '
+      f'{result["epochs"]} epochs, all 70,000 images', '',
+      *recording.header_lines(result),
+      f'- Beam: `{" ".join(result["beam_args"])}`.', '',
+      '| task | wall time (s) | peak memory (GB) | compiled request / limit |',
+      '| --- | --- | --- | --- |',
+  ]
+  for task, stats in result['tasks'].items():
+    compiled = result['compiled_resources'].get(task) or {}
+    request = (f'{compiled["cpuRequest"]:g} CPU, '
+               f'{compiled["memoryRequest"]:g} / '
+               f'{compiled.get("memoryLimit", compiled["memoryRequest"]):g} GB'
+               if compiled else '-')
+    lines.append(f'| {task} | {stats["seconds"]} | '
+                 f'{stats["peak_memory_gb"]} | {request} |')
+  lines += [
+      '',
+      f'Total {result["total_seconds"]} s; held-out -ELBO '
+      f'{result["neg_elbo"]:.2f} nats, IWAE bound {result["iwae_bound"]:.2f}; '
+      f'blessed: {"yes" if result["blessed"] else "no"}; pushed: '
+      f'{", ".join(result["pushed_versions"]) or "nothing"}.',
+  ]
+  return lines
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -84,15 +117,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       'pushed_versions': pushed,
   }
   recording.write_results(result, args.results_dir)
-  print('| task | wall time (s) | peak memory (GB) | compiled request |')
-  print('| --- | --- | --- | --- |')
-  for task, stats in run.stats.items():
-    compiled = resources[task]
-    request = (f'{compiled["cpuRequest"]:g} CPU, '
-               f'{compiled["memoryRequest"]:g} GB' if compiled else '-')
-    print(f'| {task} | {stats["seconds"]} | {stats["peak_memory_gb"]} | '
-          f'{request} |')
-  print(f'-ELBO {metrics["neg_elbo"]:.2f}, total {result["total_seconds"]} s')
+  print('\n'.join(markdown_lines(result)))
   return result
 
 

@@ -16,8 +16,11 @@ Run from the repository root:
 
   .venv/bin/python -m benchmarks.manifold_render
 
-Results go to benchmarks/results/manifold_render_<date>.json and a section of
-BENCHMARKS.md.
+Target: the batched manifold is at least 100x faster than the seed's loop
+(BENCHMARKS.md, "Speed and cost targets").
+
+Results go to benchmarks/results/manifold_render_<date>.json;
+`python -m benchmarks.render` renders one as markdown (`markdown_lines`).
 """
 
 import argparse
@@ -47,7 +50,6 @@ REPO_ROOT = throughput.REPO_ROOT
 DEFAULT_MODEL_DIR = (REPO_ROOT / 'outputs' / 'pipeline' / 'Trainer' / 'model' /
                      '5')
 TARGET_SPEEDUP = 100.0
-SECTION = '## Speed: latent manifold rendering, 900 predict calls vs one batch'
 
 
 def seed_manifold(decoder: keras.Model, n: int = plots.MANIFOLD_GRID,
@@ -86,7 +88,7 @@ def _stats(seconds: Sequence[float]) -> Dict[str, Any]:
 
 
 def markdown_lines(result: Dict[str, Any]) -> List[str]:
-  """This run's block of BENCHMARKS.md."""
+  """This run as markdown (`python -m benchmarks.render <json>`)."""
   seed = result['seed_loop']
   rows = [
       ('Seed loop: 900 x `decoder.predict` (Keras decoder)', seed, None),
@@ -131,8 +133,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument('--tag', default='')
   parser.add_argument('--results-dir',
                       default=str(REPO_ROOT / 'benchmarks' / 'results'))
-  parser.add_argument('--markdown', default=str(REPO_ROOT / 'BENCHMARKS.md'),
-                      help='file to record the run in ("" to skip)')
   return parser.parse_args(argv)
 
 
@@ -188,8 +188,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       'target_speedup': TARGET_SPEEDUP,
       'target_met': speedup_saved >= TARGET_SPEEDUP,
   }
-  recording.publish(result, args.results_dir, args.markdown, SECTION,
-                    markdown_lines(result))
+  recording.write_results(result, args.results_dir)
   print(f'seed loop {seed["median_s"]:.2f} s, ours '
         f'{ours_keras["median_s"]:.4f} '
         f's (Keras) / {ours_saved["median_s"]:.4f} s (SavedModel): '

@@ -1,7 +1,11 @@
 """Timing and recording benchmark results: epoch times, machine, versions,
-JSON files and BENCHMARKS.md blocks.
+JSON files.
 
 Shared by every script in benchmarks/, so each run is recorded the same way.
+A script writes its result as JSON to benchmarks/results/ and prints a short
+summary; `python -m benchmarks.render <json>` renders a result as markdown
+(with the script's `markdown_lines` when it has one). BENCHMARKS.md quotes
+the figures that matter and names the files; it is not written by scripts.
 """
 
 import datetime
@@ -10,7 +14,6 @@ import logging
 import os
 import pathlib
 import platform
-import re
 import shlex
 import sys
 import time
@@ -55,9 +58,14 @@ def machine_info() -> Dict[str, Any]:
 
 def result_header(module: str, run_name: str, now: datetime.datetime,
                   argv: Optional[Sequence[str]]) -> Dict[str, Any]:
-  """What every result records first: run, file, date, command, machine."""
+  """What every result records first: run, file, date, command, machine.
+
+  `module` (e.g. 'benchmarks.throughput') is recorded too: benchmarks.render
+  imports it to render the result with its `markdown_lines`.
+  """
   return {
       'run_name': run_name,
+      'module': module,
       'results_file': f'{run_name}.json',
       'date_utc': now.strftime('%Y-%m-%d %H:%M UTC'),
       'command': command_line(module, argv),
@@ -78,31 +86,6 @@ def header_lines(result: Dict[str, Any]) -> List[str]:
   ]
 
 
-def write_run_block(path: pathlib.Path, section: str, run: str,
-                    lines: Sequence[str]) -> None:
-  """Adds or replaces the `run` block (between markers) under `section`.
-
-  The section heading is appended at the end of the file if missing; other
-  sections are left untouched.
-  """
-  block = '\n'.join([f'<!-- run: {run} -->', *lines,
-                     f'<!-- end run: {run} -->'])
-  text = path.read_text() if path.exists() else '# Benchmarks\n'
-  if section not in text:
-    text = text.rstrip('\n') + f'\n\n{section}\n'
-  pattern = re.compile(
-      rf'<!-- run: {re.escape(run)} -->.*?<!-- end run: {re.escape(run)} -->',
-      re.S)
-  if pattern.search(text):
-    text = pattern.sub(lambda _: block, text)
-  else:
-    start = text.index(section)
-    next_heading = text.find('\n## ', start + len(section))
-    end = len(text) if next_heading == -1 else next_heading
-    text = text[:end].rstrip('\n') + '\n\n' + block + '\n' + text[end:]
-  path.write_text(text.rstrip('\n') + '\n')
-
-
 def command_line(module: str, argv: Optional[Sequence[str]]) -> str:
   """The command that ran, as typed from the repository root."""
   args = sys.argv[1:] if argv is None else list(argv)
@@ -120,15 +103,6 @@ def write_results(result: Dict[str, Any], results_dir: str) -> pathlib.Path:
   return path
 
 
-def publish(result: Dict[str, Any], results_dir: str, markdown: str,
-            section: str, lines: Sequence[str]) -> None:
-  """Writes the JSON results and, if `markdown` is set, the run's block."""
-  write_results(result, results_dir)
-  if markdown:
-    write_run_block(pathlib.Path(markdown), section, result['run_name'], lines)
-    logger.info('Updated %s', markdown)
-
-
 class EpochTimer(keras.callbacks.Callback):
   """Wall time of each epoch (validation included when fit validates)."""
 
@@ -142,25 +116,3 @@ class EpochTimer(keras.callbacks.Callback):
 
   def on_epoch_end(self, epoch, logs=None):
     self.seconds.append(time.perf_counter() - self._start)
-
-
-class StepTimer(keras.callbacks.Callback):
-  """Wall time of each training step (batch), first step of each epoch out.
-
-  The first step of an epoch also waits for the input pipeline's first batch
-  (and, in the first epoch, the tracing), so it is left out.
-  """
-
-  def __init__(self):
-    super().__init__()
-    self.seconds: List[float] = []
-    self._last: Optional[float] = None
-
-  def on_epoch_begin(self, epoch, logs=None):
-    self._last = None
-
-  def on_train_batch_end(self, batch, logs=None):
-    now = time.perf_counter()
-    if self._last is not None:
-      self.seconds.append(now - self._last)
-    self._last = now

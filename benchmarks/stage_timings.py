@@ -21,8 +21,12 @@ Run from the repository root:
   .venv/bin/python -m benchmarks.stage_timings \\
       --metadata outputs/metadata.sqlite --run-pipeline
 
-Results go to benchmarks/results/stage_timings_<date>.json and a section of
-BENCHMARKS.md.
+Target: the pipeline spends at most 60 s outside the Trainer on all 70,000
+images (BENCHMARKS.md, "Speed and cost targets"). `stage_timings()` is also
+how benchmarks/data_gate.py reads its runs' component times.
+
+Results go to benchmarks/results/stage_timings_<date>.json;
+`python -m benchmarks.render` renders one as markdown (`markdown_lines`).
 """
 
 import argparse
@@ -47,7 +51,6 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = throughput.REPO_ROOT
 TRAINER = 'Trainer'
 TARGET_OVERHEAD_SECONDS = 60.0
-SECTION = '## Speed: pipeline stage timings (ML Metadata)'
 _STATES = {
     metadata_store_pb2.Execution.COMPLETE: 'ran',
     metadata_store_pb2.Execution.CACHED: 'cached',
@@ -213,7 +216,7 @@ def _measurement_lines(label: str, measured: Dict[str, Any]) -> List[str]:
 
 
 def markdown_lines(result: Dict[str, Any]) -> List[str]:
-  """This run's block of BENCHMARKS.md."""
+  """This run as markdown (`python -m benchmarks.render <json>`)."""
   lines = [f'### `{result["run_name"]}`', '', *recording.header_lines(result),
            '']
   if result.get('measured_now_summary'):
@@ -244,8 +247,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument('--tag', default='')
   parser.add_argument('--results-dir',
                       default=str(REPO_ROOT / 'benchmarks' / 'results'))
-  parser.add_argument('--markdown', default=str(REPO_ROOT / 'BENCHMARKS.md'),
-                      help='file to record the run in ("" to skip)')
   args = parser.parse_args(argv)
   if not args.metadata and not args.run_pipeline:
     parser.error('give --metadata and/or --run-pipeline')
@@ -294,8 +295,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       'measured_now_summary': summarize_measured(
           [m for m in measurements if m.get('pipeline')]),
   }
-  recording.publish(result, args.results_dir, args.markdown, SECTION,
-                    markdown_lines(result))
+  recording.write_results(result, args.results_dir)
   for measured in measurements:
     timings = measured['timings']
     print(measured['label'])

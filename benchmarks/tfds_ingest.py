@@ -15,8 +15,9 @@ Target (issue 14): the TFDS ingestion takes at most 1.5x the IDX one.
 
   .venv/bin/python -m benchmarks.tfds_ingest [--rounds 2]
 
-Results go to benchmarks/results/tfds_ingest_<date>.json; BENCHMARKS.md
-quotes them.
+Results go to benchmarks/results/tfds_ingest_<date>.json; BENCHMARKS.md and
+the README quote them; `python -m benchmarks.render` renders one as markdown
+(`markdown_lines`).
 """
 
 import argparse
@@ -27,7 +28,7 @@ import pathlib
 import statistics
 import tempfile
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import tensorflow as tf
 from tfx.dsl.components.base import base_beam_executor
@@ -83,6 +84,29 @@ def _ingest(executor_class, properties: Dict[str, Any],
     raise RuntimeError(f'{output_dir}: wrote {counts}, expected '
                        f'{EXPECTED_COUNTS}')
   return seconds
+
+
+def markdown_lines(result: Dict[str, Any]) -> List[str]:
+  """This run as markdown (`python -m benchmarks.render <json>`)."""
+  met = 'met' if result['target_met'] else 'NOT met'
+  lines = [
+      f'### `{result["run_name"]}`: ingesting {result["images"]:,} images, '
+      'TFDS against IDX', '',
+      *recording.header_lines(result),
+      f'- Beam: `{" ".join(result["beam_args"])}`; rounds interleaved; every '
+      'run checked to write 60,000 train and 10,000 eval examples.',
+      f'- First offline preparation of TFDS `mnist` from data/mnist: '
+      f'{result["first_preparation_seconds"]} s.', '',
+      '| ExampleGen | seconds per round | median (s) |',
+      '| --- | --- | --- |',
+  ]
+  for name, seconds in result['ingestion_seconds'].items():
+    lines.append(f'| {name} | {", ".join(f"{s:.2f}" for s in seconds)} | '
+                 f'{result["median_seconds"][name]:.2f} |')
+  lines += ['', f'**TFDS / IDX (ratio of medians): '
+            f'{result["tfds_over_idx"]:.2f}x** (target <= '
+            f'{result["target_ratio"]}x: {met}).']
+  return lines
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:

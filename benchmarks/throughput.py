@@ -20,20 +20,23 @@ of every fit is a warm-up (tracing, first pass) and is left out. Throughput
 is images/s per remaining epoch; the ratio is ours / seed of the medians, per
 image, so the two data sizes (70,000 vs 60,000) do not bias it. Neither
 validates or writes TensorBoard logs while being timed (the seed did neither;
-the Trainer does both, see BENCHMARKS.md), and both fit with verbose=0.
+the Trainer does both), and both fit with verbose=0.
+
+Target: the Trainer path trains at least 1.5x as many images/s as the seed
+(BENCHMARKS.md, "Speed and cost targets").
 
 Run from the repository root:
 
   .venv/bin/python -m benchmarks.throughput
 
-Results go to benchmarks/results/throughput_<date>.json and a section of
-BENCHMARKS.md. The helpers `machine_info` and `write_run_block` are shared by
-the other speed benchmarks (stage_timings, manifold_render).
+Results go to benchmarks/results/throughput_<date>.json;
+`python -m benchmarks.render` renders one as markdown (`markdown_lines`).
+The seed's model (`SeedVAE`, `seed_encoder`, `seed_decoder`,
+`load_seed_digits`) is also imported by other benchmarks.
 """
 
 import argparse
 import datetime
-import json
 import logging
 import os
 import pathlib
@@ -61,7 +64,6 @@ DEFAULT_EXAMPLES_DIR = (REPO_ROOT / 'outputs' / 'pipeline' / 'IdxExampleGen' /
                         'examples' / '1')
 DEFAULT_MNIST_DIR = REPO_ROOT / 'data' / 'mnist'
 TARGET_RATIO = 1.5
-SECTION = '## Speed: training throughput, seed loop vs Trainer path'
 
 # --------------------------------------------------------------------------
 # The seed, as the notebook had it (keras.io "Variational AutoEncoder").
@@ -177,8 +179,6 @@ def load_seed_digits(mnist_dir: pathlib.Path) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 
-
-
 def run_seed(mnist_digits: np.ndarray, epochs: int) -> Dict[str, Any]:
   """One fit of a fresh seed VAE; returns its epoch times and final loss."""
   start = time.perf_counter()
@@ -238,18 +238,8 @@ def summarize(images: int, fits: Sequence[Dict[str, Any]],
   }
 
 
-# --------------------------------------------------------------------------
-# Recording (shared with the other speed benchmarks).
-# --------------------------------------------------------------------------
-
-
-
-
-# --------------------------------------------------------------------------
-
-
 def markdown_lines(result: Dict[str, Any]) -> List[str]:
-  """This run's block of BENCHMARKS.md."""
+  """This run as markdown (`python -m benchmarks.render <json>`)."""
   seed, ours = result['seed'], result['ours']
   fill_seconds = statistics.median(
       fit['dataset_fill_seconds'] for fit in ours['fits'])
@@ -311,10 +301,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument('--tag', default='')
   parser.add_argument('--results-dir',
                       default=str(REPO_ROOT / 'benchmarks' / 'results'))
-  parser.add_argument('--markdown', default=str(REPO_ROOT / 'BENCHMARKS.md'),
-                      help='file to record the run in ("" to skip)')
-  parser.add_argument('--markdown-from', default='',
-                      help='only re-record this results JSON in --markdown')
   args = parser.parse_args(argv)
   if args.epochs <= args.warmup_epochs:
     parser.error('--epochs must exceed --warmup-epochs')
@@ -324,12 +310,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   """Runs the interleaved rounds; records and returns the result."""
   args = parse_args(argv)
-  if args.markdown_from:
-    with open(args.markdown_from) as f:
-      result = json.load(f)
-    recording.write_run_block(pathlib.Path(args.markdown), SECTION,
-                              result['run_name'], markdown_lines(result))
-    return result
   script_start = time.perf_counter()
   now = datetime.datetime.now(datetime.timezone.utc)
   run_name = f'throughput_{now:%Y-%m-%d}' + (f'_{args.tag}' if args.tag else '')
@@ -382,8 +362,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       'target_met': ratio >= TARGET_RATIO,
       'total_seconds': time.perf_counter() - script_start,
   }
-  recording.publish(result, args.results_dir, args.markdown, SECTION,
-                    markdown_lines(result))
+  recording.write_results(result, args.results_dir)
   print(f'seed {seed["median_images_per_s"]:.0f} images/s '
         f'[{seed["min_images_per_s"]:.0f}, {seed["max_images_per_s"]:.0f}], '
         f'ours {ours["median_images_per_s"]:.0f} images/s '
