@@ -1,0 +1,450 @@
+"""Benchmark: training recipes over seeds, scored held out by the evaluator.
+
+Each run trains one recipe with one seed on the 60,000 images of ExampleGen's
+`Split-train`, in a child process of its own, and times the training. The
+trained model is exported as the Trainer exports it and scored on the 10,000
+held-out `Split-eval` images by the VaeEvaluator's own scorer
+(`components.vae_evaluator.metrics.evaluate`, its k = 8 draws, its seeding):
+the -ELBO here is the figure `metrics.json` would show for that model.
+
+Recipes:
+
+- `seed_script`: the seed's keras.io script as it was (its `VAE` with the KL
+  averaged over the latent dimensions, i.e. a KL weight of 1/2, float32,
+  `Adam()`, `fit(x, batch_size=128, epochs=30)` on an in-memory array), on
+  the same 60,000 train images. Only its weights are scored.
+- every other name in RECIPES: `models.train.train`, the code the TFX
+  Trainer runs, with `Hyperparameters(**overrides, seed=seed)`.
+- `--recipe NAME:key=value,...` adds a recipe of Hyperparameters overrides.
+
+Runs are interleaved (seed 1: every recipe, then seed 2: every recipe, ...),
+so that a slow spell of the machine hits all recipes alike. With `--jobs 1`
+(the default) one run at a time: use that for times. `--jobs 2` halves the
+wall time of a study whose times do not matter.
+
+`--curve` also scores the weights after every epoch (the EMA weights where the
+recipe averages; after training, untimed) for the per-epoch held-out curve,
+and `--reference A --candidate B` then reports, per seed, the epoch and the
+training time at which B's held-out -ELBO first reaches A's final value.
+
+Run from the repository root:
+
+  .venv/bin/python -m benchmarks.recipes --recipes today,default --seeds 1 2 3 \\
+      --curve --reference today --candidate default
+
+Results go to benchmarks/results/recipes_<date>[_<tag>].json; print them with
+`.venv/bin/python -m benchmarks.render <file>`. Not a test: a 30-epoch run
+takes 5-10 minutes on 2 cores.
+"""
+
+import argparse
+import concurrent.futures
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from benchmarks import recording
+from components.vae_evaluator import component as evaluator_component
+from components.vae_evaluator import executor as evaluator_executor
+from components.vae_evaluator import metrics
+from models import data
+from models import export
+from models import train as train_lib
+from models import vae as vae_lib
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+MNIST_DIR = REPO_ROOT / 'data' / 'mnist'
+SEED_SCRIPT = 'seed_script'
+TARGET_NEGATIVE_ELBO = 148.0
+GOAL_NEGATIVE_ELBO = 145.0
+
+# Named recipes: overrides of models.vae.Hyperparameters (seed aside).
+# `today` is the recipe before this study; `default` is whatever
+# Hyperparameters() is now.
+RECIPES: Dict[str, Optional[Dict[str, Any]]] = {
+    SEED_SCRIPT: None,
+    'today': {'lr_schedule': 'constant', 'learning_rate': 1e-3,
+              'batch_size': 128, 'epochs': 30, 'lr_warmup_epochs': 0,
+              'kl_warmup_epochs': 0, 'kl_cycles': 1, 'ema_momentum': 0.0,
+              'steps_per_execution': 1, 'validation_fraction': 0.0,
+              'precision': 'auto'},
+    'default': {},
+    'today_float32': {'precision': 'float32'},
+    'ema': {'ema_momentum': 0.999},
+    'cosine': {'lr_schedule': 'cosine'},
+    'one_cycle_3e-3': {'lr_schedule': 'cosine', 'learning_rate': 3e-3,
+                       'lr_warmup_epochs': 2},
+    'one_cycle_3e-3_ema': {'lr_schedule': 'cosine', 'learning_rate': 3e-3,
+                           'lr_warmup_epochs': 2, 'ema_momentum': 0.999},
+    'kl_linear_10': {'kl_warmup_epochs': 10},
+    'kl_cyclical_4x4': {'kl_warmup_epochs': 4, 'kl_cycles': 4},
+    'batch_256_2e-3': {'batch_size': 256, 'learning_rate': 2e-3},
+    'spe_7': {'steps_per_execution': 7},
+}
+
+
+# --------------------------------------------------------------------------
+# One run (in a child process).
+# --------------------------------------------------------------------------
+
+
+class WeightsPerEpoch(keras.callbacks.Callback):
+  """Keeps the weights a model would be exported with after every epoch:
+  the trainable weights' moving averages where the optimizer keeps them."""
+
+  def __init__(self):
+    super().__init__()
+    self.weights: List[List[np.ndarray]] = []
+
+  def on_epoch_end(self, epoch, logs=None):
+    optimizer = self.model.optimizer
+    if getattr(optimizer, 'use_ema', False):
+      averages = {id(v): a for v, a in zip(
+          optimizer._trainable_variables,  # pylint: disable=protected-access
+          optimizer._model_variables_moving_average)}  # pylint: disable=protected-access
+      trainable = [averages[id(v)].numpy() for v in
+                   self.model.trainable_weights]
+    else:
+      trainable = [v.numpy() for v in self.model.trainable_weights]
+    self.weights.append(trainable)
+
+
+@dataclasses.dataclass
+class KerasScorable:
+  """A Keras VAE with the `encode`/`decode` of an exported one, so that the
+  evaluator's scorer measures it the same way."""
+  vae: vae_lib.VAE
+
+  def encode(self, images):
+    z_mean, z_log_var, _ = self.vae.encoder(images, training=False)
+    return z_mean, z_log_var
+
+  def decode(self, z):
+    return self.vae.decoder(z, training=False)
+
+
+def eval_dataset(examples_dir: pathlib.Path) -> tf.data.Dataset:
+  """The held-out split, batched as the VaeEvaluator batches it."""
+  k = evaluator_component.DEFAULT_IWAE_SAMPLES
+  return data.make_dataset(
+      str(examples_dir / 'Split-eval' / '*'),
+      max(1, evaluator_executor.SAMPLES_PER_CALL // k), shuffle=False,
+      with_labels=True)
+
+
+def score(model, examples_dir: pathlib.Path, seed: int) -> Dict[str, float]:
+  """The evaluator's metrics of `model` on the held-out split."""
+  evaluation = metrics.evaluate(model, eval_dataset(examples_dir),
+                                evaluator_component.DEFAULT_IWAE_SAMPLES,
+                                seed)
+  return {key: float(value) for key, value in evaluation.metrics.items()}
+
+
+def _load_train_images() -> np.ndarray:
+  """The 60,000 train images as the seed fed them: float32 [N, 28, 28, 1]."""
+  from components.idx_example_gen import idx  # pylint: disable=g-import-not-at-top
+  header = idx.read_images_header(str(MNIST_DIR / 'train-images-idx3-ubyte.gz'))
+  images = idx.read_items(header, 0, header.count)
+  return np.expand_dims(images, -1).astype('float32') / 255
+
+
+def train_seed_script(seed: int, epochs: int, callbacks) -> vae_lib.VAE:
+  """The seed's script, on the train images; its weights in our VAE."""
+  from benchmarks import throughput  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(seed)
+  seed_vae = throughput.SeedVAE(throughput.seed_encoder(),
+                                throughput.seed_decoder())
+  seed_vae.compile(optimizer=keras.optimizers.Adam())
+  seed_vae.fit(_load_train_images(), epochs=epochs, batch_size=128,
+               callbacks=callbacks, verbose=0)
+  ours = vae_lib.build_uncompiled_vae(2)
+  ours.encoder.set_weights(seed_vae.encoder.get_weights())
+  ours.decoder.set_weights(seed_vae.decoder.get_weights())
+  return ours
+
+
+def run_one(recipe: str, overrides: Optional[Dict[str, Any]], seed: int,
+            examples_dir: pathlib.Path, curve: bool,
+            epochs: Optional[int] = None) -> Dict[str, Any]:
+  """Trains one recipe with one seed; times it and scores it held out."""
+  timer = recording.EpochTimer()
+  keeper = WeightsPerEpoch()
+  callbacks = [timer] + ([keeper] if curve else [])
+  with tempfile.TemporaryDirectory(prefix='recipe-') as tmp:
+    if overrides is None:
+      hp = vae_lib.Hyperparameters(seed=seed, precision='float32',
+                                   epochs=epochs or 30)
+      start = time.perf_counter()
+      vae = train_seed_script(seed, hp.epochs, callbacks)
+      train_seconds = time.perf_counter() - start
+      final_train = None
+    else:
+      hp = vae_lib.Hyperparameters(**{
+          **overrides, 'seed': seed, **({'epochs': epochs} if epochs else {})})
+      start = time.perf_counter()
+      vae, history = train_lib.train(
+          hp, str(examples_dir / 'Split-train' / '*'),
+          os.path.join(tmp, 'logs'), callbacks=callbacks, verbose=0)
+      train_seconds = time.perf_counter() - start
+      final_train = {k: float(v[-1]) for k, v in history.history.items()}
+    model_dir = export.export_model(vae, hp,
+                                    os.path.join(tmp, 'model', 'Format-Serving'))
+    held_out = score(metrics.load_trainer_model(model_dir), examples_dir,
+                     hp.seed)
+  result = {
+      'recipe': recipe, 'seed': seed, 'hyperparameters': hp.to_dict(),
+      'held_out': held_out, 'train_seconds': round(train_seconds, 2),
+      'epoch_seconds': [round(s, 2) for s in timer.seconds],
+      'final_training_metrics': final_train,
+  }
+  if curve:
+    per_epoch = []
+    for weights in keeper.weights:
+      copy = vae_lib.build_uncompiled_vae(hp.latent_dim)
+      for variable, value in zip(copy.trainable_weights, weights):
+        variable.assign(value)
+      per_epoch.append(round(score(KerasScorable(copy), examples_dir,
+                                   hp.seed)['neg_elbo'], 3))
+    result['held_out_neg_elbo_per_epoch'] = per_epoch
+  return result
+
+
+# --------------------------------------------------------------------------
+# The study (parent process).
+# --------------------------------------------------------------------------
+
+
+def ensure_examples(work_dir: pathlib.Path) -> pathlib.Path:
+  """ExampleGen's output for the shipped MNIST, written once into work_dir."""
+  examples = work_dir / 'examples'
+  if (examples / 'Split-eval').is_dir() and (examples / 'Split-train').is_dir():
+    return examples
+  # Imported here: TFX and Beam are only needed to write the examples.
+  from tfx.dsl.components.base import base_beam_executor  # pylint: disable=g-import-not-at-top
+  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
+  from tfx.types import standard_component_specs  # pylint: disable=g-import-not-at-top
+  import local_runner  # pylint: disable=g-import-not-at-top
+  from components.idx_example_gen import component as idx_component  # pylint: disable=g-import-not-at-top
+  from components.idx_example_gen import executor as idx_executor  # pylint: disable=g-import-not-at-top
+  from conftest import executor_properties  # pylint: disable=g-import-not-at-top
+  logger.info('Writing the MNIST examples to %s', examples)
+  artifact = standard_artifacts.Examples()
+  artifact.uri = str(examples)
+  context = base_beam_executor.BaseBeamExecutor.Context(
+      beam_pipeline_args=local_runner.default_beam_args(),
+      tmp_dir=str(work_dir / 'examples-tmp'))
+  idx_executor.Executor(context).Do(
+      {}, {standard_component_specs.EXAMPLES_KEY: [artifact]},
+      executor_properties(idx_component.IdxExampleGen(
+          input_base=str(MNIST_DIR))))
+  return examples
+
+
+def parse_recipe(text: str) -> Dict[str, Any]:
+  """`NAME:key=value,key=value` -> {NAME: overrides} (values as JSON)."""
+  name, _, pairs = text.partition(':')
+  overrides = {}
+  for pair in filter(None, pairs.split(',')):
+    key, _, value = pair.partition('=')
+    try:
+      overrides[key] = json.loads(value)
+    except json.JSONDecodeError:
+      overrides[key] = value
+  vae_lib.Hyperparameters.from_dict(overrides)  # Fails now if bad.
+  return {name: overrides}
+
+
+def _child(recipe: str, overrides, seed: int, args) -> Dict[str, Any]:
+  """Runs one (recipe, seed) in a fresh Python process."""
+  with tempfile.NamedTemporaryFile(suffix='.json', delete=False) as f:
+    out = f.name
+  command = [sys.executable, '-m', 'benchmarks.recipes', '--child',
+             '--child-recipe', recipe, '--child-overrides',
+             json.dumps(overrides), '--child-seed', str(seed),
+             '--child-out', out, '--work-dir', str(args.work_dir)]
+  if args.curve:
+    command.append('--curve')
+  if args.epochs:
+    command += ['--epochs', str(args.epochs)]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  logger.info('Start %s seed %d', recipe, seed)
+  done = subprocess.run(command, env=env, cwd=REPO_ROOT,
+                        capture_output=True, text=True, check=False)
+  if done.returncode != 0:
+    raise RuntimeError(f'{recipe} seed {seed} failed ({done.returncode}):\n'
+                       f'{done.stderr[-3000:]}')
+  with open(out) as f:
+    result = json.load(f)
+  os.unlink(out)
+  logger.info('Done %s seed %d: held-out -ELBO %.2f, training %.0f s',
+              recipe, seed, result['held_out']['neg_elbo'],
+              result['train_seconds'])
+  return result
+
+
+def _spread(values: Sequence[float]) -> Dict[str, float]:
+  return {'mean': round(statistics.mean(values), 3),
+          'sd': round(statistics.stdev(values), 3) if len(values) > 1 else 0.0,
+          'min': round(min(values), 3), 'max': round(max(values), 3),
+          'n': len(values)}
+
+
+def summarize(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+  """Per recipe: the held-out -ELBO and the training time over seeds."""
+  summary = {}
+  for recipe in dict.fromkeys(run['recipe'] for run in runs):
+    mine = [run for run in runs if run['recipe'] == recipe]
+    summary[recipe] = {
+        'held_out_neg_elbo': _spread([r['held_out']['neg_elbo'] for r in mine]),
+        'train_seconds': _spread([r['train_seconds'] for r in mine]),
+        'seeds': [r['seed'] for r in mine],
+        'overrides': RECIPES.get(recipe, mine[0].get('overrides')),
+    }
+  return summary
+
+
+def catch_up(runs: Sequence[Dict[str, Any]], reference: str,
+             candidate: str) -> List[Dict[str, Any]]:
+  """Per seed: when the candidate's held-out -ELBO first reaches the
+  reference's final one (epoch, 1-based, and training seconds so far)."""
+  finals = {r['seed']: r['held_out']['neg_elbo'] for r in runs
+            if r['recipe'] == reference}
+  out = []
+  for run in runs:
+    if run['recipe'] != candidate or run['seed'] not in finals:
+      continue
+    curve = run.get('held_out_neg_elbo_per_epoch') or []
+    target = finals[run['seed']]
+    epoch = next((i + 1 for i, v in enumerate(curve) if v <= target), None)
+    out.append({
+        'seed': run['seed'], 'reference_final': round(target, 3),
+        'epoch': epoch,
+        'seconds': (round(sum(run['epoch_seconds'][:epoch]), 1)
+                    if epoch else None),
+        'candidate_final': round(run['held_out']['neg_elbo'], 3),
+    })
+  return out
+
+
+def markdown_lines(result: Dict[str, Any]) -> List[str]:
+  """A table of the recipes: held-out -ELBO and training time over seeds."""
+  lines = recording.header_lines(result) + [
+      '',
+      '| Recipe | Seeds | Held-out -ELBO mean (sd; min-max) | Training time '
+      'mean (min-max) |',
+      '| --- | --- | --- | --- |',
+  ]
+  for recipe, s in result['summary'].items():
+    e, t = s['held_out_neg_elbo'], s['train_seconds']
+    lines.append(
+        f"| `{recipe}` | {', '.join(map(str, s['seeds']))} | "
+        f"{e['mean']:.2f} ({e['sd']:.2f}; {e['min']:.2f}-{e['max']:.2f}) | "
+        f"{t['mean']:.0f} s ({t['min']:.0f}-{t['max']:.0f}) |")
+  if result.get('catch_up'):
+    lines += ['', f"When `{result['candidate']}` first reaches "
+              f"`{result['reference']}`'s final held-out -ELBO (same seed):", '',
+              '| Seed | Reference final | Epoch | Training time by then | '
+              'Candidate final |', '| --- | --- | --- | --- | --- |']
+    for c in result['catch_up']:
+      lines.append(f"| {c['seed']} | {c['reference_final']:.2f} | "
+                   f"{c['epoch'] or 'never'} | "
+                   f"{'%.0f s' % c['seconds'] if c['seconds'] else '-'} | "
+                   f"{c['candidate_final']:.2f} |")
+  return lines
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      description=__doc__.split('\n\n')[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--recipes', default='today,default',
+                      help='comma-separated names of RECIPES (or --recipe)')
+  parser.add_argument('--recipe', action='append', default=[],
+                      help='NAME:key=value,... an ad-hoc recipe (repeatable)')
+  parser.add_argument('--seeds', type=int, nargs='+', default=[1, 2, 3])
+  parser.add_argument('--epochs', type=int,
+                      help='override every recipe\'s epochs (smoke runs)')
+  parser.add_argument('--jobs', type=int, default=1,
+                      help='runs at once (1 for comparable times)')
+  parser.add_argument('--curve', action='store_true',
+                      help='score the weights after every epoch too')
+  parser.add_argument('--reference', help='recipe A of the catch-up epoch')
+  parser.add_argument('--candidate', help='recipe B of the catch-up epoch')
+  parser.add_argument('--tag', default='', help='suffix of the result file')
+  parser.add_argument('--work-dir', type=pathlib.Path,
+                      default=pathlib.Path(tempfile.gettempdir()) /
+                      'mnist-vae-recipes',
+                      help='where the examples are written once')
+  parser.add_argument('--results-dir', default=str(REPO_ROOT / 'benchmarks' /
+                                                   'results'))
+  parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
+  parser.add_argument('--child-recipe', help=argparse.SUPPRESS)
+  parser.add_argument('--child-overrides', help=argparse.SUPPRESS)
+  parser.add_argument('--child-seed', type=int, help=argparse.SUPPRESS)
+  parser.add_argument('--child-out', help=argparse.SUPPRESS)
+  return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+  args = parse_args(argv)
+  if args.child:
+    result = run_one(args.child_recipe, json.loads(args.child_overrides),
+                     args.child_seed, args.work_dir / 'examples', args.curve,
+                     args.epochs)
+    with open(args.child_out, 'w') as f:
+      json.dump(result, f)
+    return result
+  recipes = {name: RECIPES[name] for name in filter(None,
+                                                    args.recipes.split(','))}
+  for text in args.recipe:
+    recipes.update(parse_recipe(text))
+  now = datetime.datetime.now(datetime.timezone.utc)
+  run_name = f"recipes_{now:%Y-%m-%d}" + (f'_{args.tag}' if args.tag else '')
+  ensure_examples(args.work_dir)
+  order = [(recipe, seed) for seed in args.seeds for recipe in recipes]
+  load_before = os.getloadavg()
+  with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+    runs = list(pool.map(
+        lambda rs: _child(rs[0], recipes[rs[0]], rs[1], args), order))
+  for run in runs:
+    run['overrides'] = recipes[run['recipe']]
+  result = {
+      **recording.result_header('benchmarks.recipes', run_name, now, argv),
+      'jobs': args.jobs,
+      'load_average_1min': {'start': load_before[0],
+                            'end': os.getloadavg()[0]},
+      'scorer': ('components.vae_evaluator.metrics.evaluate, k = '
+                 f'{evaluator_component.DEFAULT_IWAE_SAMPLES}, seeded by the '
+                 'training seed, on the 10,000 Split-eval images'),
+      'target_neg_elbo': TARGET_NEGATIVE_ELBO,
+      'goal_neg_elbo': GOAL_NEGATIVE_ELBO,
+      'summary': summarize(runs),
+      'runs': runs,
+  }
+  if args.reference and args.candidate:
+    result.update(reference=args.reference, candidate=args.candidate,
+                  catch_up=catch_up(runs, args.reference, args.candidate))
+  recording.write_results(result, args.results_dir)
+  print('\n'.join(markdown_lines(result)))
+  return result
+
+
+if __name__ == '__main__':
+  logging.basicConfig(level=logging.INFO,
+                      format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+  main()
