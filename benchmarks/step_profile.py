@@ -32,11 +32,16 @@ process:
    vae.train_step)` called once per step from Python on a fixed in-memory
    batch (no input pipeline, no Keras fit loop), and train_step run
    `--loop-steps` times inside one tf.function (a tf.while_loop: no Python
-   between steps). Both precisions' models are built side by side; after a
-   warm-up round, every round runs, for each precision in turn (order
-   rotated), one fit epoch, `--call-steps` calls and `--loop-calls` loop
-   calls; a path's step time is the median over rounds of its per-round
-   median. GFLOP/s = analytic FLOPs per step / that step time.
+   between steps). Both precisions' models are built side by side and
+   warmed up (one fit epoch each); then every round runs, for each
+   precision in turn (order rotated), one fit epoch, and every
+   --interleave-every fit steps a callback runs a chunk of the tight paths
+   (--call-steps calls, one loop call of --loop-steps steps), so the three
+   paths share the load of the moment (the fit step right after a chunk is
+   left out). A path's step time is the median over rounds of its
+   per-round median; the tight paths' ratios to fit are the medians, over
+   chunks, of their times / the median fit step of the segment just before.
+   GFLOP/s = analytic FLOPs per step / step time.
 3. The share of a step spent in kernels: the TensorFlow profiler
    (tf.profiler.experimental) records `--profile-steps` steady-state steps of
    each path (after the rounds); the XSpace it writes (.xplane.pb) is parsed
@@ -568,7 +573,7 @@ def make_fit_profiler(logdir: str, epoch: int, first_step: int, steps: int):
   return FitProfiler()
 
 
-def median_call_seconds(call: Callable[[], Any], repeats: int) -> List[float]:
+def call_seconds(call: Callable[[], Any], repeats: int) -> List[float]:
   """Wall times of `repeats` calls of `call`."""
   seconds = []
   for _ in range(repeats):
@@ -608,7 +613,7 @@ def peak_benchmarks(batch_size: int, repeats: int) -> Dict[str, Any]:
     for name, (fn, flops) in kernels.items():
       fn()  # Traces and warms up.
       fn()
-      seconds = median_call_seconds(lambda: fn().shape, repeats)  # pylint: disable=cell-var-from-loop
+      seconds = call_seconds(lambda fn=fn: fn().shape, repeats)
       results[f'{name}_{dtype.name}'] = {
           'flops': flops, 'seconds': seconds,
           'gflops_per_s': flops / statistics.median(seconds) / 1e9}
@@ -712,17 +717,60 @@ class PrecisionRun:
     self.loop(self.images, self.loop_n)
 
   def time_round(self) -> Dict[str, Any]:
-    """Median step time (s) of each path, run one after the other."""
+    """One fit epoch with the two tight paths interleaved in it.
+
+    Every --interleave-every fit steps, a chunk of --call-steps calls of the
+    step function and one call of the in-graph loop runs from a callback,
+    so that the three paths share the machine's load of the moment. The fit
+    step right after a chunk is left out. Returns the per-round medians (s)
+    and, per chunk, the ratios of the tight paths to the fit steps just
+    before it.
+    """
     args = self.args
-    fit_seconds = self.fit_epoch()
-    call_seconds = median_call_seconds(lambda: self.step_fn(self.images),
-                                       args.call_steps)
-    loop_seconds = [s / args.loop_steps for s in median_call_seconds(
-        lambda: self.loop(self.images, self.loop_n), args.loop_calls)]
+    fit_times: List[float] = []
+    chunks: List[Dict[str, float]] = []
+    run = self
+
+    class Interleave(keras.callbacks.Callback):
+      """Times the fit steps and runs the tight paths between some."""
+
+      def __init__(self):
+        super().__init__()
+        self.last: Optional[float] = None
+        self.skip_next = False
+        self.segment: List[float] = []
+
+      def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if self.last is not None and not self.skip_next:
+          fit_times.append(now - self.last)
+          self.segment.append(now - self.last)
+        self.skip_next = False
+        if batch and batch % args.interleave_every == 0 and self.segment:
+          per_call = call_seconds(lambda: run.step_fn(run.images),
+                                  args.call_steps)
+          loop = call_seconds(lambda: run.loop(run.images, run.loop_n),
+                              1)[0] / args.loop_steps
+          fit = statistics.median(self.segment)
+          chunks.append({'fit': fit,
+                         'step_function': statistics.median(per_call),
+                         'in_graph_loop': loop})
+          self.segment = []
+          self.skip_next = True
+        self.last = time.perf_counter()
+
+    self.vae.fit(self.dataset, epochs=self.epochs_done + 1,
+                 initial_epoch=self.epochs_done,
+                 steps_per_epoch=self.steps_per_epoch, verbose=0,
+                 callbacks=[Interleave()])
+    self.epochs_done += 1
     figures = {
-        'fit': statistics.median(fit_seconds),
-        'step_function': statistics.median(call_seconds),
-        'in_graph_loop': statistics.median(loop_seconds),
+        'fit': statistics.median(fit_times),
+        'step_function': statistics.median(c['step_function']
+                                           for c in chunks),
+        'in_graph_loop': statistics.median(c['in_graph_loop']
+                                           for c in chunks),
+        'chunks': chunks,
         'load_average': load_average(),
     }
     self.rounds.append(figures)
@@ -775,11 +823,13 @@ class PrecisionRun:
           'gflops_per_s': per_step / median / 1e9,
           'profile': profiles[path],
       }
-    for path in ('fit', 'step_function'):
-      paths[path]['ratio_to_in_graph_loop_per_round'] = [
-          r[path] / r['in_graph_loop'] for r in self.rounds]
-      paths[path]['ratio_to_in_graph_loop'] = statistics.median(
-          paths[path]['ratio_to_in_graph_loop_per_round'])
+    # Ratios to the fit steps just before, chunk by chunk (same load).
+    chunks = [c for r in self.rounds for c in r['chunks']]
+    for path in ('step_function', 'in_graph_loop'):
+      paths[path]['ratio_to_fit_per_chunk'] = [c[path] / c['fit']
+                                               for c in chunks]
+      paths[path]['ratio_to_fit'] = statistics.median(
+          paths[path]['ratio_to_fit_per_chunk'])
     return {
         'precision': self.precision,
         'steps_per_epoch': self.steps_per_epoch,
@@ -843,9 +893,9 @@ def markdown_lines(result: Dict[str, Any]) -> List[str]:
       *recording.header_lines(result),
       f'- 1-min load average: {loads["start"]} at the start, '
       f'{loads["end"]} at the end (the cores are shared with other runs).',
-      f'- {result["rounds"]} measured rounds (after a warm-up round); per '
-      'round the precisions and paths run one after the other; step times '
-      'are medians over rounds of per-round medians.',
+      f'- {result["rounds"]} measured fit epochs per precision (after a '
+      'warm-up epoch), the tight paths run in chunks between fit steps; '
+      'step times are medians over epochs of per-epoch medians.',
       '- FLOPs: a multiply-add is 2 FLOPs; conv, transposed conv and dense '
       'layers only; a step = 3 x forward - the first Conv2D\'s input '
       'gradient. TensorFlow: its op FLOP statistics over the traced '
@@ -887,6 +937,13 @@ def markdown_lines(result: Dict[str, Any]) -> List[str]:
         f'- {precision}: profiled fit steps took '
         f'{fit["median_step_ms_profiled"]:.1f} ms (median), the unprofiled '
         f'steps of the same epoch {unprofiled:.1f} ms.')
+  for precision, run in result['precisions'].items():
+    paths = run['paths']
+    lines.append(
+        f'- {precision}, step time / the fit steps just before, median over '
+        f'chunks: one call per step '
+        f'{paths["step_function"]["ratio_to_fit"]:.2f}, in-graph loop '
+        f'{paths["in_graph_loop"]["ratio_to_fit"]:.2f}.')
   if 'bf16_speedup_per_round' in result:
     speedups = ', '.join(
         f'{PATH_NAMES[path]} '
@@ -927,15 +984,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument('--max-images', type=int, default=0,
                       help='use only the first N training images (0 = all)')
   parser.add_argument('--rounds', type=int, default=3,
-                      help='measured rounds, after one warm-up round; each '
-                           'runs one fit epoch and the two tight paths')
-  parser.add_argument('--call-steps', type=int, default=100,
-                      help='timed calls of tf.function(train_step) per round')
+                      help='measured rounds (fit epochs), after a warm-up '
+                           'epoch, per precision')
+  parser.add_argument('--interleave-every', type=int, default=50,
+                      help='fit steps between two chunks of the tight paths')
+  parser.add_argument('--call-steps', type=int, default=20,
+                      help='calls of tf.function(train_step) per chunk')
   parser.add_argument('--warmup-calls', type=int, default=20)
-  parser.add_argument('--loop-steps', type=int, default=50,
-                      help='train steps per call of the in-graph loop')
-  parser.add_argument('--loop-calls', type=int, default=2,
-                      help='timed calls of the in-graph loop per round')
+  parser.add_argument('--loop-steps', type=int, default=20,
+                      help='train steps per call of the in-graph loop (one '
+                           'call per chunk)')
   parser.add_argument('--profile-steps', type=int, default=20,
                       help='steps recorded by the TensorFlow profiler, per '
                            'precision and path (the in-graph loop: one call)')
