@@ -102,8 +102,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Trains the VAE and writes the model artifact (see `models.export`).
 
   Uses fn_args.train_files / eval_files (ExampleGen's GZIP TFRecords),
-  model_run_dir (TensorBoard logs and `training_history.json`, the losses
-  per epoch), serving_model_dir (the decoder; the
+  model_run_dir (TensorBoard logs, and `training_history.json`: the losses
+  per epoch, see `models.history`), serving_model_dir (the decoder; the
   encoder and warm-start files go beside it, in its parent) and base_model
   (a previous model's serving dir, or None: warm-starts from the weights in
   its parent).

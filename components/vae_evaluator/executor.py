@@ -207,7 +207,8 @@ def _data_summary(inputs: Dict[str, List[types.Artifact]],
   gate, gate_note = _read_gate(inputs)
   if gate is not None and gate.get('splits'):
     counts = {split: info.get('num_examples')
-              for split, info in sorted(gate['splits'].items())}
+              for split, info in sorted(gate['splits'].items(),
+                                        key=lambda item: item[0] != 'train')}
     source = ('Images per split: the statistics the data gate checked; the '
               f'evaluator measured {eval_images} eval images.')
   else:
@@ -219,6 +220,50 @@ def _data_summary(inputs: Dict[str, List[types.Artifact]],
     histogram = plots.render_label_histogram(
         label_counts, f'Labels of the {eval_images} eval images')
   return report.DataSummary(counts, source, histogram, gate, gate_note)
+
+
+def _per_digit(candidate: metrics_lib.Evaluation,
+               served: Optional[metrics_lib.Evaluation]
+               ) -> Optional[report.PerDigit]:
+  """The per-label figures and their chart, or None without labels."""
+  candidate_per_label = metrics_lib.per_label(candidate)
+  if candidate_per_label is None:
+    return None
+  served_per_label = metrics_lib.per_label(served) if served else None
+  margin = metrics_lib.PER_LABEL_MARGIN_NATS
+  worse = metrics_lib.worse_labels(candidate_per_label, served_per_label,
+                                   margin)
+  if worse:
+    logger.info('Digits where the candidate is more than %.1f nats worse '
+                'than the served model: %s', margin, ', '.join(worse))
+  return report.PerDigit(
+      candidate_per_label, served_per_label, margin, worse,
+      plots.render_per_label(candidate_per_label, served_per_label, worse))
+
+
+def _reconstructions_and_samples(candidate: metrics_lib.Evaluation,
+                                 model: metrics_lib.ExportedVae,
+                                 dataset: tf.data.Dataset,
+                                 seed: int) -> Tuple[bytes, bytes]:
+  """The reconstructions and the prior samples, one decoder call each."""
+  # Fixed eval images (per label when there are labels); their z_mean was
+  # computed by `evaluate` already.
+  labels = candidate.labels
+  per_label = RECONSTRUCTIONS_PER_LABEL
+  if labels is None:
+    labels = np.zeros(len(candidate.z_mean), np.int64)
+    per_label *= 10
+  chosen = plots.reconstruction_examples(labels, per_label, seed)
+  reconstructions_png = plots.render_reconstructions(
+      _images_at(dataset, chosen),
+      model.decode(tf.constant(candidate.z_mean[chosen])).numpy(),
+      labels[chosen].tolist() if candidate.labels is not None else
+      ['?'] * len(chosen))
+  # What a client of the decoder gets for random z.
+  z = plots.prior_samples(model.latent_dim, SAMPLES_GRID ** 2, seed)
+  samples_png = plots.render_samples(model.decode(tf.constant(z)).numpy(),
+                                     SAMPLES_GRID, SAMPLES_GRID)
+  return reconstructions_png, samples_png
 
 
 class Executor(base_executor.BaseExecutor):
@@ -277,41 +322,9 @@ class Executor(base_executor.BaseExecutor):
       with tf.io.gfile.GFile(os.path.join(out, name), 'wb') as f:
         f.write(png)
 
-    per_digit = None
-    candidate_per_label = metrics_lib.per_label(candidate)
-    if candidate_per_label is not None:
-      served_per_label = metrics_lib.per_label(served) if served else None
-      margin = metrics_lib.PER_LABEL_MARGIN_NATS
-      worse = metrics_lib.worse_labels(candidate_per_label, served_per_label,
-                                       margin)
-      per_digit = report.PerDigit(
-          candidate_per_label, served_per_label, margin, worse,
-          plots.render_per_label(candidate_per_label, served_per_label,
-                                 worse))
-      if worse:
-        logger.info('Digits where the candidate is more than %.1f nats worse '
-                    'than the served model: %s', margin, ', '.join(worse))
-
-    # Reconstructions: fixed eval images, their z_mean decoded in one call.
-    labels = candidate.labels
-    if labels is None:
-      labels = np.zeros(len(candidate.z_mean), np.int64)
-    chosen = plots.reconstruction_examples(
-        labels, RECONSTRUCTIONS_PER_LABEL if candidate.labels is not None
-        else 10 * RECONSTRUCTIONS_PER_LABEL, seed)
-    originals = _images_at(dataset, chosen)
-    reconstructed = candidate_model.decode(
-        tf.constant(candidate.z_mean[chosen])).numpy()
-    reconstructions_png = plots.render_reconstructions(
-        originals, reconstructed,
-        labels[chosen].tolist() if candidate.labels is not None else
-        ['?'] * len(chosen))
-    # Samples: what a client of the decoder gets for random z; one call.
-    z = plots.prior_samples(candidate_model.latent_dim, SAMPLES_GRID ** 2,
-                            seed)
-    samples_png = plots.render_samples(
-        candidate_model.decode(tf.constant(z)).numpy(), SAMPLES_GRID,
-        SAMPLES_GRID)
+    per_digit = _per_digit(candidate, served)
+    reconstructions_png, samples_png = _reconstructions_and_samples(
+        candidate, candidate_model, dataset, seed)
 
     history, history_note = _read_history(input_dict)
     history_png = None

@@ -21,6 +21,7 @@ from typing import Callable, Collection, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 MANIFOLD_GRID = 30  # digits per side, as in the seed
 MANIFOLD_RANGE = 2.0  # z in [-2, 2]^2, as in the seed
@@ -151,6 +152,11 @@ def render_per_label(candidate: Mapping[str, Mapping[str, float]],
       axes.bar(x + width / 2, [served[l][key] if l in served else np.nan
                                for l in labels], width,
                label='served', color=SERVED_COLOUR)
+    # Room above the bars for the legend.
+    tallest = max([candidate[l][key] for l in labels] +
+                  [served[l][key] for l in labels if served and l in served])
+    if np.isfinite(tallest) and tallest > 0:
+      axes.set_ylim(0, 1.25 * tallest)
     axes.set_xticks(x, labels)
     for tick, label in zip(axes.get_xticklabels(), labels):
       if label in highlighted:
@@ -269,6 +275,7 @@ def render_training_curves(
         axes.plot(x, metrics[key], style, marker='.', label=name)
     axes.set_title(title)
     axes.set_xlabel('epoch')
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.legend(fontsize='small')
   figure.tight_layout()
   return _png(figure)
