@@ -22,6 +22,7 @@ from tfx import v1 as tfx
 
 from layouts import serving as serving_layout
 from models import export
+from models import history as history_lib
 from models import train as train_lib
 from models import vae as vae_lib
 
@@ -103,7 +104,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   Uses fn_args.train_files (ExampleGen's GZIP TFRecords; eval_files are
   the evaluator's and are not read),
-  model_run_dir (TensorBoard logs), serving_model_dir (the decoder; the
+  model_run_dir (TensorBoard logs, and `training_history.json`: the losses
+  per epoch, see `models.history`), serving_model_dir (the decoder; the
   encoder and warm-start files go beside it, in its parent) and base_model
   (a previous model's serving dir, or None: warm-starts from the weights in
   its parent).
@@ -120,5 +122,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       resume_dir=resume_dir_from_fn_args(fn_args, warm_start_dir))
   logger.info('Final epoch: %s',
               {k: v[-1] for k, v in history.history.items()})
+  # Beside the TensorBoard logs, for the evaluator's report.
+  history_lib.write_history(fn_args.model_run_dir, history)
   model_dir = export.export_model(vae, hp, fn_args.serving_model_dir)
   logger.info('Model written to %s', model_dir)

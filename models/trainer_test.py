@@ -5,6 +5,7 @@ import os
 from tfx import v1 as tfx
 
 from models import export
+from models import history
 from models import trainer
 from models import vae as vae_lib
 
@@ -32,6 +33,13 @@ def test_run_fn_trains_exports_and_warm_starts(examples_dir, tmp_path):
   assert (model_dir / export.WARM_START_WEIGHTS).is_file()
   assert any('tfevents' in name
              for _, _, files in os.walk(first.model_run_dir) for name in files)
+  # The losses per epoch, beside the TensorBoard logs, for the report.
+  record = history.read_history(first.model_run_dir)
+  assert record['epoch'] == [0]
+  for key in ('loss', 'reconstruction_loss', 'kl_loss', 'val_loss',
+              'val_reconstruction_loss', 'val_kl_loss'):
+    assert len(record['metrics'][key]) == 1
+    assert 0 < record['metrics'][key][0] < 1000
 
   second = _fn_args(examples_dir, tmp_path / 'second',
                     base_model=first.serving_model_dir)

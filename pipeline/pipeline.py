@@ -188,7 +188,10 @@ def create_pipeline(
       code_fingerprint=code(components.vae_evaluator, models,
                             layouts),
       allow_signature_change=allow_signature_change,
-      served_version=served_version)
+      served_version=served_version,
+      # For the report: the training curves and the data gate's verdict.
+      model_run=trainer.outputs['model_run'],
+      data_gate=data_gate.outputs['anomalies'])
   pusher = pusher_lib.create_pusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],

@@ -48,6 +48,11 @@ class VaeEvaluatorSpec(ComponentSpec):
   INPUTS = {
       executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
       executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+      # For the report only (training curves; the data gate's verdict).
+      executor.MODEL_RUN_KEY: ChannelParameter(
+          type=standard_artifacts.ModelRun, optional=True),
+      executor.DATA_GATE_KEY: ChannelParameter(
+          type=standard_artifacts.ExampleAnomalies, optional=True),
   }
   OUTPUTS = {
       executor.EVALUATION_KEY:
@@ -71,7 +76,9 @@ class VaeEvaluator(base_component.BaseComponent):
                seed: Optional[int] = 0,
                code_fingerprint: Optional[str] = None,
                allow_signature_change: bool = False,
-               served_version: Optional[str] = None):
+               served_version: Optional[str] = None,
+               model_run: Optional[types.BaseChannel] = None,
+               data_gate: Optional[types.BaseChannel] = None):
     """Constructs the component.
 
     Args:
@@ -88,6 +95,10 @@ class VaeEvaluator(base_component.BaseComponent):
       served_version: the version served when the pipeline was built, for
         the cache key only: a cached evaluation is reused only against the
         model it measured. None where it cannot be known (Kubeflow).
+      model_run: the Trainer's `model_run` (its training history, drawn in
+        the report), or None.
+      data_gate: the DataGate's `anomalies` (its gate.json: verdict and
+        measured drift, shown in the report), or None.
     """
     if iwae_samples < 1:
       raise ValueError(f'iwae_samples must be >= 1, got {iwae_samples}')
@@ -97,7 +108,8 @@ class VaeEvaluator(base_component.BaseComponent):
         bless_tolerance=float(bless_tolerance), iwae_samples=iwae_samples,
         seed=seed, code_fingerprint=code_fingerprint,
         allow_signature_change=int(allow_signature_change),
-        served_version=served_version,
+        served_version=served_version, model_run=model_run,
+        data_gate=data_gate,
         evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
         blessing=types.Channel(type=standard_artifacts.ModelBlessing))
     super().__init__(spec=spec)

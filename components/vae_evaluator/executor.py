@@ -6,6 +6,7 @@ import os
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 from tfx import types
 from tfx.components.evaluator import constants
@@ -18,11 +19,16 @@ from components.vae_evaluator import plots
 from components.vae_evaluator import report
 from layouts import serving as serving_layout
 from models import data
+from models import history as history_lib
 
 logger = logging.getLogger(__name__)
 
 EXAMPLES_KEY = 'examples'
 MODEL_KEY = 'model'
+# Optional inputs, for the report: the Trainer's ModelRun (its training
+# history) and the DataGate's anomalies (its gate.json).
+MODEL_RUN_KEY = 'model_run'
+DATA_GATE_KEY = 'data_gate'
 EVALUATION_KEY = 'evaluation'
 BLESSING_KEY = 'blessing'
 SERVING_DIR_KEY = 'serving_dir'
@@ -42,6 +48,11 @@ METRICS_FILE = 'metrics.json'
 MANIFOLD_FILE = 'manifold.png'
 CLUSTERS_FILE = 'clusters.png'
 REPORT_FILE = 'report.html'
+# The data gate's report in its anomalies artifact (components.data_gate).
+GATE_REPORT_FILE = 'gate.json'
+# Reconstructions: eval images per label; samples: a grid this many a side.
+RECONSTRUCTIONS_PER_LABEL = 2
+SAMPLES_GRID = 10
 # Latent samples per decoder call (images per batch = this // k): larger
 # batches made the 2-core CPU slower, not faster.
 SAMPLES_PER_CALL = 4096
@@ -131,6 +142,130 @@ def _write_blessing(artifact: types.Artifact, model: types.Artifact,
       '; '.join(failed) or 'blessed')
 
 
+def _images_at(dataset: tf.data.Dataset, indices: np.ndarray) -> np.ndarray:
+  """The images at `indices` (positions in the dataset's order), in that
+  order: one pass, one gather per batch."""
+  order = np.argsort(indices)
+  wanted = indices[order]
+  found, start = [], 0
+  for batch in dataset:
+    images = batch[0] if isinstance(batch, (tuple, list)) else batch
+    size = int(tf.shape(images)[0])
+    lo, hi = np.searchsorted(wanted, [start, start + size])
+    if hi > lo:
+      found.append(tf.gather(images, wanted[lo:hi] - start).numpy())
+    start += size
+    if hi == len(wanted):
+      break
+  gathered = np.concatenate(found)
+  result = np.empty_like(gathered)
+  result[order] = gathered
+  return result
+
+
+def _read_gate(inputs: Dict[str, List[types.Artifact]]
+               ) -> Tuple[Optional[Dict[str, Any]], str]:
+  """(gate.json of the DataGate's anomalies, a note saying where from)."""
+  artifacts = inputs.get(DATA_GATE_KEY) or []
+  if not artifacts:
+    return None, 'The data gate\'s output was not given to the evaluator.'
+  path = os.path.join(artifacts[0].uri, GATE_REPORT_FILE)
+  if not tf.io.gfile.exists(path):
+    return None, f'The data gate wrote no report ({path} is missing).'
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f), f'From {path}.'
+
+
+def _read_history(inputs: Dict[str, List[types.Artifact]]
+                  ) -> Tuple[Optional[Dict[str, Any]], str]:
+  """(the Trainer's training history, a note saying where from or why not)."""
+  artifacts = inputs.get(MODEL_RUN_KEY) or []
+  if not artifacts:
+    return None, ('No training history is available: the Trainer\'s run '
+                  'directory was not given to the evaluator.')
+  record = history_lib.read_history(artifacts[0].uri)
+  if record is None:
+    return None, (f'No training history is available: '
+                  f'{history_lib.HISTORY_FILE} is not in {artifacts[0].uri} '
+                  '(a model trained before the Trainer wrote it).')
+  return record, (f'{len(record["epoch"])} epochs, from '
+                  f'{os.path.join(artifacts[0].uri, history_lib.HISTORY_FILE)}'
+                  '. Validation as the Trainer ran it.')
+
+
+def _label_counts(labels: Optional[np.ndarray]) -> Optional[Dict[str, int]]:
+  if labels is None:
+    return None
+  values, counts = np.unique(labels, return_counts=True)
+  return {str(int(v)): int(c) for v, c in zip(values, counts)}
+
+
+def _data_summary(inputs: Dict[str, List[types.Artifact]],
+                  labels: Optional[np.ndarray],
+                  eval_images: int) -> report.DataSummary:
+  """The report's Data section."""
+  gate, gate_note = _read_gate(inputs)
+  if gate is not None and gate.get('splits'):
+    counts = {split: info.get('num_examples')
+              for split, info in sorted(gate['splits'].items(),
+                                        key=lambda item: item[0] != 'train')}
+    source = ('Images per split: the statistics the data gate checked; the '
+              f'evaluator measured {eval_images} eval images.')
+  else:
+    counts = {EVAL_SPLIT: eval_images}
+    source = 'Only the eval split is known here (no data gate report).'
+  label_counts = _label_counts(labels)
+  histogram = None
+  if label_counts:
+    histogram = plots.render_label_histogram(
+        label_counts, f'Labels of the {eval_images} eval images')
+  return report.DataSummary(counts, source, histogram, gate, gate_note)
+
+
+def _per_digit(candidate: metrics_lib.Evaluation,
+               served: Optional[metrics_lib.Evaluation]
+               ) -> Optional[report.PerDigit]:
+  """The per-label figures and their chart, or None without labels."""
+  candidate_per_label = metrics_lib.per_label(candidate)
+  if candidate_per_label is None:
+    return None
+  served_per_label = metrics_lib.per_label(served) if served else None
+  margin = metrics_lib.PER_LABEL_MARGIN_NATS
+  worse = metrics_lib.worse_labels(candidate_per_label, served_per_label,
+                                   margin)
+  if worse:
+    logger.info('Digits where the candidate is more than %.1f nats worse '
+                'than the served model: %s', margin, ', '.join(worse))
+  return report.PerDigit(
+      candidate_per_label, served_per_label, margin, worse,
+      plots.render_per_label(candidate_per_label, served_per_label, worse))
+
+
+def _reconstructions_and_samples(candidate: metrics_lib.Evaluation,
+                                 model: metrics_lib.ExportedVae,
+                                 dataset: tf.data.Dataset,
+                                 seed: int) -> Tuple[bytes, bytes]:
+  """The reconstructions and the prior samples, one decoder call each."""
+  # Fixed eval images (per label when there are labels); their z_mean was
+  # computed by `evaluate` already.
+  labels = candidate.labels
+  per_label = RECONSTRUCTIONS_PER_LABEL
+  if labels is None:
+    labels = np.zeros(len(candidate.z_mean), np.int64)
+    per_label *= 10
+  chosen = plots.reconstruction_examples(labels, per_label, seed)
+  reconstructions_png = plots.render_reconstructions(
+      _images_at(dataset, chosen),
+      model.decode(tf.constant(candidate.z_mean[chosen])).numpy(),
+      labels[chosen].tolist() if candidate.labels is not None else
+      ['?'] * len(chosen))
+  # What a client of the decoder gets for random z.
+  z = plots.prior_samples(model.latent_dim, SAMPLES_GRID ** 2, seed)
+  samples_png = plots.render_samples(model.decode(tf.constant(z)).numpy(),
+                                     SAMPLES_GRID, SAMPLES_GRID)
+  return reconstructions_png, samples_png
+
+
 class Executor(base_executor.BaseExecutor):
   """Measures the candidate and the served model, draws, reports, blesses."""
 
@@ -171,9 +306,15 @@ class Executor(base_executor.BaseExecutor):
 
     out = evaluation.uri
     tf.io.gfile.makedirs(out)
+    started = time.monotonic()
     manifold_png = plots.render_manifold(
         lambda z: candidate_model.decode(tf.constant(z)).numpy(),
         candidate_model.latent_dim)
+    served_manifold_png = None
+    if served_model is not None:
+      served_manifold_png = plots.render_manifold(
+          lambda z: served_model.decode(tf.constant(z)).numpy(),
+          served_model.latent_dim)
     clusters_png = plots.render_clusters(candidate.z_mean, candidate.labels)
     # Through gfile, so the pictures land in gs:// pipeline roots too.
     for name, png in ((MANIFOLD_FILE, manifold_png),
@@ -181,20 +322,36 @@ class Executor(base_executor.BaseExecutor):
       with tf.io.gfile.GFile(os.path.join(out, name), 'wb') as f:
         f.write(png)
 
+    per_digit = _per_digit(candidate, served)
+    reconstructions_png, samples_png = _reconstructions_and_samples(
+        candidate, candidate_model, dataset, seed)
+
+    history, history_note = _read_history(input_dict)
+    history_png = None
+    if history is not None:
+      history_png = plots.render_training_curves(
+          history['epoch'], history['metrics'], history_lib.CURVES)
+    data_summary = _data_summary(input_dict, candidate.labels,
+                                    int(candidate.metrics['num_images']))
+    logger.info('Report figures drawn in %.1f s', time.monotonic() - started)
+
     summary = dict(candidate.metrics)
     summary.update(
         blessed=decision.blessed, reasons=decision.reasons,
         bless_threshold=threshold, bless_tolerance=tolerance,
         model_uri=model.uri, served_model_dir=baseline_dir,
-        served_model=baseline, served_model_error=baseline_error)
+        served_model=baseline, served_model_error=baseline_error,
+        per_label=report.metrics_json_per_label(per_digit))
     with tf.io.gfile.GFile(os.path.join(out, METRICS_FILE), 'w') as f:
       json.dump(summary, f, indent=2, sort_keys=True)
     for key in blessing.CHECKED_METRICS:
       evaluation.set_float_custom_property(key, candidate.metrics[key])
 
+    served_name = 'served model'
     if baseline_dir is None:
       note = f'No model is served from {serving_dir} yet.'
     else:
+      served_name = f'version {os.path.basename(baseline_dir.rstrip("/"))}'
       note = f'Served model: {baseline_dir}, measured on the same images.'
     page = report.render(
         candidate=candidate.metrics, baseline=baseline, baseline_note=note,
@@ -205,7 +362,15 @@ class Executor(base_executor.BaseExecutor):
                  'IWAE samples k': iwae_samples,
                  'latent dimensions': candidate_model.latent_dim,
                  'threshold (nats)': threshold,
-                 'tolerance (nats)': tolerance})
+                 'tolerance (nats)': tolerance},
+        served_name=served_name, served_manifold_png=served_manifold_png,
+        per_digit=per_digit, reconstructions_png=reconstructions_png,
+        samples_png=samples_png,
+        samples_note=(f'{SAMPLES_GRID ** 2} draws of z ~ N(0, I) (seed '
+                      f'{seed}), decoded by the candidate\'s serving decoder '
+                      'in one call: what a client sending random z gets.'),
+        history_png=history_png, history_note=history_note,
+        data=data_summary)
     with tf.io.gfile.GFile(os.path.join(out, REPORT_FILE), 'w') as f:
       f.write(page)
     _write_blessing(blessing_artifact, model, decision, baseline_dir)

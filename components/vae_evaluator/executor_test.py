@@ -17,10 +17,13 @@ from components.vae_evaluator import component
 from components.vae_evaluator import executor
 from components.vae_evaluator import metrics
 from components.vae_evaluator import plots
+from components.vae_evaluator import report
+from components.vae_evaluator import report_test
 from conftest import load_mnist_head
 from conftest import write_tfrecords
 from layouts import serving as serving_layout
 from models import export
+from models import history as history_lib
 from models import vae as vae_lib
 
 EVAL_IMAGES = 300
@@ -68,7 +71,8 @@ def _push(model_uri: str, serving_dir: pathlib.Path, version: int) -> str:
 
 
 def _run(models_and_data, tmp_path, model_key, serving_dir=None,
-         threshold=1000.0, tolerance=1.0, allow_signature_change=False):
+         threshold=1000.0, tolerance=1.0, allow_signature_change=False,
+         extra_inputs=None):
   model = standard_artifacts.Model()
   model.uri = models_and_data[model_key]
   model.id = 7
@@ -78,7 +82,8 @@ def _run(models_and_data, tmp_path, model_key, serving_dir=None,
   blessing_artifact.uri = str(tmp_path / 'blessing')
   os.makedirs(blessing_artifact.uri)
   executor.Executor().Do(
-      {'examples': [models_and_data['examples']], 'model': [model]},
+      {'examples': [models_and_data['examples']], 'model': [model],
+       **(extra_inputs or {})},
       {'evaluation': [evaluation], 'blessing': [blessing_artifact]},
       {'serving_dir': str(serving_dir or tmp_path / 'serving'),
        'bless_threshold': threshold, 'bless_tolerance': tolerance,
@@ -208,7 +213,8 @@ def test_plots_have_the_expected_size_and_are_not_blank(models_and_data,
   shape, spread = _png_stats(os.path.join(evaluation.uri, 'clusters.png'))
   assert shape == (1000, 1200) and spread > 10
   page = pathlib.Path(evaluation.uri, 'report.html').read_text()
-  assert page.count('src="data:image/png;base64,') == 2
+  # Manifold, per digit, reconstructions, samples, label histogram, clusters.
+  assert len(report_test.decoded_images(page)) == 6
   assert f'{result["neg_elbo"]:.2f}' in page and 'BLESSED' in page
   assert 'IWAE bound' in page and 'no model is served yet' in page
 
@@ -362,3 +368,147 @@ def test_old_version_whose_origin_is_gone_blocks_with_advice(
   assert result['blessed'] is False
   assert 'carries no model files' in result['served_model_error']
   assert 'remove that version' in result['served_model_error']
+
+
+def _independent_terms(model_uri, examples, iwae_samples, seed):
+  """Per-image (-ELBO, KL, label), computed here in float64 numpy from the
+  exported encoder and decoder with the evaluator's draws of z, not with
+  metrics.evaluate."""
+  from models import data  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  model = metrics.load_trainer_model(model_uri)
+  split = artifact_utils.get_split_uri([examples], 'eval')
+  batch_size = max(1, executor.SAMPLES_PER_CALL // iwae_samples)
+  neg_elbo, kl_all, labels = [], [], []
+  for step, (images, batch_labels) in enumerate(data.make_dataset(
+      os.path.join(split, '*'), batch_size, shuffle=False, with_labels=True)):
+    z_mean, z_log_var = (t.numpy().astype(np.float64)
+                         for t in model.encode(images))
+    eps = tf.random.stateless_normal(
+        [iwae_samples, *z_mean.shape], seed=[seed, step]).numpy()
+    z = z_mean + np.exp(0.5 * z_log_var) * eps
+    decoded = model.decode(tf.constant(
+        z.reshape(-1, z.shape[-1]), tf.float32)).numpy().astype(np.float64)
+    decoded = np.clip(decoded.reshape(iwae_samples, len(z_mean), -1),
+                      1e-7, 1 - 1e-7)
+    x = images.numpy().reshape(1, len(z_mean), -1).astype(np.float64)
+    bce = -(x * np.log(decoded) + (1 - x) * np.log(1 - decoded)).sum(-1)
+    kl = -0.5 * (1 + z_log_var - z_mean ** 2 - np.exp(z_log_var)).sum(-1)
+    neg_elbo.append(bce.mean(0) + kl)
+    kl_all.append(kl)
+    labels.append(batch_labels.numpy())
+  return (np.concatenate(neg_elbo), np.concatenate(kl_all),
+          np.concatenate(labels))
+
+
+def test_per_digit_figures_add_up_to_the_overall_ones(models_and_data,
+                                                      tmp_path):
+  serving = tmp_path / 'serving'
+  _push(models_and_data['untrained'], serving, 3)
+  result, _, _ = _run(models_and_data, tmp_path, 'trained', serving)
+  per_label = result['per_label']
+  assert sorted(per_label['candidate'], key=int) == [str(d) for d in range(10)]
+  assert per_label['margin_nats'] == metrics.PER_LABEL_MARGIN_NATS
+  neg_elbo, kl, labels = _independent_terms(
+      models_and_data['trained'], models_and_data['examples'], 4, 0)
+  assert len(neg_elbo) == EVAL_IMAGES
+  for who in ('candidate', 'served'):
+    figures = per_label[who]
+    counts = np.array([figures[str(d)]['num_images'] for d in range(10)])
+    assert counts.sum() == EVAL_IMAGES
+    np.testing.assert_array_equal(counts, np.bincount(labels, minlength=10))
+    weighted = sum(figures[str(d)]['neg_elbo'] * figures[str(d)]['num_images']
+                   for d in range(10)) / EVAL_IMAGES
+    overall = (result if who == 'candidate' else result['served_model'])
+    assert weighted == pytest.approx(overall['neg_elbo'], rel=1e-6)
+  # Against the independent computation, overall and per digit.
+  assert result['neg_elbo'] == pytest.approx(neg_elbo.mean(), rel=1e-6)
+  assert result['kl'] == pytest.approx(kl.mean(), rel=1e-6)
+  for d in range(10):
+    figures = per_label['candidate'][str(d)]
+    assert figures['neg_elbo'] == pytest.approx(neg_elbo[labels == d].mean(),
+                                                rel=1e-6)
+    assert figures['reconstruction'] + figures['kl'] == pytest.approx(
+        figures['neg_elbo'])
+  # The untrained served model is worse at every digit: nothing flagged.
+  assert per_label['worse_than_served'] == []
+
+
+def _model_run_with_history(root: pathlib.Path):
+  model_run = standard_artifacts.ModelRun()
+  model_run.uri = str(root / 'model_run')
+  os.makedirs(model_run.uri)
+  keys = ('loss', 'reconstruction_loss', 'kl_loss')
+  metrics_per_epoch = {key: [300.0, 250.0] for key in keys}
+  metrics_per_epoch.update({f'val_{key}': [310.0, 260.0] for key in keys})
+  record = history_lib.history_record([0, 1], metrics_per_epoch)
+  pathlib.Path(model_run.uri, history_lib.HISTORY_FILE).write_text(
+      json.dumps(record))
+  return model_run
+
+
+def _data_gate(root: pathlib.Path):
+  anomalies = standard_artifacts.ExampleAnomalies()
+  anomalies.uri = str(root / 'anomalies')
+  os.makedirs(anomalies.uri)
+  pathlib.Path(anomalies.uri, executor.GATE_REPORT_FILE).write_text(
+      json.dumps(report_test._GATE))  # pylint: disable=protected-access
+  return anomalies
+
+
+def test_report_against_a_served_model_with_history_and_gate(
+    models_and_data, tmp_path):
+  serving = tmp_path / 'serving'
+  _push(models_and_data['untrained'], serving, 17)
+  _, evaluation, _ = _run(
+      models_and_data, tmp_path, 'trained', serving,
+      extra_inputs={'model_run': [_model_run_with_history(tmp_path)],
+                    'data_gate': [_data_gate(tmp_path)]})
+  page = pathlib.Path(evaluation.uri, executor.REPORT_FILE).read_text()
+  for section_id, heading in report.SECTIONS:
+    assert f'<section id="{section_id}"><h2>{heading}</h2>' in page
+  assert report_test.external_references(page) == []
+  images = report_test.decoded_images(page)
+  # Two manifolds, per digit, reconstructions, samples, curves, histogram,
+  # clusters.
+  assert len(images) == 8 == page.count('<img ')
+  for image in images:
+    assert 300 <= image.width <= 1200 and 250 <= image.height <= 1000
+  side = page[page.index('id="side-by-side"'):page.index('id="per-digit"')]
+  assert 'served today: version 17' in side
+  assert 'Served today (version 17)' in side and side.count('<img ') == 2
+  curves = page[page.index('id="training-curves"'):page.index('id="data"')]
+  assert '<img ' in curves and '2 epochs' in curves
+  data = page[page.index('id="data"'):page.index('id="clusters"')]
+  assert 'Data gate: <b>passed</b>' in data
+  assert f'<td>eval</td><td>{EVAL_IMAGES}</td>' not in data  # the gate's 1045
+  assert '<td>eval</td><td>1045</td>' in data
+
+
+def test_report_without_history_says_so(models_and_data, tmp_path):
+  empty_run = standard_artifacts.ModelRun()
+  empty_run.uri = str(tmp_path / 'old_model_run')
+  os.makedirs(empty_run.uri)
+  _, evaluation, _ = _run(models_and_data, tmp_path, 'trained',
+                          extra_inputs={'model_run': [empty_run]})
+  page = pathlib.Path(evaluation.uri, executor.REPORT_FILE).read_text()
+  curves = page[page.index('id="training-curves"'):page.index('id="data"')]
+  assert 'No training history is available' in curves
+  assert 'a model trained before the Trainer wrote it' in curves
+  assert '<img ' not in curves
+  data = page[page.index('id="data"'):page.index('id="clusters"')]
+  assert f'<td>eval</td><td>{EVAL_IMAGES}</td>' in data
+  assert 'data gate&#x27;s output was not given to the evaluator' in data
+
+
+def test_reconstructions_are_one_decode_of_the_chosen_images(
+    models_and_data, tmp_path):
+  """The reconstruction images are the chosen eval images, in order."""
+  from models import data  # pylint: disable=g-import-not-at-top
+  split = artifact_utils.get_split_uri([models_and_data['examples']], 'eval')
+  dataset = data.make_dataset(os.path.join(split, '*'), 64, shuffle=False,
+                              with_labels=True)
+  all_images = np.concatenate([b[0].numpy() for b in dataset])
+  indices = np.array([299, 0, 65, 64, 130])
+  np.testing.assert_array_equal(executor._images_at(dataset, indices),  # pylint: disable=protected-access
+                                all_images[indices])
