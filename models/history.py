@@ -43,7 +43,13 @@ def _epoch_log(path: str) -> Optional[Dict[str, List[float]]]:
     rows = list(csv.DictReader(f))
   if not rows:
     return None
-  return {key: [float(row[key]) for row in rows] for key in rows[0]}
+  # Keras writes 'NA' for a metric an epoch lacks (e.g. validation losses
+  # when training validates on nothing): a column of NAs is left out, a
+  # lone NA is NaN.
+  columns = {key: [row[key] for row in rows] for key in rows[0]}
+  return {key: [float('nan') if v == 'NA' else float(v) for v in values]
+          for key, values in columns.items()
+          if any(v != 'NA' for v in values)}
 
 
 def history_record(epochs: Sequence[int],

@@ -45,3 +45,15 @@ def test_no_history_reads_as_none(tmp_path):
 def test_values_must_match_the_epochs():
   with pytest.raises(ValueError, match='loss: 1 values for 2 epochs'):
     history.history_record([0, 1], {'loss': [1.0]})
+
+
+def test_epoch_log_without_validation_leaves_the_validation_columns_out(
+    tmp_path):
+  # Keras' CSVLogger writes NA for metrics an epoch lacks: here, validation
+  # losses when the training validates on nothing.
+  (tmp_path / history.EPOCH_LOG_FILE).write_text(
+      'epoch,loss,val_loss\n0,200.0,NA\n1,180.0,NA\n')
+  history.write_history(str(tmp_path), _keras_history([0, 1],
+                                                      {'loss': [1.0, 1.0]}))
+  assert history.read_history(str(tmp_path)) == {
+      'epoch': [0, 1], 'metrics': {'loss': [200.0, 180.0]}}

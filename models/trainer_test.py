@@ -11,7 +11,8 @@ from models import vae as vae_lib
 
 
 def _fn_args(examples_dir, output_dir, base_model=None, epochs=1):
-  hp = vae_lib.Hyperparameters(epochs=epochs, batch_size=64)
+  hp = vae_lib.Hyperparameters(epochs=epochs, batch_size=64,
+                               validation_fraction=0.1)
   return tfx.components.FnArgs(
       working_dir=str(output_dir / 'working'),
       train_files=[str(examples_dir / 'Split-train' / '*')],
