@@ -74,27 +74,29 @@ TARGET_NEGATIVE_ELBO = 148.0
 GOAL_NEGATIVE_ELBO = 145.0
 
 # Named recipes: overrides of models.vae.Hyperparameters (seed aside).
-# `today` is the recipe before this study; `default` is whatever
+# `today` is the recipe before this study (the seed's, in the Trainer);
+# the others are `today` with changes, except `default`, whatever
 # Hyperparameters() is now.
+TODAY = {'lr_schedule': 'constant', 'learning_rate': 1e-3, 'batch_size': 128,
+         'epochs': 30, 'lr_warmup_fraction': 0.0, 'kl_warmup_epochs': 0,
+         'kl_cycles': 1, 'ema_momentum': 0.0, 'steps_per_execution': 1,
+         'validation_fraction': 0.0, 'precision': 'auto'}
 RECIPES: Dict[str, Optional[Dict[str, Any]]] = {
     SEED_SCRIPT: None,
-    'today': {'lr_schedule': 'constant', 'learning_rate': 1e-3,
-              'batch_size': 128, 'epochs': 30, 'lr_warmup_epochs': 0,
-              'kl_warmup_epochs': 0, 'kl_cycles': 1, 'ema_momentum': 0.0,
-              'steps_per_execution': 1, 'validation_fraction': 0.0,
-              'precision': 'auto'},
+    'today': TODAY,
     'default': {},
-    'today_float32': {'precision': 'float32'},
-    'ema': {'ema_momentum': 0.999},
-    'cosine': {'lr_schedule': 'cosine'},
-    'one_cycle_3e-3': {'lr_schedule': 'cosine', 'learning_rate': 3e-3,
-                       'lr_warmup_epochs': 2},
-    'one_cycle_3e-3_ema': {'lr_schedule': 'cosine', 'learning_rate': 3e-3,
-                           'lr_warmup_epochs': 2, 'ema_momentum': 0.999},
-    'kl_linear_10': {'kl_warmup_epochs': 10},
-    'kl_cyclical_4x4': {'kl_warmup_epochs': 4, 'kl_cycles': 4},
-    'batch_256_2e-3': {'batch_size': 256, 'learning_rate': 2e-3},
-    'spe_7': {'steps_per_execution': 7},
+    'today_float32': {**TODAY, 'precision': 'float32'},
+    'ema': {**TODAY, 'ema_momentum': 0.999},
+    'cosine': {**TODAY, 'lr_schedule': 'cosine'},
+    'one_cycle_3e-3': {**TODAY, 'lr_schedule': 'cosine', 'learning_rate': 3e-3,
+                       'lr_warmup_fraction': 2 / 30},
+    'one_cycle_3e-3_ema': {**TODAY, 'lr_schedule': 'cosine',
+                           'learning_rate': 3e-3, 'lr_warmup_fraction': 2 / 30,
+                           'ema_momentum': 0.999},
+    'kl_linear_10': {**TODAY, 'kl_warmup_epochs': 10},
+    'kl_cyclical_4x4': {**TODAY, 'kl_warmup_epochs': 4, 'kl_cycles': 4},
+    'batch_256_2e-3': {**TODAY, 'batch_size': 256, 'learning_rate': 2e-3},
+    'spe_7': {**TODAY, 'steps_per_execution': 7},
 }
 
 
@@ -277,7 +279,7 @@ def _child(recipe: str, overrides, seed: int, args) -> Dict[str, Any]:
              '--child-recipe', recipe, '--child-overrides',
              json.dumps(overrides), '--child-seed', str(seed),
              '--child-out', out, '--work-dir', str(args.work_dir)]
-  if args.curve:
+  if args.curve and args.candidate in (None, recipe):
     command.append('--curve')
   if args.epochs:
     command += ['--epochs', str(args.epochs)]
@@ -382,7 +384,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument('--jobs', type=int, default=1,
                       help='runs at once (1 for comparable times)')
   parser.add_argument('--curve', action='store_true',
-                      help='score the weights after every epoch too')
+                      help='score the weights after every epoch too (only '
+                      "the candidate's, with --candidate)")
   parser.add_argument('--reference', help='recipe A of the catch-up epoch')
   parser.add_argument('--candidate', help='recipe B of the catch-up epoch')
   parser.add_argument('--tag', default='', help='suffix of the result file')

@@ -6,7 +6,7 @@ compiled train step, so they advance every step (also with
 execution) and a resumed run (same step counter) continues where it was.
 
 Learning rate (`Hyperparameters.lr_schedule`), with an optional linear
-warm-up from 0 over the first `lr_warmup_epochs`:
+warm-up from 0 over the first `lr_warmup_fraction` of the steps:
 
 * `constant`: `learning_rate` (the seed's, without warm-up);
 * `cosine`: half a cosine from `learning_rate` down to

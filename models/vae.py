@@ -47,19 +47,20 @@ class Hyperparameters:
   epochs: int = 30
   # Images per gradient step.
   batch_size: int = 128
-  # Adam's (initial) learning rate.
-  learning_rate: float = 1e-3
+  # Adam's peak learning rate (the seed's: 1e-3, constant).
+  learning_rate: float = 3e-3
   # Seeds Python, NumPy, TensorFlow, shuffling and the sampling noise.
   seed: int = 42
   # Learning rate over the training (models/schedules.py): 'constant' (the
   # seed's) or 'cosine' (decays from learning_rate to learning_rate *
   # lr_final_fraction at the last step).
-  lr_schedule: str = 'constant'
+  lr_schedule: str = 'cosine'
   # Final learning rate of the 'cosine' schedule, as a fraction of the peak.
   lr_final_fraction: float = 0.01
-  # Epochs of linear learning-rate warm-up from 0 to learning_rate before the
-  # schedule (with 'cosine': the one-cycle shape); 0 = none (the seed's).
-  lr_warmup_epochs: int = 0
+  # Share of the training steps over which the learning rate warms up
+  # linearly from 0 to learning_rate before the schedule (with 'cosine': the
+  # one-cycle shape); 0 = none (the seed's). 0.07 = 2 of 30 epochs.
+  lr_warmup_fraction: float = 0.07
   # KL warm-up: the KL term's weight in the optimised objective rises
   # linearly from 0 to 1 over this many epochs at the start of each of
   # `kl_cycles` equal cycles; 0 = a constant weight of 1 (the seed's). The
@@ -75,12 +76,12 @@ class Hyperparameters:
   # Train steps per call of the compiled step function (Keras
   # steps_per_execution); rounded down to a divisor of the steps per epoch
   # so that epochs stay exact. 1 = the seed's.
-  steps_per_execution: int = 1
+  steps_per_execution: int = 7
   # Fraction of the train split carved out (by a hash of each image, so the
   # same images every run) as the validation set of every epoch. 0 = none:
   # the Trainer then trains on the whole split and validates on nothing.
   # The eval split is never seen by the Trainer: it is the evaluator's.
-  validation_fraction: float = 0.0
+  validation_fraction: float = 0.02
   # Numeric precision of training: 'auto' (mixed_bfloat16 where the CPU has
   # native bfloat16, AMX or AVX512-BF16, else float32; models/precision.py),
   # 'float32' or 'mixed_bfloat16'. bfloat16 convolutions made a step about
@@ -97,25 +98,22 @@ class Hyperparameters:
     if isinstance(self.seed, bool) or not isinstance(self.seed, int):
       raise ValueError(f'Hyperparameters.seed must be an int, got '
                        f'{self.seed!r}')
-    for name in ('kl_warmup_epochs', 'lr_warmup_epochs'):
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f'Hyperparameters.{name} must be an int >= 0, got '
-                         f'{value!r}')
+    if (isinstance(self.kl_warmup_epochs, bool) or
+        not isinstance(self.kl_warmup_epochs, int) or
+        self.kl_warmup_epochs < 0):
+      raise ValueError('Hyperparameters.kl_warmup_epochs must be an int >= 0, '
+                       f'got {self.kl_warmup_epochs!r}')
     for name in ('kl_cycles', 'steps_per_execution'):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f'Hyperparameters.{name} must be a positive int, '
                          f'got {value!r}')
-    if self.lr_warmup_epochs >= self.epochs:
-      raise ValueError(f'Hyperparameters.lr_warmup_epochs '
-                       f'({self.lr_warmup_epochs}) must be less than epochs '
-                       f'({self.epochs})')
     if self.kl_warmup_epochs * self.kl_cycles > self.epochs:
       raise ValueError(f'Hyperparameters.kl_warmup_epochs x kl_cycles '
                        f'({self.kl_warmup_epochs} x {self.kl_cycles}) must '
                        f'not exceed epochs ({self.epochs})')
     for name, low, high in (('ema_momentum', 0, 1),
+                            ('lr_warmup_fraction', 0, 1),
                             ('validation_fraction', 0, 0.5)):
       value = getattr(self, name)
       if (isinstance(value, bool) or not isinstance(value, (int, float)) or
@@ -166,7 +164,9 @@ class Hyperparameters:
     return schedules.LearningRate(
         self.learning_rate, self.lr_schedule,
         final=self.learning_rate * self.lr_final_fraction,
-        warmup_steps=self.lr_warmup_epochs * steps_per_epoch,
+        warmup_steps=min(int(round(self.lr_warmup_fraction * self.epochs *
+                                   steps_per_epoch)),
+                         self.epochs * steps_per_epoch - 1),
         total_steps=self.epochs * steps_per_epoch)
 
   def kl_weight_schedule(self, steps_per_epoch: int) -> schedules.KlWeight:
