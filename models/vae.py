@@ -47,20 +47,20 @@ class Hyperparameters:
   epochs: int = 30
   # Images per gradient step.
   batch_size: int = 128
-  # Adam's peak learning rate (the seed's: 1e-3, constant).
-  learning_rate: float = 3e-3
+  # Adam's (peak) learning rate.
+  learning_rate: float = 1e-3
   # Seeds Python, NumPy, TensorFlow, shuffling and the sampling noise.
   seed: int = 42
   # Learning rate over the training (models/schedules.py): 'constant' (the
   # seed's) or 'cosine' (decays from learning_rate to learning_rate *
   # lr_final_fraction at the last step).
-  lr_schedule: str = 'cosine'
+  lr_schedule: str = 'constant'
   # Final learning rate of the 'cosine' schedule, as a fraction of the peak.
   lr_final_fraction: float = 0.01
   # Share of the training steps over which the learning rate warms up
   # linearly from 0 to learning_rate before the schedule (with 'cosine': the
   # one-cycle shape); 0 = none (the seed's). 0.07 = 2 of 30 epochs.
-  lr_warmup_fraction: float = 0.07
+  lr_warmup_fraction: float = 0.0
   # KL warm-up: the KL term's weight in the optimised objective rises
   # linearly from 0 to 1 over this many epochs at the start of each of
   # `kl_cycles` equal cycles; 0 = a constant weight of 1 (the seed's). The
