@@ -29,8 +29,8 @@ training time at which B's held-out -ELBO first reaches A's final value.
 
 Run from the repository root:
 
-  .venv/bin/python -m benchmarks.recipes --recipes today,default --seeds 1 2 3 \\
-      --curve --reference today --candidate default
+  .venv/bin/python -m benchmarks.recipes --recipes today,one_cycle_b \\
+      --seeds 1 2 3 --curve --reference today --candidate one_cycle_b
 
 Results go to benchmarks/results/recipes_<date>[_<tag>].json; print them with
 `.venv/bin/python -m benchmarks.render <file>`. Not a test: a 30-epoch run
@@ -97,6 +97,10 @@ RECIPES: Dict[str, Optional[Dict[str, Any]]] = {
     'kl_cyclical_4x4': {**TODAY, 'kl_warmup_epochs': 4, 'kl_cycles': 4},
     'batch_256_2e-3': {**TODAY, 'batch_size': 256, 'learning_rate': 2e-3},
     'spe_7': {**TODAY, 'steps_per_execution': 7},
+    # B of the side-by-side run of 2026-11-25 (then the default).
+    'one_cycle_b': {**TODAY, 'lr_schedule': 'cosine', 'learning_rate': 3e-3,
+                    'lr_warmup_fraction': 0.07, 'steps_per_execution': 7,
+                    'validation_fraction': 0.02},
 }
 
 
