@@ -142,6 +142,5 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == '__main__':
-  logging.basicConfig(level=logging.INFO, force=True,
-                      format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+  recording.configure_logging()
   main()

@@ -452,8 +452,5 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == '__main__':
-  # force: importing TensorFlow and TFX has already configured the root
-  # logger, and basicConfig would otherwise leave INFO progress unshown.
-  logging.basicConfig(level=logging.INFO, force=True,
-                      format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+  recording.configure_logging()
   main()

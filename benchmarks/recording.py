@@ -116,3 +116,13 @@ class EpochTimer(keras.callbacks.Callback):
 
   def on_epoch_end(self, epoch, logs=None):
     self.seconds.append(time.perf_counter() - self._start)
+
+
+def configure_logging() -> None:
+  """INFO progress lines for a benchmark's `__main__`.
+
+  `force`: importing TensorFlow and TFX has already configured the root
+  logger, and a plain basicConfig would leave INFO progress unshown.
+  """
+  logging.basicConfig(level=logging.INFO, force=True,
+                      format='%(asctime)s %(levelname)s %(name)s: %(message)s')
