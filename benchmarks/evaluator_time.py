@@ -144,6 +144,23 @@ def _stats(runs: List[Dict[str, float]]) -> Dict[str, Any]:
                                       for run in runs]}
 
 
+def markdown_lines(result: Dict[str, Any]) -> List[str]:
+  """The evaluator's run time, with and without a served model."""
+  lines = [f'### `{result["run_name"]}`: VaeEvaluator on '
+           f'{result["eval_images"]:,} images, k = {result["iwae_samples"]}',
+           ''] + recording.header_lines(result) + [
+               '', f'Note: {result.get("note") or "-"}', '',
+               '| case | seconds per run | median |', '| --- | --- | --- |']
+  for case in ('no_model_served', 'model_served'):
+    runs = result[case]
+    lines.append(f"| {case.replace('_', ' ')} | "
+                 f"{', '.join(f'{s:.1f}' for s in runs['seconds'])} | "
+                 f"{runs['median_s']:.1f} s |")
+  lines.append(f"\nTarget: under {result['target_seconds']:.0f} s: "
+               f"{'met' if result['target_met'] else 'missed'}.")
+  return lines
+
+
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   """Times the evaluator with and without a served model; records it."""
   args = parse_args(argv)

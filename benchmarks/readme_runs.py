@@ -88,7 +88,8 @@ def run_tests(work_dir: pathlib.Path) -> Dict[str, Any]:
 
 def markdown_lines(result: Dict[str, Any]) -> List[str]:
   """The README's table of what to expect, from this result."""
-  lines = recording.header_lines(result) + [
+  lines = [f'### `{result["run_name"]}`: the README\'s runs', ''
+           ] + recording.header_lines(result) + [
       '', '| command | exit | wall time | result |', '| --- | --- | --- | --- |']
   for run in result['runs']:
     metrics = run.get('evaluator_metrics_json') or {}

@@ -349,7 +349,8 @@ def catch_up(runs: Sequence[Dict[str, Any]], reference: str,
 
 def markdown_lines(result: Dict[str, Any]) -> List[str]:
   """A table of the recipes: held-out -ELBO and training time over seeds."""
-  lines = recording.header_lines(result) + [
+  lines = [f'### `{result["run_name"]}`: training recipes over seeds, '
+           'held out', ''] + recording.header_lines(result) + [
       '',
       '| Recipe | Seeds | Held-out -ELBO mean (sd; min-max) | Training time '
       'mean (min-max) |',
