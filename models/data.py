@@ -108,17 +108,16 @@ def _read_and_cache(files: List[str],
   With `part` 'train' or 'validation', keeps only the examples outside, or
   inside, the validation carve-out of `validation_fraction`.
   """
-  dataset = _read(files)
+  keep = None
   if part is not None and validation_fraction > 0:
     if part not in ('train', 'validation'):
       raise ValueError(f"part must be 'train' or 'validation', got {part!r}")
     want = part == 'validation'
-    dataset = dataset.batch(_PARSE_BLOCK).map(
-        lambda images, labels: (images, labels, in_validation_carve_out(
-            images, validation_fraction))).unbatch().filter(
-                lambda image, label, carved: carved == want).map(
-                    lambda image, label, carved: (image, label))
-  dataset = dataset.cache()
+
+    def keep(images):
+      return tf.equal(in_validation_carve_out(images, validation_fraction),
+                      want)
+  dataset = _read(files, keep).cache()
   count = int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
   if count == 0:
     raise ValueError(f'No example in {files}' + (
@@ -129,14 +128,26 @@ def _read_and_cache(files: List[str],
   return dataset.apply(tf.data.experimental.assert_cardinality(count)), count
 
 
-def _read(files: List[str]) -> tf.data.Dataset:
-  """(uint8 image, label) examples of `files`, read and parsed in blocks."""
+def _read(files: List[str], keep=None) -> tf.data.Dataset:
+  """(uint8 image, label) examples of `files`, read and parsed in blocks.
+
+  `keep`, if given, maps a block of uint8 images [N, 28, 28, 1] to a bool
+  mask [N] of the examples to keep, applied to each parsed block.
+  """
   logger.info('Reading %d file(s), first %s', len(files), files[0])
   dataset = tf.data.TFRecordDataset(
       files, compression_type='GZIP',
       num_parallel_reads=min(len(files), 8) if len(files) > 1 else None)
+
+  def parse(serialized):
+    images, labels = _parse_block(serialized)
+    if keep is None:
+      return images, labels
+    mask = keep(images)
+    return tf.boolean_mask(images, mask), tf.boolean_mask(labels, mask)
+
   return dataset.batch(_PARSE_BLOCK).map(
-      _parse_block, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+      parse, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
 
 
 def _batch_and_convert(dataset: tf.data.Dataset, batch_size: int,
