@@ -3,7 +3,7 @@ files or as ExampleGen's TFRecords, and an exported model."""
 
 import os
 import pathlib
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import pytest
@@ -87,16 +87,30 @@ def read_split_examples(examples, split: str):
   return [tf.train.Example.FromString(r.numpy()) for r in records]
 
 
-@pytest.fixture(scope='session')
-def exported_model(tmp_path_factory) -> str:
-  """A Trainer-style model directory of an untrained VAE (real SavedModels)."""
+def export_untrained_model(model_uri: pathlib.Path, seed: int = 0) -> str:
+  """Writes a Trainer-style model directory of an untrained VAE initialised
+  with `seed` (real SavedModels); other seeds give other weights, so another
+  model identity."""
   from models import export  # pylint: disable=g-import-not-at-top
   from models import vae  # pylint: disable=g-import-not-at-top
-  hp = vae.Hyperparameters()
-  model_uri = tmp_path_factory.mktemp('model')
+  hp = vae.Hyperparameters(seed=seed)
   export.export_model(vae.build_vae(hp), hp,
                       str(model_uri / export.SERVING_MODEL_DIR))
   return str(model_uri)
+
+
+@pytest.fixture(scope='session')
+def exported_model(tmp_path_factory) -> str:
+  """A Trainer-style model directory of an untrained VAE (real SavedModels)."""
+  return export_untrained_model(tmp_path_factory.mktemp('model'))
+
+
+@pytest.fixture(scope='session')
+def other_exported_models(tmp_path_factory) -> List[str]:
+  """Three more model directories like `exported_model`, each with other
+  weights (seeds 1, 2, 3)."""
+  return [export_untrained_model(tmp_path_factory.mktemp(f'model-{seed}'),
+                                 seed) for seed in (1, 2, 3)]
 
 
 @pytest.fixture

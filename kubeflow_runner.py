@@ -33,6 +33,7 @@ import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from pipeline import console
+from pipeline import exit_codes
 from pipeline import kfp_entrypoint
 from pipeline import kubeflow_deploy
 from pipeline.kubeflow_deploy import UsageError
@@ -180,7 +181,7 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser,
 def build_parser() -> argparse.ArgumentParser:
   """The command line: `compile` and `deploy` subcommands."""
   from pipeline import flags  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
+  parser = exit_codes.ArgumentParser(
       description='Compile the mnist-vae-tfx pipeline for Kubeflow Pipelines '
       'v2 (KubeflowV2DagRunner, pipeline spec 2.1), and deploy it as a '
       'recurring run on Kubeflow Pipelines or a Vertex AI schedule.')
@@ -474,7 +475,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     result = run_command(args)
   except UsageError as e:
     logger.error('%s', e)
-    return 2
+    return exit_codes.USAGE
   except kfp_server_api.ApiException as e:
     logger.error('Kubeflow Pipelines API: HTTP %s %s: %s', e.status, e.reason,
                  e.body)

@@ -12,28 +12,28 @@ import sys
 from typing import List, Optional, Sequence
 
 from pipeline import console
+from pipeline import exit_codes
 from pipeline import run_lock
 
 logger = logging.getLogger(__name__)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA_DIR = os.path.join(_HERE, 'data', 'mnist')
-# Exit codes (README, "Running it again"); 1 is any other failure.
-EXIT_BAD_INPUT = 2
-EXIT_LOCKED = 3
-EXIT_DATA_GATE = 4
+# The serving directory inside --output-dir, unless --serving-dir says.
+SERVING_SUBDIR = 'serving_model'
+# Exit codes (pipeline/exit_codes.py; README, "Exit codes").
+EXIT_BAD_INPUT = exit_codes.BAD_INPUT
+EXIT_LOCKED = exit_codes.OUTPUT_DIR_LOCKED
+EXIT_DATA_GATE = exit_codes.DATA_GATE
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   from pipeline import flags  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
+  parser = exit_codes.ArgumentParser(
       description='Train the MNIST convolutional VAE with a local TFX '
       'pipeline (LocalDagRunner, Beam DirectRunner, SQLite ML Metadata).',
       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-      epilog=f'Exit codes: 0 done (blessed or not), {EXIT_BAD_INPUT} bad input '
-      f'data, {EXIT_LOCKED} another run holds the output directory, '
-      f'{EXIT_DATA_GATE} the data gate stopped the run (nothing trained or '
-      'pushed), 1 any other failure.')
+      epilog='Exit codes: ' + exit_codes.describe(*exit_codes.MEANINGS) + '.')
   source = parser.add_argument_group(
       'data source: IDX files (--data-dir) or a TensorFlow Datasets data set '
       '(--tfds), not both')
@@ -64,6 +64,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
       '--output-dir', default='outputs',
       help='where component outputs (pipeline/), the ML Metadata store '
       '(metadata.sqlite) and later runs go; reruns reuse it and its cache.')
+  parser.add_argument(
+      '--serving-dir', default=None, metavar='DIR',
+      help='the push destination, TensorFlow Serving\'s model base path (a '
+      'folder, or s3:// or gs://); several output dirs may share one, since '
+      'every push and rollback holds its lock. Default: '
+      f'<output-dir>/{SERVING_SUBDIR}.')
   parser.add_argument(
       '--max-examples', type=flags.positive_int, default=None, metavar='N',
       help='use only the first N examples of each split (quick runs); '
@@ -117,6 +123,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   # TensorFlow reads its log level when imported: configure logging first.
   console.configure_logging(console.verbose_requested(argv))
   args = parse_args(argv)
+  from components.atomic_pusher import serving_lock  # pylint: disable=g-import-not-at-top
   from components.data_gate import gate  # pylint: disable=g-import-not-at-top
   from components.idx_example_gen import component as idx_component  # pylint: disable=g-import-not-at-top
   from components.idx_example_gen import idx  # pylint: disable=g-import-not-at-top
@@ -146,7 +153,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return EXIT_BAD_INPUT
 
   pipeline_root = os.path.join(output_dir, 'pipeline')
-  serving_dir = os.path.join(output_dir, 'serving_model')
+  serving_dir = _local_or_uri(args.serving_dir) or os.path.join(
+      output_dir, SERVING_SUBDIR)
+  if serving_layout.is_object_store(serving_dir):
+    import tensorflow_io  # pylint: disable=g-import-not-at-top,unused-import
   metadata_path = os.path.join(output_dir, 'metadata.sqlite')
   enable_cache = not args.no_cache
   if (enable_cache and os.path.exists(metadata_path) and
@@ -200,10 +210,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   except (idx.IdxFormatError, tfds_source.TfdsSourceError) as e:
     logger.error('bad input data: %s', e)
     return EXIT_BAD_INPUT
+  except serving_layout.VersionCorruptError as e:
+    logger.error('%s. Nothing was trained or pushed (exit code %d). Roll '
+                 'back past it, which publishes an intact earlier version '
+                 'above it: python -m pipeline.rollback --serving-dir %s',
+                 e, exit_codes.SERVED_VERSION_CORRUPT, serving_dir)
+    return exit_codes.SERVED_VERSION_CORRUPT
+  except serving_lock.ServingLockedError as e:
+    logger.error('%s. Nothing was pushed (exit code %d); the next run '
+                 'measures against whatever that writer published.', e,
+                 exit_codes.SERVING_ROOT_LOCKED)
+    return exit_codes.SERVING_ROOT_LOCKED
   except evaluator.ServedModelError as e:
-    logger.error('%s. Nothing was pushed; fix or remove that version and run '
-                 'again.', e)
-    return 1
+    logger.error('%s. Nothing was pushed; the error was an I/O error each '
+                 'time: check the storage and run again.', e)
+    return exit_codes.FAILURE
   print(run_summary.format_summary(summary))
   logger.info('Pipeline finished. Outputs: %s (component outputs in %s, ML '
               'Metadata in %s, summary in %s)', output_dir, pipeline_root,
@@ -212,4 +233,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  # tensorflow-io is imported only for object stores (see exit_process).
+  exit_codes.exit_process(main(), 'tensorflow_io' in sys.modules)

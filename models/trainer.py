@@ -68,6 +68,7 @@ def warm_start_dir_from_fn_args(fn_args: tfx.components.FnArgs) -> Optional[str]
       else:
         # The version's own weights (or, for older versions, the model it
         # was pushed from while the pipeline root still has it).
+        serving_layout.verify_version(version_dir)
         candidates.append(serving_layout.model_dir_of(version_dir))
   for path in candidates:
     warm_start_dir = export.find_warm_start_dir(path)

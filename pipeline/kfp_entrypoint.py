@@ -48,6 +48,8 @@ import runpy
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
+from pipeline import exit_codes
+
 logger = logging.getLogger(__name__)
 
 # The module the compiled tasks would otherwise run, and this one.
@@ -206,22 +208,6 @@ def _run_tfx_entrypoint(argv: Sequence[str]) -> int:
   return 0
 
 
-def _exit(code: int, used_s3: bool) -> None:
-  """Ends the process with `code`.
-
-  Once tensorflow-io's S3 client was used, it aborts the process at exit
-  ("pure virtual method called", exit 134: tensorflow/io#2039, fixed after
-  the last release), which KFP would record as a failure, so the process
-  ends here, with everything written and flushed, without Python's exit.
-  """
-  if not used_s3:
-    sys.exit(code)
-  logging.shutdown()
-  sys.stdout.flush()
-  sys.stderr.flush()
-  os._exit(code)  # pylint: disable=protected-access
-
-
 def main(argv: Optional[Sequence[str]] = None) -> None:
   """Repairs the arguments, then runs TFX's entrypoint; exits with its code.
 
@@ -239,7 +225,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
       prepare_s3(buckets)
   except EntrypointError as e:
     logger.error('%s', e)
-    _exit(2, bool(buckets))
+    exit_codes.exit_process(2, bool(buckets))
   try:
     code = _run_tfx_entrypoint(repaired)
   except Exception:  # pylint: disable=broad-except
@@ -247,7 +233,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
       raise
     logger.exception('The task failed')
     code = 1
-  _exit(code, bool(buckets))
+  exit_codes.exit_process(code, bool(buckets))
 
 
 if __name__ == '__main__':

@@ -1,6 +1,7 @@
-"""Rollback republishes an earlier version as the newest, atomically."""
+"""Rollback serves an earlier version again and rejects the one rolled from."""
 
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import tensorflow as tf
 from components.atomic_pusher import executor as pusher
 from layouts import serving as serving_layout
 from models import export
-from models import vae as vae_lib
+from pipeline import exit_codes
 from pipeline import rollback
 
 
@@ -18,47 +19,148 @@ def _decode(version_dir, z):
   return signature(z=tf.constant(z))['image'].numpy()
 
 
+def _push(model_uri, serving):
+  """A version of a Trainer-style model, as the Pusher writes it."""
+  return pusher.push(
+      os.path.join(model_uri, export.SERVING_MODEL_DIR), str(serving),
+      {'model_uri': model_uri}, None,
+      {name: os.path.join(model_uri, name)
+       for name in (export.ENCODER_DIR, export.WARM_START_DIR)})
+
+
+def _tree(directory):
+  """Relative path -> bytes of every file below `directory`."""
+  root = pathlib.Path(directory)
+  return {str(p.relative_to(root)): p.read_bytes()
+          for p in root.rglob('*') if p.is_file()}
+
+
 @pytest.fixture
-def two_versions(exported_model, tmp_path):
-  """v1: the session's exported model; v2: another (seed 1) model."""
-  hp = vae_lib.Hyperparameters(seed=1)
-  other = tmp_path / 'other'
-  export.export_model(vae_lib.build_vae(hp), hp,
-                      str(other / export.SERVING_MODEL_DIR))
+def three_versions(other_exported_models, tmp_path):
+  """v1, v2, v3: three models (seeds 1, 2, 3), v3 served."""
   serving = tmp_path / 'serving'
-  first = pusher.push(os.path.join(exported_model, export.SERVING_MODEL_DIR),
-                      str(serving), {'model_uri': exported_model})
-  second = pusher.push(str(other / export.SERVING_MODEL_DIR), str(serving),
-                       {'model_uri': str(other)})
-  return serving, first, second
+  return serving, [_push(uri, serving) for uri in other_exported_models]
 
 
-def test_rollback_serves_the_earlier_model_again(two_versions):
-  serving, first, second = two_versions
+def _served(serving):
+  return serving_layout.latest_version_dir(str(serving))
+
+
+def test_rollback_serves_a_byte_identical_copy_and_rejects_the_served(
+    three_versions):
+  serving, (_, v2, v3) = three_versions
   z = np.random.default_rng(0).normal(size=(4, 2)).astype(np.float32)
-  assert not np.allclose(_decode(first, z), _decode(second, z))
+  assert not np.allclose(_decode(v2, z), _decode(v3, z))
 
-  assert rollback.main(['--serving-dir', str(serving)]) == 0
+  assert rollback.main(['--serving-dir', str(serving)]) == exit_codes.OK
 
-  newest = serving_layout.latest_version_dir(str(serving))
-  assert int(os.path.basename(newest)) > int(os.path.basename(second))
-  np.testing.assert_array_equal(_decode(newest, z), _decode(first, z))
-  info = serving_layout.read_push_info(newest)
-  assert info['rolled_back_from'] == os.path.basename(first)
-  assert info['model_uri'] == serving_layout.read_push_info(first)['model_uri']
+  restored = _served(serving)
+  assert int(os.path.basename(restored)) > int(os.path.basename(v3))
+  # Every file of v2, nested SavedModels included, byte for byte; only the
+  # version record differs.
+  record = serving_layout.VERSION_RECORD_FILE
+  copy, original = _tree(restored), _tree(v2)
+  assert copy.pop(record) != original.pop(record)
+  assert copy == original
+  assert os.path.join(serving_layout.MODEL_FILES_DIR, export.ENCODER_DIR,
+                      'saved_model.pb') in copy
+  serving_layout.verify_version(restored)
+  np.testing.assert_array_equal(_decode(restored, z), _decode(v2, z))
+  info = serving_layout.read_push_info(restored)
+  assert info['restored_version'] == os.path.basename(v2)
+  assert info['rolled_back_from'] == os.path.basename(v3)
+  assert info['model_uri'] == serving_layout.read_push_info(v2)['model_uri']
+  assert serving_layout.identity_of(restored) == serving_layout.identity_of(v2)
+  assert set(serving_layout.rejected_models(str(serving))) == {
+      serving_layout.identity_of(v3)}
   # Nothing is removed; no temporary directory is left.
-  assert sorted(os.listdir(serving)) == sorted(
-      os.path.basename(p) for p in (first, second, newest))
+  assert sorted(n for n in os.listdir(serving) if n[0] != '.') == sorted(
+      [os.path.basename(p) for p in (*three_versions[1], restored)] +
+      [serving_layout.REJECTIONS_FILE])
 
 
-def test_rollback_to_a_named_version_and_errors(two_versions, capsys):
-  serving, first, _ = two_versions
-  version = int(os.path.basename(first))
+def test_default_target_after_zero_one_and_two_rollbacks(three_versions):
+  serving, (v1, v2, v3) = three_versions
+  identity = serving_layout.identity_of
+  rollback.rollback(str(serving))          # 0 before: v3 -> v2
+  assert identity(_served(serving)) == identity(v2)
+  rollback.rollback(str(serving))          # 1 before: v2 -> v1, never v3
+  assert identity(_served(serving)) == identity(v1)
+  assert set(serving_layout.rejected_models(str(serving))) == {
+      identity(v3), identity(v2)}
+  # 2 before: v1's model is served, v2's and v3's are rejected: refused.
+  before = sorted(os.listdir(serving))
+  with pytest.raises(rollback.RollbackError) as error:
+    rollback.rollback(str(serving))
+  message = str(error.value)
+  assert f'{os.path.basename(v3)} (model {identity(v3)[:12]} is rejected)' in (
+      message)
+  assert f'{os.path.basename(v1)} (the served model' in message
+  assert sorted(os.listdir(serving)) == before
+  assert rollback.main(['--serving-dir', str(serving)]) == (
+      exit_codes.ROLLBACK_REFUSED)
+
+
+def test_named_version_unreject_and_refusals(three_versions, capsys):
+  serving, (v1, v2, v3) = three_versions
+  name = os.path.basename
   assert rollback.main(['--serving-dir', str(serving), '--version',
-                        str(version)]) == 0
-  new_dir = capsys.readouterr().out.strip()
-  assert serving_layout.read_push_info(new_dir)['rolled_back_from'] == str(
-      version)
-  assert rollback.main(['--serving-dir', str(serving), '--version', '5']) == 2
-  with pytest.raises(rollback.RollbackError, match='nothing to roll back to'):
+                        name(v1)]) == exit_codes.OK
+  restored = capsys.readouterr().out.strip()
+  assert serving_layout.read_push_info(restored)['restored_version'] == name(
+      v1)
+  # v3's model is rejected: asking for it by number is refused until the
+  # rejection is taken back, which is journalled.
+  assert rollback.main(['--serving-dir', str(serving), '--version',
+                        name(v3)]) == exit_codes.ROLLBACK_REFUSED
+  assert rollback.main(['--serving-dir', str(serving), '--unreject',
+                        name(v3)]) == exit_codes.OK
+  assert serving_layout.rejected_models(str(serving)) == {}
+  assert [e['action'] for e in serving_layout.read_rejections(
+      str(serving))] == ['reject', 'unreject']
+  assert rollback.main(['--serving-dir', str(serving), '--version',
+                        name(v3)]) == exit_codes.OK
+  assert serving_layout.identity_of(_served(serving)) == (
+      serving_layout.identity_of(v3))
+  assert rollback.main(['--serving-dir', str(serving), '--version',
+                        '5']) == exit_codes.ROLLBACK_REFUSED
+  assert rollback.main(['--serving-dir', str(serving), '--unreject',
+                        'abc']) == exit_codes.ROLLBACK_REFUSED
+  assert rollback.main(['--serving-dir', str(serving), '--list']) == 0
+  listed = capsys.readouterr().out
+  assert f'{name(_served(serving))}  model ' in listed and 'SERVED' in listed
+  with pytest.raises(rollback.RollbackError, match='no complete version'):
     rollback.rollback(str(serving / 'empty'))
+
+
+def test_usage_errors_exit_64(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    rollback.main(['--serving-dir', 'x', '--version', 'seven'])
+  assert exit_info.value.code == exit_codes.USAGE
+  with pytest.raises(SystemExit) as exit_info:
+    rollback.main([])
+  assert exit_info.value.code == exit_codes.USAGE
+  assert 'the following arguments are required: --serving-dir' in (
+      capsys.readouterr().err)
+
+
+def test_a_corrupt_version_is_passed_over_and_a_rejected_model_never_pushed(
+    three_versions, other_exported_models, tmp_path):
+  serving, (_, v2, v3) = three_versions
+  weights = pathlib.Path(v2, 'variables', 'variables.data-00000-of-00001')
+  weights.write_bytes(weights.read_bytes()[:-8] + b'\0' * 8)
+  with pytest.raises(serving_layout.VersionCorruptError, match='was changed'):
+    serving_layout.verify_version(v2)
+  rollback.rollback(str(serving))  # v2 is corrupt: v1 is restored
+  assert serving_layout.read_push_info(_served(serving))[
+      'restored_version'] == os.path.basename(three_versions[1][0])
+
+  # The Pusher refuses v3's model (rejected) by identity, from any path.
+  moved = tmp_path / 'elsewhere'
+  tf.io.gfile.makedirs(str(moved))
+  pusher.copy_tree(other_exported_models[2], str(moved))
+  reason = pusher.rejected_reason(
+      serving_layout.model_identity(str(moved / export.SERVING_MODEL_DIR)),
+      str(serving))
+  assert reason and 'rolled back from (version ' in reason
+  assert serving_layout.identity_of(v3)[:12] in reason

@@ -39,6 +39,7 @@ from components.data_gate import gate
 from conftest import REPO_ROOT
 from models import vae
 from pipeline import code_fingerprint
+from pipeline import exit_codes
 from tests.fake_kfp_server import FakeKfpServer
 
 IMAGE = 'registry.example.com/mnist/mnist-vae-tfx:test'
@@ -340,7 +341,7 @@ def test_enable_cache_flag(tmp_path):
 def test_bad_flags_are_usage_errors(argv, message, capsys):
   with pytest.raises(SystemExit) as exit_info:
     kubeflow_runner.parse_args(argv)
-  assert exit_info.value.code == 2
+  assert exit_info.value.code == exit_codes.USAGE
   assert message in capsys.readouterr().err
 
 

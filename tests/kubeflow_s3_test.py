@@ -11,61 +11,20 @@ whose stand-in the emulation is given.
 
 import json
 import pathlib
-import socket
 import subprocess
 import sys
-import time
 
-import boto3
 import pytest
 
+from benchmarks.s3_server import BUCKET
+from benchmarks.s3_server import CREDENTIALS
+from benchmarks.s3_server import S3Server
 from conftest import write_mnist_subset
 from tests import kfp_launcher
 from tests.kubeflow_execution_test import ALL_TASKS
 from tests.kubeflow_execution_test import compile_package
 from tests.kubeflow_execution_test import decode_in_fresh_process
 from tests.kubeflow_execution_test import history_epochs
-
-BUCKET = 'mlpipeline'
-CREDENTIALS = {'accesskey': 'minio-user', 'secretkey': 'minio-secret'}
-
-
-class S3Server:
-  """moto's S3 server on a free port of 127.0.0.1."""
-
-  def __enter__(self) -> 'S3Server':
-    with socket.socket() as s:
-      s.bind(('127.0.0.1', 0))
-      port = s.getsockname()[1]
-    self.endpoint = f'http://127.0.0.1:{port}'
-    self.process = subprocess.Popen(
-        [sys.executable, '-m', 'moto.server', '-H', '127.0.0.1', '-p',
-         str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while True:
-      try:
-        socket.create_connection(('127.0.0.1', port), timeout=1).close()
-        break
-      except OSError:
-        if time.time() > deadline or self.process.poll() is not None:
-          self.process.kill()
-          raise RuntimeError('moto S3 server did not start')
-        time.sleep(0.2)
-    self.client = boto3.client(
-        's3', endpoint_url=self.endpoint, region_name='us-east-1',
-        aws_access_key_id=CREDENTIALS['accesskey'],
-        aws_secret_access_key=CREDENTIALS['secretkey'])
-    return self
-
-  def __exit__(self, *exc_info):
-    self.process.terminate()
-    self.process.wait(timeout=30)
-
-  def keys(self, prefix: str = ''):
-    pages = self.client.get_paginator('list_objects_v2').paginate(
-        Bucket=BUCKET, Prefix=prefix)
-    return [item['Key'] for page in pages for item in page.get('Contents', [])]
-
 
 @pytest.fixture(scope='module')
 def s3():

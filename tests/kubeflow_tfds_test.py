@@ -11,6 +11,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 import kubeflow_runner
+from pipeline import exit_codes
 from tests.kubeflow_runner_test import IMAGE
 from tests.kubeflow_runner_test import PIPELINE_ROOT
 from tests.kubeflow_runner_test import SERVING_ROOT
@@ -56,5 +57,5 @@ def test_bad_tfds_flags_are_usage_errors(extra, message, capsys):
   with pytest.raises(SystemExit) as exit_info:
     kubeflow_runner.parse_args(['compile', '--output', 'p.yaml', *TFDS_FLAGS,
                                 *extra])
-  assert exit_info.value.code == 2
+  assert exit_info.value.code == exit_codes.USAGE
   assert message in capsys.readouterr().err

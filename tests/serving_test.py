@@ -7,9 +7,15 @@ import pathlib
 import shutil
 
 from components.atomic_pusher import executor as pusher
+from conftest import export_untrained_model
 from layouts import serving as serving_layout
 from models import export
+from pipeline import exit_codes
 from tests.local_runner_test import run_cli
+
+
+def _versions(serving: pathlib.Path):
+  return sorted(name for name in os.listdir(serving) if name.isdigit())
 
 
 def _summary(out: pathlib.Path):
@@ -24,12 +30,10 @@ def test_reruns_measure_again_and_signature_changes_need_a_flag(tmp_path):
   first = run_cli(*args)
   assert first.returncode == 0, first.stderr[-3000:]
   v1 = _summary(out)['pushed_model']
-  model_uri = _summary(out)['model_uri']
 
-  # Another run publishes v2 after this evaluation (here: a copy of this
-  # run's model, pushed by hand).
-  other = tmp_path / 'other-model'
-  shutil.copytree(model_uri, other)
+  # Another run publishes v2, another model, after this evaluation (here
+  # pushed by hand).
+  other = pathlib.Path(export_untrained_model(tmp_path / 'other-model', 1))
   v2 = pusher.push(str(other / export.SERVING_MODEL_DIR), str(serving),
                    {'model_uri': str(other)},
                    serving_layout.read_reference_statistics(v1),
@@ -55,7 +59,7 @@ def test_reruns_measure_again_and_signature_changes_need_a_flag(tmp_path):
   assert summary['blessed'] is False and summary['pushed_model'] is None
   assert any('FAIL: serving signature changed (z float32 [None, 2]' in r
              for r in summary['blessing_reasons'])
-  assert sorted(os.listdir(serving)) == sorted(
+  assert _versions(serving) == sorted(
       os.path.basename(v) for v in (v1, v2, v3))
 
   # ... unless allowed; retention then keeps the newest two versions.
@@ -64,7 +68,7 @@ def test_reruns_measure_again_and_signature_changes_need_a_flag(tmp_path):
   assert allowed.returncode == 0, allowed.stderr[-3000:]
   v4 = _summary(out)['pushed_model']
   assert v4 is not None
-  assert sorted(os.listdir(serving)) == sorted(
+  assert _versions(serving) == sorted(
       os.path.basename(v) for v in (v3, v4))
 
   # Versions stand alone: without the pipeline root, the gate, the evaluator
@@ -81,14 +85,17 @@ def test_reruns_measure_again_and_signature_changes_need_a_flag(tmp_path):
   assert evaluation['served_model'] is not None
   assert summary['pushed_model'] is not None
 
-  # A served model that cannot be read fails the run after the retries, with
-  # its path named, instead of a quiet "not blessed".
+  # A served version whose files differ from its record stops the run at
+  # the data gate, naming the file, with its own exit code: nothing is
+  # retried, trained or pushed.
   v5 = summary['pushed_model']
   pathlib.Path(v5, 'saved_model.pb').write_bytes(b'unreadable')
-  unreadable = run_cli(*args, '--latent-dim', '3', '--bless-tolerance', '999')
-  assert unreadable.returncode == 1, unreadable.stderr[-3000:]
-  assert (f'cannot read the served model {v5} after 4 attempts'
-          in unreadable.stderr)
-  assert 'Nothing was pushed' in unreadable.stderr
-  assert 'Traceback' not in unreadable.stderr
-  assert sorted(os.listdir(serving))[-1] == os.path.basename(v5)
+  corrupt = run_cli(*args, '--latent-dim', '3', '--bless-tolerance', '999')
+  assert corrupt.returncode == exit_codes.SERVED_VERSION_CORRUPT, (
+      corrupt.stderr[-3000:])
+  assert (f'{v5} does not match its record '
+          f'({serving_layout.VERSION_RECORD_FILE}): saved_model.pb was '
+          'changed' in corrupt.stderr)
+  assert 'python -m pipeline.rollback --serving-dir' in corrupt.stderr
+  assert 'Traceback' not in corrupt.stderr
+  assert _versions(serving)[-1] == os.path.basename(v5)

@@ -3,29 +3,30 @@
 TFX's filesystem Pusher copies straight into `<base>/<unix seconds>/`, writing
 saved_model.pb last (tfx#4466), so a TensorFlow Serving instance polling the
 directory can load a half-copied version, and two pushes in one second
-collide (the second is silently skipped). This executor instead
+collide (the second is silently skipped). This executor instead, holding the
+serving root's lock (`serving_lock`: one writer at a time, across output
+directories and machines):
 
-1. copies the model into a temporary directory beside the versions, named
-   `.tmp-push-...` (not all digits, so TensorFlow Serving ignores it), and
-   records the push info and the training data's statistics, the data
-   gate's next drift reference (see `layouts.serving`);
-2. renames it to `<base>/<version>`: a rename within one filesystem is atomic
-   on POSIX, so the version appears complete or not at all;
-3. picks version = max(unix seconds, newest existing version + 1), so versions
-   are unique and increasing even for several pushes in the same second.
+1. removes what writers that died left behind: `.tmp-push-*` directories and
+   incomplete versions older than the lock's lease;
+2. re-checks, against the newest complete version, that the model may be
+   pushed (`not_pushed_reason`): it is not a model an operator rolled back
+   from, not the model already served, and the served version is still the
+   one the evaluator measured the candidate against (compare-and-swap);
+3. picks version = max(unix seconds, newest existing version + 1), so
+   versions are unique and increasing;
+4. writes the version: the decoder, the encoder and warm-start files, the
+   training data's statistics (the data gate's next drift reference), then
+   saved_model.pb, then the version record (`layouts.serving`) that makes it
+   complete. Locally it is written into a `.tmp-push-*` directory beside the
+   versions (not all digits, so TensorFlow Serving ignores it) and renamed
+   into place: a rename within one filesystem is atomic on POSIX. On object
+   stores (s3://, gs://) a directory rename is a copy in listing order, so
+   there the version is written in place, record last;
+5. keeps the newest `keep_versions` complete versions (never removing the
+   newest or the one just pushed).
 
-Before publishing it checks that the newest version is still the one the
-evaluator measured the candidate against (compare-and-swap): if another push
-came in between, it publishes nothing and says why. After a push it keeps
-the newest `keep_versions` versions (never removing the newest or the one
-just pushed), and it removes `.tmp-push-*` directories left by pushes that
-died (older than an hour).
-
-On any failure the temporary directory is removed and the error re-raised.
-On object stores (gs://) a directory rename is a copy in listing order, in
-which saved_model.pb can land before variables/: there the version is
-written in place instead, in a safe order (saved_model.pb last), and is not
-atomic.
+On any failure the partial version is removed and the error re-raised.
 """
 
 import datetime
@@ -33,21 +34,22 @@ import logging
 import os
 import time
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx import types
-from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.components.pusher import executor as tfx_pusher_executor
+from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
+from components.atomic_pusher import serving_lock
+from layouts import model as model_layout
 from layouts import serving as serving_layout
-from models import export
 
 logger = logging.getLogger(__name__)
 
@@ -57,76 +59,92 @@ CODE_FINGERPRINT_KEY = 'code_fingerprint'
 KEEP_VERSIONS_KEY = 'keep_versions'
 # PushedModel custom property: why a blessed model was not pushed.
 NOT_PUSHED_REASON_KEY = 'not_pushed_reason'
-# A temporary push directory older than this was left by a push that died.
-STALE_TMP_SECONDS = 3600
 # The split whose statistics describe the data the model was trained on.
 TRAIN_SPLIT = 'train'
-# Renames retried when another push took the version first.
+# Renames retried when the version was taken by a writer outside the lock.
 _MAX_VERSION_TRIES = 100
+
+is_object_store = serving_layout.is_object_store
 
 
 def next_version(serving_dir: str, now: float) -> int:
-  """A version number above every existing one, normally the unix time."""
-  existing = serving_layout.versions(serving_dir)
+  """A version number above every numeric directory, complete or not (a
+  partial version's number is never reused), normally the unix time."""
+  found = serving_layout.scan(serving_dir)
+  existing = list(found.complete) + list(found.incomplete)
   return max(int(now), max(existing, default=0) + 1)
+
+
+def copy_tree(src: str, dst: str, skip: Optional[set] = None) -> None:
+  """Copies every file below `src` to the same relative path below `dst`
+  (nested SavedModels whole), except the relative paths in `skip`; the top
+  level saved_model.pb last, so a server that waits for it never loads a
+  partial copy."""
+  last = None
+  for root, _, files in tf.io.gfile.walk(src):
+    for name in files:
+      path = os.path.join(root, name)
+      relative = os.path.relpath(path, src).replace(os.sep, '/')
+      if relative in (skip or ()):
+        continue
+      if relative == serving_layout.SAVED_MODEL_FILE:
+        last = path
+        continue
+      target = os.path.join(dst, relative)
+      tf.io.gfile.makedirs(os.path.dirname(target))
+      io_utils.fileio.copy(path, target, overwrite=True)
+  if last is not None:
+    tf.io.gfile.makedirs(dst)
+    io_utils.fileio.copy(last, os.path.join(dst, serving_layout.SAVED_MODEL_FILE),
+                         overwrite=True)
 
 
 def copy_model(src: str, dst: str) -> None:
   """Copies a SavedModel directory (saved_model.pb last)."""
-  io_utils.copy_dir(src, dst, deny_regex_patterns=[r'saved_model\.pb$'])
-  io_utils.copy_file(os.path.join(src, 'saved_model.pb'),
-                     os.path.join(dst, 'saved_model.pb'))
+  copy_tree(src, dst)
 
 
-def is_object_store(path: str) -> bool:
-  """Whether `path` is on an object store (gs://, s3://...), where a directory
-  rename is a copy in listing order, not an atomic rename."""
-  return '://' in path and not path.startswith('file://')
+def _age_seconds(path: str, now: float) -> float:
+  """Seconds since anything below `path` last changed."""
+  newest = tf.io.gfile.stat(path).mtime_nsec / 1e9 if not is_object_store(
+      path) else 0.0
+  for root, _, files in tf.io.gfile.walk(path):
+    for name in files:
+      newest = max(newest,
+                   tf.io.gfile.stat(os.path.join(root, name)).mtime_nsec / 1e9)
+  return now - newest if newest else float('inf')
 
 
-def write_version(version_dir: str, model_dir: str, push_info: Dict[str, Any],
-                  reference_statistics: Optional[
-                      statistics_pb2.DatasetFeatureStatisticsList] = None,
-                  model_files: Optional[Dict[str, str]] = None) -> None:
-  """Writes a complete version: variables and assets first, then the extras
-  (model files, push info, reference statistics), saved_model.pb last, so a
-  server that only loads directories with a saved_model.pb never loads a
-  partial one."""
-  io_utils.copy_dir(model_dir, version_dir,
-                    deny_regex_patterns=[r'saved_model\.pb$'])
-  for name, source in (model_files or {}).items():
-    io_utils.copy_dir(source, os.path.join(
-        serving_layout.model_files_dir(version_dir), name))
-  serving_layout.write_push_info(version_dir, push_info)
-  if reference_statistics is not None:
-    serving_layout.write_reference_statistics(version_dir,
-                                              reference_statistics)
-  io_utils.copy_file(os.path.join(model_dir, 'saved_model.pb'),
-                     os.path.join(version_dir, 'saved_model.pb'))
+def publish(lease: serving_lock.Lease, serving_dir: str,
+            fill: Callable[[str], None], push_info: Dict[str, Any],
+            model_sha256: str) -> str:
+  """Publishes a new version: `fill(directory)` writes its files
+  (saved_model.pb last), then the version record makes it complete.
+  Returns the version's directory.
 
-
-def push(model_dir: str, serving_dir: str, push_info: Dict[str, Any],
-         reference_statistics: Optional[
-             statistics_pb2.DatasetFeatureStatisticsList] = None,
-         model_files: Optional[Dict[str, str]] = None) -> str:
-  """Publishes the SavedModel `model_dir` as a new version; returns its dir.
-
-  `reference_statistics` (the training data's) go into the version too, and
-  `model_files` (name -> directory, e.g. the encoder) under
-  `serving_layout.MODEL_FILES_DIR`. On a local file system the version is
-  written into a temporary directory and renamed into place (atomic); on an
-  object store it is written in place, saved_model.pb last.
+  `lease` is the serving root's lock, held by the caller. On a local file
+  system the version is filled in a temporary directory and renamed into
+  place (atomic); on an object store it is filled in place.
   """
-  if not tf.io.gfile.exists(os.path.join(model_dir, 'saved_model.pb')):
-    raise FileNotFoundError(f'{model_dir} is not a SavedModel '
-                            '(no saved_model.pb)')
   tf.io.gfile.makedirs(serving_dir)
-  contents = (model_dir, push_info, reference_statistics, model_files)
   if is_object_store(serving_dir):
-    return _push_in_place(serving_dir, contents)
+    version_dir = os.path.join(serving_dir,
+                               str(next_version(serving_dir, time.time())))
+    try:
+      fill(version_dir)
+      lease.check()
+      serving_layout.write_version_record(version_dir, push_info,
+                                          model_sha256)
+    except BaseException:
+      if tf.io.gfile.exists(version_dir):
+        tf.io.gfile.rmtree(version_dir)
+      raise
+    return version_dir
   tmp_dir = os.path.join(serving_dir, TMP_PREFIX + uuid.uuid4().hex)
   try:
-    write_version(tmp_dir, *contents)
+    fill(tmp_dir)
+    serving_layout.write_version_record(tmp_dir, push_info, model_sha256)
+    lease.check()
     version = next_version(serving_dir, time.time())
     for _ in range(_MAX_VERSION_TRIES):
       version_dir = os.path.join(serving_dir, str(version))
@@ -142,42 +160,67 @@ def push(model_dir: str, serving_dir: str, push_info: Dict[str, Any],
       tf.io.gfile.rmtree(tmp_dir)
 
 
-def _push_in_place(serving_dir: str, contents: tuple) -> str:
-  """Writes a new version straight into its final directory (object stores).
+def publish_model(lease: serving_lock.Lease, serving_dir: str, model_dir: str,
+                  push_info: Dict[str, Any],
+                  reference_statistics: Optional[
+                      statistics_pb2.DatasetFeatureStatisticsList] = None,
+                  model_files: Optional[Dict[str, str]] = None) -> str:
+  """Publishes the SavedModel `model_dir` as a new version; returns its dir.
 
-  Not atomic: a listing during the copy shows a version without
-  saved_model.pb, which TensorFlow Serving does not load until it is there.
-  A failed copy is removed.
+  `reference_statistics` (the training data's) go into the version too, and
+  `model_files` (name -> directory, e.g. the encoder) under
+  `serving_layout.MODEL_FILES_DIR`.
   """
-  version = next_version(serving_dir, time.time())
-  for _ in range(_MAX_VERSION_TRIES):
-    version_dir = os.path.join(serving_dir, str(version))
-    if not tf.io.gfile.exists(version_dir):
-      break
-    version += 1
-  else:
-    raise RuntimeError(f'No free version under {serving_dir} after '
-                       f'{_MAX_VERSION_TRIES} tries')
-  try:
-    write_version(version_dir, *contents)
-  except BaseException:
-    if tf.io.gfile.exists(version_dir):
-      tf.io.gfile.rmtree(version_dir)
-    raise
-  return version_dir
+  if not tf.io.gfile.exists(os.path.join(model_dir,
+                                         serving_layout.SAVED_MODEL_FILE)):
+    raise FileNotFoundError(f'{model_dir} is not a SavedModel '
+                            '(no saved_model.pb)')
+
+  def fill(version_dir: str) -> None:
+    copy_tree(model_dir, version_dir, {serving_layout.SAVED_MODEL_FILE})
+    for name, source in (model_files or {}).items():
+      copy_tree(source, os.path.join(
+          serving_layout.model_files_dir(version_dir), name))
+    if reference_statistics is not None:
+      serving_layout.write_reference_statistics(version_dir,
+                                                reference_statistics)
+    io_utils.fileio.copy(
+        os.path.join(model_dir, serving_layout.SAVED_MODEL_FILE),
+        os.path.join(version_dir, serving_layout.SAVED_MODEL_FILE),
+        overwrite=True)
+
+  return publish(lease, serving_dir, fill, push_info,
+                 serving_layout.model_identity(model_dir))
 
 
-def already_served_reason(model_uri: str, serving_dir: str) -> Optional[str]:
-  """Why not to push: the newest version is this very model (a rerun after
-  its own push re-evaluates it against itself); None otherwise."""
+def push(model_dir: str, serving_dir: str, push_info: Dict[str, Any],
+         reference_statistics: Optional[
+             statistics_pb2.DatasetFeatureStatisticsList] = None,
+         model_files: Optional[Dict[str, str]] = None) -> str:
+  """`publish_model` under the serving root's lock, with no checks: a new
+  version of `model_dir`; returns its directory."""
+  with serving_lock.serving_lock(serving_dir, 'push') as lease:
+    return publish_model(lease, serving_dir, model_dir, push_info,
+                         reference_statistics, model_files)
+
+
+def rejected_reason(model_sha256: str, serving_dir: str) -> Optional[str]:
+  """Why not to push: an operator rolled back from this very model."""
+  entry = serving_layout.rejected_models(serving_dir).get(model_sha256)
+  if entry is None:
+    return None
+  return (f'the candidate is a model an operator rolled back from (version '
+          f'{entry.get("version", "?")}, rejected at {entry["at"]}; model '
+          f'{model_sha256[:12]}); python -m pipeline.rollback --unreject '
+          f'{model_sha256[:12]} takes that back')
+
+
+def already_served_reason(model_sha256: str,
+                          serving_dir: str) -> Optional[str]:
+  """Why not to push: the newest version holds this very model (same
+  weights; a rerun after its own push re-evaluates it against itself)."""
   current = serving_layout.latest_version_dir(serving_dir)
-  if current is None:
-    return None
-  try:
-    served_uri = serving_layout.read_push_info(current).get('model_uri')
-  except serving_layout.NotPushedByPipelineError:
-    return None
-  if served_uri != model_uri:
+  if current is None or serving_layout.identity_of(current) != model_sha256:
     return None
   return (f'the candidate is already served as version '
           f'{serving_layout.version_name(current)}')
@@ -188,7 +231,8 @@ def served_changed_reason(blessing: types.Artifact,
   """Why publishing now would go backwards, or None if it may go ahead.
 
   The blessing records the version the evaluator measured the candidate
-  against; if the newest version is another one, the comparison is stale.
+  against; if the newest complete version is another one, the comparison is
+  stale.
   """
   if not blessing.has_custom_property(
       serving_layout.BLESSING_SERVED_VERSION_KEY):
@@ -204,11 +248,18 @@ def served_changed_reason(blessing: types.Artifact,
           f'{serving_layout.version_name(current)}); run again')
 
 
-def prune_versions(serving_dir: str, keep: int, pushed_dir: str) -> List[str]:
-  """Removes the oldest versions beyond `keep`; returns what was removed.
+def not_pushed_reason(model_sha256: str, blessing: types.Artifact,
+                      serving_dir: str) -> Optional[str]:
+  """Why a blessed model must not be published now, or None. Checked under
+  the serving root's lock, right before publishing."""
+  return (rejected_reason(model_sha256, serving_dir) or
+          already_served_reason(model_sha256, serving_dir) or
+          served_changed_reason(blessing, serving_dir))
 
-  Never removes the newest version or `pushed_dir`.
-  """
+
+def prune_versions(serving_dir: str, keep: int, pushed_dir: str) -> List[str]:
+  """Removes the oldest complete versions beyond `keep`; returns what was
+  removed. Never removes the newest version or `pushed_dir`."""
   found = serving_layout.versions(serving_dir)
   protected = {found[max(found)], pushed_dir.rstrip('/')} if found else set()
   removable = [found[v] for v in sorted(found) if found[v] not in protected]
@@ -219,21 +270,26 @@ def prune_versions(serving_dir: str, keep: int, pushed_dir: str) -> List[str]:
   return removed
 
 
-def remove_stale_tmp_dirs(serving_dir: str, now: float,
-                          max_age: float = STALE_TMP_SECONDS) -> List[str]:
-  """Removes `.tmp-push-*` directories older than `max_age` seconds."""
+def remove_leftovers(serving_dir: str, now: float,
+                     max_age: float = serving_lock.DEFAULT_LEASE_SECONDS
+                     ) -> List[str]:
+  """Removes `.tmp-push-*` directories and incomplete versions unchanged for
+  `max_age` seconds (left by writers that died); returns what was removed.
+  Call it holding the serving root's lock."""
   if not tf.io.gfile.isdir(serving_dir):
     return []
+  candidates = [os.path.join(serving_dir, name.rstrip('/'))
+                for name in tf.io.gfile.listdir(serving_dir)
+                if name.startswith(TMP_PREFIX)]
+  candidates += serving_layout.scan(serving_dir).incomplete.values()
   removed = []
-  for name in tf.io.gfile.listdir(serving_dir):
-    path = os.path.join(serving_dir, name.rstrip('/'))
-    if not name.startswith(TMP_PREFIX):
-      continue
-    age = now - tf.io.gfile.stat(path).mtime_nsec / 1e9
+  for path in candidates:
+    age = _age_seconds(path, now)
     if age > max_age:
       tf.io.gfile.rmtree(path)
       removed.append(path)
-      logger.info('Removed %s, left by a push that died %.0f s ago', path, age)
+      logger.warning('Removed %s, left by a push that died (unchanged for '
+                     '%.0f s)', path, age)
   return removed
 
 
@@ -255,42 +311,46 @@ class Executor(tfx_pusher_executor.Executor):
           'AtomicPusher pushes to a filesystem destination only, got '
           f'{destination.WhichOneof("destination")}')
     serving_dir = destination.filesystem.base_directory
-    remove_stale_tmp_dirs(serving_dir, time.time())
     if not self.CheckBlessing(input_dict):
       logger.info('Model not blessed: nothing pushed')
       self._MarkNotPushed(pushed_model)
       return
     model = artifact_utils.get_single_instance(
         input_dict[standard_component_specs.MODEL_KEY])
-    reason = already_served_reason(model.uri, serving_dir) or (
-        served_changed_reason(
-            artifact_utils.get_single_instance(
-                input_dict[standard_component_specs.MODEL_BLESSING_KEY]),
-            serving_dir))
-    if reason:
-      logger.warning('Nothing pushed: %s', reason)
-      self._MarkNotPushed(pushed_model)
-      pushed_model.set_string_custom_property(NOT_PUSHED_REASON_KEY, reason)
-      return
+    blessing = artifact_utils.get_single_instance(
+        input_dict[standard_component_specs.MODEL_BLESSING_KEY])
+    model_dir = self.GetModelPath(input_dict)
+    model_sha256 = serving_layout.model_identity(model_dir)
     reference = None
     if input_dict.get(STATISTICS_KEY):
       statistics = artifact_utils.get_single_instance(
           input_dict[STATISTICS_KEY])
       reference = stats_artifact_utils.load_statistics(
           statistics, TRAIN_SPLIT).proto()
-    version_dir = push(
-        self.GetModelPath(input_dict), serving_dir,
-        {'model_uri': model.uri, 'model_id': model.id,
-         'pushed_at': datetime.datetime.now(datetime.timezone.utc).isoformat()},
-        reference,
-        # So that the version stands without the pipeline root.
-        {name: os.path.join(model.uri, name)
-         for name in (export.ENCODER_DIR, export.WARM_START_DIR)})
-    logger.info('Pushed the decoder to %s', version_dir)
+    keep = exec_properties.get(KEEP_VERSIONS_KEY)
+    with serving_lock.serving_lock(serving_dir, 'push') as lease:
+      remove_leftovers(serving_dir, time.time())
+      reason = not_pushed_reason(model_sha256, blessing, serving_dir)
+      if reason:
+        logger.warning('Nothing pushed: %s', reason)
+        self._MarkNotPushed(pushed_model)
+        pushed_model.set_string_custom_property(NOT_PUSHED_REASON_KEY, reason)
+        return
+      version_dir = publish_model(
+          lease, serving_dir, model_dir,
+          {serving_layout.MODEL_URI_KEY: model.uri, 'model_id': model.id,
+           'pushed_at': datetime.datetime.now(
+               datetime.timezone.utc).isoformat()},
+          reference,
+          # So that the version stands without the pipeline root.
+          {name: os.path.join(model.uri, name)
+           for name in (model_layout.ENCODER_DIR,
+                        model_layout.WARM_START_DIR)})
+      logger.info('Pushed the decoder to %s (model %s)', version_dir,
+                  model_sha256[:12])
+      if keep:
+        prune_versions(serving_dir, int(keep), version_dir)
     # Archive a copy with the PushedModel artifact, as TFX's Pusher does.
     copy_model(version_dir, pushed_model.uri)
     self._MarkPushed(pushed_model, pushed_destination=version_dir,
                      pushed_version=os.path.basename(version_dir))
-    keep = exec_properties.get(KEEP_VERSIONS_KEY)
-    if keep:
-      prune_versions(serving_dir, int(keep), version_dir)

@@ -20,6 +20,20 @@ from layouts import serving as serving_layout
 from models import export
 
 
+def _names(serving) -> list:
+  """What TensorFlow Serving sees as versions: the all-digit names."""
+  return sorted(p.name for p in pathlib.Path(serving).iterdir()
+                if p.name.isdigit())
+
+
+def _fake_version(directory: pathlib.Path) -> None:
+  """A complete version of no real model (for retention's bookkeeping)."""
+  (directory / 'variables').mkdir(parents=True)
+  (directory / 'saved_model.pb').write_bytes(b'pb')
+  serving_layout.write_version_record(str(directory), {'model_uri': 'm'},
+                                      'f' * 64)
+
+
 def _do(model_uri, serving_dir, tmp_path, blessed, evaluated_against=None,
         keep_versions=None):
   """Runs the Pusher's executor.
@@ -61,7 +75,7 @@ def test_unblessed_model_is_not_pushed(exported_model, tmp_path):
 def test_blessed_model_is_pushed_with_its_origin(exported_model, tmp_path):
   serving = tmp_path / 'serving'
   pushed = _do(exported_model, serving, tmp_path, blessed=True)
-  [version_dir] = serving.iterdir()
+  [version_dir] = [serving / n for n in _names(serving)]
   assert version_dir.name.isdigit()
   assert pushed.get_int_custom_property('pushed') == 1
   assert pushed.get_string_custom_property('pushed_destination') == str(
@@ -89,17 +103,17 @@ def test_model_already_served_is_not_pushed_again(exported_model, tmp_path):
   assert again.get_string_custom_property(executor.NOT_PUSHED_REASON_KEY) == (
       'the candidate is already served as version '
       f'{first.get_string_custom_property("pushed_version")}')
-  assert len(list(serving.iterdir())) == 1
+  assert len(_names(serving)) == 1
 
 
 def test_version_published_after_the_evaluation_blocks_the_push(
-    exported_model, tmp_path):
+    exported_model, other_exported_models, tmp_path):
   """Compare-and-swap: the blessing measured against v1, v2 came since."""
   serving = tmp_path / 'serving'
-  source = os.path.join(exported_model, export.SERVING_MODEL_DIR)
   # Versions of other models (another run's).
-  first = executor.push(source, str(serving), {'model_uri': 'other-1'})
-  second = executor.push(source, str(serving), {'model_uri': 'other-2'})
+  first, second = (
+      executor.push(os.path.join(uri, export.SERVING_MODEL_DIR), str(serving),
+                    {'model_uri': uri}) for uri in other_exported_models[:2])
   pushed = _do(exported_model, serving, tmp_path, blessed=True,
                evaluated_against=first)
   assert pushed.get_int_custom_property('pushed') == 0
@@ -109,14 +123,15 @@ def test_version_published_after_the_evaluation_blocks_the_push(
           f'({os.path.basename(first)} -> {os.path.basename(second)}); '
           'run again')
   assert serving_layout.latest_version_dir(str(serving)) == second
-  assert len(list(serving.iterdir())) == 2
+  assert len(_names(serving)) == 2
 
 
 def test_nothing_served_at_evaluation_but_a_version_now_blocks_the_push(
-    exported_model, tmp_path):
+    exported_model, other_exported_models, tmp_path):
   serving = tmp_path / 'serving'
-  executor.push(os.path.join(exported_model, export.SERVING_MODEL_DIR),
-                str(serving), {'model_uri': 'another-run-s-model'})
+  other = other_exported_models[0]
+  executor.push(os.path.join(other, export.SERVING_MODEL_DIR),
+                str(serving), {'model_uri': other})
   pushed = _do(exported_model, serving, tmp_path, blessed=True,
                evaluated_against='')
   assert pushed.get_int_custom_property('pushed') == 0
@@ -124,42 +139,45 @@ def test_nothing_served_at_evaluation_but_a_version_now_blocks_the_push(
       pushed.get_string_custom_property(executor.NOT_PUSHED_REASON_KEY))
 
 
-def test_keep_versions_prunes_the_oldest(exported_model, tmp_path,
+def test_keep_versions_prunes_the_oldest(other_exported_models, tmp_path,
                                          monkeypatch):
   now = [0.0]
   monkeypatch.setattr(executor.time, 'time', lambda: now[0])
   serving = tmp_path / 'serving'
-  for index, now[0] in enumerate(
+  # Three retrained models.
+  for model_uri, now[0] in zip(
+      other_exported_models,
       (1_800_000_000.0, 1_800_000_010.0, 1_800_000_020.0)):
-    model_uri = tmp_path / f'model-{index}'  # three retrained models
-    shutil.copytree(exported_model, model_uri)
-    pushed = _do(str(model_uri), serving, tmp_path, blessed=True,
-                 keep_versions=2)
+    pushed = _do(model_uri, serving, tmp_path, blessed=True, keep_versions=2)
     assert pushed.get_int_custom_property('pushed') == 1
-  assert sorted(p.name for p in serving.iterdir()) == [
-      '1800000010', '1800000020']
+  assert _names(serving) == ['1800000010', '1800000020']
 
 
 def test_pruning_never_removes_the_newest_or_the_pushed(tmp_path):
   serving = tmp_path / 'serving'
   for version in (1, 2, 3, 9):
-    (serving / str(version)).mkdir(parents=True)
+    _fake_version(serving / str(version))
+  (serving / '10').mkdir()  # incomplete: not counted, not pruned
   removed = executor.prune_versions(str(serving), 1, str(serving / '3'))
   assert sorted(os.path.basename(p) for p in removed) == ['1', '2']
-  assert sorted(p.name for p in serving.iterdir()) == ['3', '9']
+  assert _names(serving) == ['10', '3', '9']
 
 
-def test_stale_temporary_push_directories_are_removed(exported_model,
+def test_leftovers_of_dead_pushes_are_removed_by_the_next_push(exported_model,
                                                       tmp_path):
   serving = tmp_path / 'serving'
   stale = serving / (executor.TMP_PREFIX + 'died')
   fresh = serving / (executor.TMP_PREFIX + 'running')
   for directory in (stale, fresh):
     (directory / 'variables').mkdir(parents=True)
+  incomplete = serving / '1700000000'  # a push that died half-way
+  (incomplete / 'variables').mkdir(parents=True)
   two_hours_ago = time.time() - 7200
-  os.utime(stale, (two_hours_ago, two_hours_ago))
-  _do(exported_model, serving, tmp_path, blessed=False)
-  assert not stale.exists()
+  for path in (stale, stale / 'variables', incomplete,
+               incomplete / 'variables'):
+    os.utime(path, (two_hours_ago, two_hours_ago))
+  _do(exported_model, serving, tmp_path, blessed=True)
+  assert not stale.exists() and not incomplete.exists()
   assert fresh.exists()  # may belong to a push under way
 
 
@@ -181,7 +199,8 @@ def test_failure_in_the_middle_of_a_copy_leaves_no_version(
     executor.push(os.path.join(exported_model, export.SERVING_MODEL_DIR),
                   str(serving), {'model_uri': exported_model})
   assert len(copied) == 2  # the copy really was interrupted half-way
-  assert list(serving.iterdir()) == []  # no version, no temporary directory
+  # No version, no temporary directory: only the writers' lock.
+  assert [p.name for p in serving.iterdir()] == ['.serving.lock']
   assert serving_layout.latest_version_dir(str(serving)) is None
 
 
@@ -236,7 +255,7 @@ def test_pushed_version_passes_tensorflow_serving_checks(exported_model,
                                                          tmp_path):
   serving = tmp_path / 'serving'
   _do(exported_model, serving, tmp_path, blessed=True)
-  [version_dir] = serving.iterdir()
+  [version_dir] = [serving / n for n in _names(serving)]
 
   cli = pathlib.Path(sys.executable).with_name('saved_model_cli')
   shown = subprocess.run([str(cli), 'show', '--dir', str(version_dir), '--all'],
@@ -269,8 +288,9 @@ def test_object_store_push_writes_in_place_with_saved_model_last(
       # Everything else is complete before the file a server looks for.
       version_dir = os.path.dirname(dst)
       assert tf.io.gfile.exists(os.path.join(version_dir, 'variables'))
-      assert tf.io.gfile.exists(
-          os.path.join(version_dir, serving_layout.PUSH_INFO_FILE))
+      # The record, which makes the version count, comes after it.
+      assert not tf.io.gfile.exists(
+          os.path.join(version_dir, serving_layout.VERSION_RECORD_FILE))
     written.append(dst)
     return real_copy(src, dst, *args, **kwargs)
 
@@ -286,6 +306,7 @@ def test_object_store_push_writes_in_place_with_saved_model_last(
       {'model_uri': exported_model})
   assert written[-1] == os.path.join(version_dir, 'saved_model.pb')
   assert serving_layout.latest_version_dir(serving) == version_dir
+  serving_layout.verify_version(version_dir)
   assert not [n for n in tf.io.gfile.listdir(serving)
               if n.startswith(executor.TMP_PREFIX)]
   signature = tf.saved_model.load(version_dir).signatures['serving_default']

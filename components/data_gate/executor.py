@@ -63,10 +63,15 @@ def find_reference(serving_dir: str) -> Tuple[
   Returns (statistics or None, {'status', 'version_dir'}) where status is
   'checked' (statistics found), 'no model served' or 'missing' (a version
   pushed before the data gate recorded none).
+
+  Raises:
+    serving_layout.VersionCorruptError: the newest complete version does not
+      match its record (its reference cannot be trusted).
   """
   version_dir = serving_layout.latest_version_dir(serving_dir)
   if version_dir is None:
     return None, {'status': 'no model served', 'version_dir': None}
+  serving_layout.verify_version(version_dir)
   statistics = serving_layout.read_reference_statistics(version_dir)
   status = 'checked' if statistics is not None else 'missing'
   return statistics, {'status': status, 'version_dir': version_dir}

@@ -80,12 +80,15 @@ def _evaluate_served(serving_dir: str, dataset: tf.data.Dataset,
   """(evaluation, model, error, version dir) of the model served.
 
   A version this pipeline did not push is a verdict (`error`, the push is
-  blocked). Anything else that fails while reading or measuring it (I/O, a
-  corrupt file) is retried with backoff, then raised: a transient error must
-  fail the run, not quietly skip a night's retraining.
+  blocked). An I/O error while reading or measuring it is retried with
+  backoff, then raised: a transient error must fail the run, not quietly
+  skip a night's retraining. Anything else (a version whose files differ
+  from its record, a programming error) is raised at once.
 
   Raises:
-    ServedModelError: the served model could not be read or measured.
+    ServedModelError: I/O errors persisted through every attempt.
+    serving_layout.VersionCorruptError: the version does not match its
+      record.
   """
   version_dir = serving_layout.latest_version_dir(serving_dir)
   if version_dir is None:
@@ -93,13 +96,14 @@ def _evaluate_served(serving_dir: str, dataset: tf.data.Dataset,
   logger.info('Measuring the served model %s on the same images', version_dir)
   for attempt in range(1, SERVED_READ_ATTEMPTS + 1):
     try:
+      serving_layout.verify_version(version_dir)
       served = metrics_lib.load_served_model(version_dir)
       return (metrics_lib.evaluate(served, dataset, iwae_samples, seed),
               served, None, version_dir)
     except serving_layout.NotPushedByPipelineError as e:
       logger.error('Cannot measure the served model %s: %s', version_dir, e)
       return None, None, f'{version_dir}: {e}', version_dir
-    except (OSError, ValueError, KeyError, tf.errors.OpError) as e:
+    except serving_layout.IO_ERRORS as e:
       if attempt == SERVED_READ_ATTEMPTS:
         raise ServedModelError(
             f'cannot read the served model {version_dir} after '

@@ -1,0 +1,541 @@
+"""A simulated month of nightly runs on one serving root, faults in between.
+
+Each step is a nightly `local_runner.py` run on small data (a few thousand
+images, 1 epoch), an operator's action, or an event of the world (a bad or
+foreign data drop, `kill -9` during training or during a push, a concurrent
+run on another output dir sharing the serving root, a rollback while a push
+is in flight, a corrupted newest version, a lost pipeline root). After every
+step five invariants are checked on the serving root itself:
+
+1. the newest complete version holds a model some run blessed, or one an
+   operator's rollback restored;
+2. a rejected model (one an operator rolled back from) is never served again;
+3. no incomplete version is ever counted (by the gate, the evaluator, the
+   Pusher's compare-and-swap or retention);
+4. every exit code is the documented one for its cause;
+5. no version is lost except by retention (the newest `--keep-versions`).
+
+    .venv/bin/python -m benchmarks.lifecycle                   # local root, 23 steps
+    .venv/bin/python -m benchmarks.lifecycle --store s3        # moto's S3 server
+
+The result file (benchmarks/results/lifecycle_<date>_<store>.json) lists
+every step with its exit codes, the faults injected and the checks made,
+and the violations (none expected). `tests/lifecycle_test.py` runs a short
+scenario with the same machinery.
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from benchmarks import recording
+from benchmarks import s3_server
+from components.idx_example_gen import idx
+from layouts import model as model_layout
+from layouts import serving as serving_layout
+from pipeline import exit_codes
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+MNIST_DIR = REPO_ROOT / 'data' / 'mnist'
+KEEP_VERSIONS = 5
+# Each drop: this many train and eval images, cut from MNIST in turn.
+DROP_TRAIN, DROP_EVAL = 2000, 500
+# Every nightly run: the README's cron line on small data. Blessing is not
+# what is under test here (every candidate that trains is blessed).
+NIGHT_FLAGS = ('--epochs', '1', '--warm-start', '--bless-threshold', '1000',
+               '--bless-tolerance', '1000', '--keep-versions',
+               str(KEEP_VERSIONS))
+# How slowly the push harness copies (seconds per file), for pushes that
+# must still be in flight when something else happens.
+SLOW_COPY_SECONDS = 0.25
+
+
+@dataclasses.dataclass
+class Outcome:
+  """What one process of a step did."""
+  command: str
+  expected: int
+  actual: int
+  seconds: float
+
+
+class World:
+  """One serving root, its data root and two output dirs, and what the
+  checker has learnt so far."""
+
+  def __init__(self, root: pathlib.Path, store: str,
+               s3: Optional[s3_server.S3Server] = None):
+    self.root = root
+    self.data_dir = root / 'data'
+    self.data_dir.mkdir(parents=True, exist_ok=True)
+    self.s3 = s3
+    if store == 's3':
+      self.serving = f's3://{s3_server.BUCKET}/{root.name}/serving'
+    else:
+      self.serving = str(root / 'serving')
+    self.env = dict(os.environ, **(s3.env() if s3 else {}))
+    self.next_span = 1
+    self.blessed: set = set()      # identities of models runs blessed
+    self.restored: set = set()     # identities rollbacks restored
+    self.seen_incomplete: set = set()  # version numbers seen incomplete
+    self.complete: Dict[int, str] = {}  # version -> identity, last check
+    self.outcomes: List[Outcome] = []
+
+  def out(self, name: str = 'a') -> pathlib.Path:
+    return self.root / f'out-{name}'
+
+  # The world's events.
+  def drop(self, kind: str = 'good') -> pathlib.Path:
+    """Writes the next span: the next slice of MNIST, or a bad or foreign
+    one (a label outside 0..9; inverted images)."""
+    span, self.next_span = self.next_span, self.next_span + 1
+    directory = self.data_dir / f'span-{span}'
+    directory.mkdir()
+    for prefix, count in (('train', DROP_TRAIN), ('t10k', DROP_EVAL)):
+      start = ((span - 1) * count) % (60000 if prefix == 'train' else 10000)
+      images = idx.read_images_header(
+          str(MNIST_DIR / f'{prefix}-images-idx3-ubyte.gz'))
+      labels = idx.read_labels_header(
+          str(MNIST_DIR / f'{prefix}-labels-idx1-ubyte.gz'))
+      pixels = idx.read_items(images, start, start + count)
+      classes = idx.read_items(labels, start, start + count).copy()
+      if kind == 'bad':
+        classes[5] = 10
+      elif kind == 'foreign':
+        pixels = (255 - pixels).astype(np.uint8)
+      idx.write_idx(str(directory / f'{prefix}-images-idx3-ubyte.gz'), pixels)
+      idx.write_idx(str(directory / f'{prefix}-labels-idx1-ubyte.gz'), classes)
+    return directory
+
+  def night_command(self, out: str = 'a', *extra: str) -> List[str]:
+    return [sys.executable, str(REPO_ROOT / 'local_runner.py'),
+            '--data-dir', str(self.data_dir), '--output-dir',
+            str(self.out(out)), '--serving-dir', self.serving, *NIGHT_FLAGS,
+            *extra]
+
+  def run(self, command: List[str], expected: int) -> Outcome:
+    """Runs a command to its end; records its exit code."""
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=REPO_ROOT, env=self.env,
+                          capture_output=True, text=True, timeout=900,
+                          check=False)
+    outcome = self._record(command, expected, done.returncode, started)
+    if done.returncode != expected:
+      logger.error('%s exited %d, expected %d:\n%s', command[1:3],
+                   done.returncode, expected, done.stderr[-4000:])
+    return outcome
+
+  def _record(self, command, expected, actual, started) -> Outcome:
+    outcome = Outcome(' '.join(os.path.basename(str(c)) if i < 2 else str(c)
+                               for i, c in enumerate(command)),
+                      expected, actual, round(time.monotonic() - started, 1))
+    self.outcomes.append(outcome)
+    return outcome
+
+  def night(self, out: str = 'a', *extra: str, expected: int = 0) -> Outcome:
+    """One nightly run; learns which model it blessed."""
+    summary_path = self.out(out) / 'run_summary.json'
+    if summary_path.exists():
+      summary_path.unlink()
+    outcome = self.run(self.night_command(out, *extra), expected)
+    self.learn(out)
+    return outcome
+
+  def learn(self, out: str) -> None:
+    """Adds the model a run blessed (its identity) to what may be served."""
+    summary_path = self.out(out) / 'run_summary.json'
+    if not summary_path.exists():
+      return
+    summary = json.loads(summary_path.read_text())
+    if summary.get('blessed') and summary.get('model_uri'):
+      self.blessed.add(serving_layout.model_identity(os.path.join(
+          summary['model_uri'], model_layout.SERVING_MODEL_DIR)))
+
+  def rollback(self, *extra: str, expected: int = 0) -> Outcome:
+    """The operator's rollback; learns what it restored and rejected."""
+    outcome = self.run([sys.executable, '-m', 'pipeline.rollback',
+                        '--serving-dir', self.serving, *extra], expected)
+    if outcome.actual == exit_codes.OK:
+      after = self.view()
+      self.restored.add(serving_layout.identity_of(
+          after.complete[max(after.complete)]))
+    return outcome
+
+  @contextlib.contextmanager
+  def slow_push(self, model_uri: str,
+                expected: int) -> Iterator[subprocess.Popen]:
+    """A push of `model_uri`, copying slowly, under way for the block."""
+    command = [sys.executable, '-m', 'benchmarks.lifecycle', 'push-slowly',
+               model_uri, self.serving]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=self.env,
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    started = time.monotonic()
+    try:
+      yield process
+    finally:
+      _, stderr = process.communicate(timeout=600)
+      if process.returncode != expected:
+        logger.error('push-slowly: %s', stderr[-3000:])
+      self._record(command, expected, process.returncode, started)
+
+  def wait_for_partial(self, files: int = 3, timeout: float = 120) -> None:
+    """Waits until a push has written `files` files of a version (or of its
+    temporary directory): then it is surely under way."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+      if self.partial_files() >= files:
+        return
+      time.sleep(0.05)
+    raise TimeoutError('no push got under way')
+
+  def partial_files(self) -> int:
+    """Files written so far into versions that are not complete yet (and
+    into temporary push directories)."""
+    if self.s3 is None:
+      names = os.listdir(self.serving) if os.path.isdir(self.serving) else []
+      return sum(
+          sum(len(files) for _, _, files in os.walk(
+              os.path.join(self.serving, name)))
+          for name in names
+          if name.startswith('.tmp-push-') or (
+              name.isdigit() and not serving_layout.is_complete(
+                  os.path.join(self.serving, name))))
+    prefix = self.serving[len(f's3://{s3_server.BUCKET}/'):] + '/'
+    by_version: Dict[str, List[str]] = {}
+    for key in self.s3.keys(prefix):
+      version, _, rest = key[len(prefix):].partition('/')
+      if version.isdigit():
+        by_version.setdefault(version, []).append(rest)
+    return sum(len(files) for files in by_version.values()
+               if serving_layout.VERSION_RECORD_FILE not in files)
+
+  # The checker's view of the serving root.
+  def view(self) -> 'View':
+    """The serving root as it is now (an S3 root is downloaded first)."""
+    if self.s3 is None:
+      return View.of(self.serving)
+    local = pathlib.Path(tempfile.mkdtemp(dir=self.root))
+    prefix = self.serving[len(f's3://{s3_server.BUCKET}/'):] + '/'
+    for key in self.s3.keys(prefix):
+      target = local / key[len(prefix):]
+      target.parent.mkdir(parents=True, exist_ok=True)
+      self.s3.client.download_file(s3_server.BUCKET, key, str(target))
+    return View.of(str(local))
+
+  def latest_model_uri(self, out: str = 'a') -> str:
+    return json.loads((self.out(out) / 'run_summary.json').read_text())[
+        'model_uri']
+
+
+@dataclasses.dataclass
+class View:
+  """A serving root's complete and incomplete versions and its rejections,
+  read from a local copy."""
+  path: str
+  complete: Dict[int, str]
+  incomplete: Dict[int, str]
+  rejected: set
+
+  @classmethod
+  def of(cls, serving_dir: str) -> 'View':
+    found = serving_layout.scan(serving_dir)
+    return cls(serving_dir, found.complete, found.incomplete,
+               set(serving_layout.rejected_models(serving_dir)))
+
+
+def check(world: World, step: str, outcomes: Sequence[Outcome]) -> List[str]:
+  """The five invariants after a step; returns the violations."""
+  view = world.view()
+  violations = []
+  identities = {v: serving_layout.identity_of(d)
+                for v, d in view.complete.items()}
+  if identities:
+    newest = identities[max(identities)]
+    if newest not in world.blessed | world.restored:
+      violations.append(f'1: newest version {max(identities)} holds model '
+                        f'{newest[:12]}, neither blessed nor restored')
+    if newest in view.rejected:
+      violations.append(f'2: newest version {max(identities)} holds rejected '
+                        f'model {newest[:12]}')
+  for version, identity in identities.items():
+    if version not in world.complete and identity in view.rejected:
+      violations.append(f'2: new version {version} holds rejected model '
+                        f'{identity[:12]}')
+    if version in world.seen_incomplete:
+      violations.append(f'3: version {version}, seen incomplete, now counts')
+  world.seen_incomplete |= set(view.incomplete)
+  for out in ('a', 'b'):
+    summary_path = world.out(out) / 'run_summary.json'
+    if not summary_path.exists():
+      continue
+    summary = json.loads(summary_path.read_text())
+    reference = ((summary.get('data_gate') or {}).get('reference') or {}).get(
+        'version_dir')
+    used = [reference, summary.get('pushed_model')]
+    for path in filter(None, used):
+      if int(os.path.basename(path.rstrip('/'))) in world.seen_incomplete:
+        violations.append(f'3: {out} used incomplete version {path}')
+  for outcome in outcomes:
+    if outcome.actual != outcome.expected:
+      violations.append(f'4: {outcome.command} exited {outcome.actual}, '
+                        f'expected {outcome.expected}')
+  kept = sorted(view.complete)[-KEEP_VERSIONS:]
+  for version in world.complete:
+    pruned = len(kept) == KEEP_VERSIONS and version < kept[0]
+    if version not in view.complete and not pruned:
+      violations.append(f'5: version {version} was lost, not pruned')
+  world.complete = identities
+  for violation in violations:
+    logger.error('%s: invariant %s', step, violation)
+  return violations
+
+
+# The steps: name, kind of fault ('' for none), action.
+Step = Callable[[World], Sequence[Outcome]]
+
+
+def _good_night(world: World) -> Sequence[Outcome]:
+  world.drop()
+  return [world.night()]
+
+
+def _unchanged_night(world: World) -> Sequence[Outcome]:
+  return [world.night()]
+
+
+def _bad_drop(world: World) -> Sequence[Outcome]:
+  world.drop('bad')
+  return [world.night(expected=exit_codes.BAD_INPUT)]
+
+
+def _foreign_drop(world: World) -> Sequence[Outcome]:
+  world.drop('foreign')
+  return [world.night(expected=exit_codes.DATA_GATE)]
+
+
+def _rollback(world: World) -> Sequence[Outcome]:
+  return [world.rollback()]
+
+
+def _kill_during_training(world: World) -> Sequence[Outcome]:
+  """kill -9 in epoch 2 of 3; the next step's night resumes it."""
+  world.drop()
+  command = world.night_command('a', '--epochs', '3')
+  started = time.monotonic()
+  process = subprocess.Popen(command, cwd=REPO_ROOT, env=world.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True)
+  for line in process.stdout:
+    if line.startswith('Epoch 2/3'):
+      break
+  os.killpg(process.pid, signal.SIGKILL)
+  process.wait()
+  return [world._record(command, -signal.SIGKILL, process.returncode,  # pylint: disable=protected-access
+                        started)]
+
+
+def _resume(world: World) -> Sequence[Outcome]:
+  return [world.night('a', '--epochs', '3')]
+
+
+def _kill_during_push(world: World) -> Sequence[Outcome]:
+  """A push killed with SIGKILL half-way through its copy."""
+  with world.slow_push(world.latest_model_uri(),
+                       -signal.SIGKILL) as process:
+    world.wait_for_partial()
+    os.killpg(process.pid, signal.SIGKILL)
+  return world.outcomes[-1:]
+
+
+def _concurrent_nights(world: World) -> Sequence[Outcome]:
+  """Two runs on two output dirs share the serving root, at once."""
+  world.drop()
+  started = time.monotonic()
+  processes = [(out, command, subprocess.Popen(
+      command, cwd=REPO_ROOT, env=world.env, stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE, text=True))
+               for out, command in (
+                   ('a', world.night_command('a')),
+                   ('b', world.night_command('b', '--seed', '7')))]
+  outcomes = []
+  for out, command, process in processes:
+    _, stderr = process.communicate(timeout=900)
+    if process.returncode:
+      logger.error('%s: %s', out, stderr[-3000:])
+    outcomes.append(world._record(command, 0, process.returncode, started))  # pylint: disable=protected-access
+    world.learn(out)
+  return outcomes
+
+
+def _rollback_during_push(world: World) -> Sequence[Outcome]:
+  """The operator rolls back while a blessed model is being pushed: the
+  rollback waits for the lock, then rolls back from what was pushed."""
+  model_uri = world.latest_model_uri('b')
+  with world.slow_push(model_uri, 0):
+    world.wait_for_partial()
+    rolled = world.rollback()
+  return [world.outcomes[-1], rolled]
+
+
+def _corrupt_newest(world: World) -> Sequence[Outcome]:
+  """Bytes of the newest version's weights change: the next night stops."""
+  view = world.view()
+  newest = max(view.complete)
+  relative = 'variables/variables.data-00000-of-00001'
+  path = os.path.join(world.serving, str(newest), relative)
+  if world.s3 is None:
+    data = pathlib.Path(path).read_bytes()
+    pathlib.Path(path).write_bytes(data[:-16] + b'\xff' * 16)
+  else:
+    key = path[len(f's3://{s3_server.BUCKET}/'):]
+    body = world.s3.client.get_object(Bucket=s3_server.BUCKET,
+                                      Key=key)['Body'].read()
+    world.s3.client.put_object(Bucket=s3_server.BUCKET, Key=key,
+                               Body=body[:-16] + b'\xff' * 16)
+  return [world.night(expected=exit_codes.SERVED_VERSION_CORRUPT)]
+
+
+def _lost_pipeline_root(world: World) -> Sequence[Outcome]:
+  """outputs/pipeline and its metadata store are gone; a new seed."""
+  shutil.rmtree(world.out('a') / 'pipeline')
+  (world.out('a') / 'metadata.sqlite').unlink()
+  return [world.night('a', '--seed', '2')]
+
+
+FAULTS = {
+    _bad_drop: 'bad drop', _foreign_drop: 'foreign drop',
+    _rollback: 'operator rollback', _kill_during_training: 'kill -9 in training',
+    _kill_during_push: 'kill -9 in a push',
+    _concurrent_nights: 'concurrent run on another output dir',
+    _rollback_during_push: 'rollback during a push',
+    _corrupt_newest: 'corrupted newest version',
+    _lost_pipeline_root: 'lost pipeline root',
+}
+MONTH: List[Step] = [
+    _good_night, _unchanged_night, _good_night, _bad_drop, _good_night,
+    _foreign_drop, _good_night, _rollback, _unchanged_night, _rollback,
+    _unchanged_night, _kill_during_training, _resume, _kill_during_push,
+    _unchanged_night, _concurrent_nights, _rollback_during_push,
+    _unchanged_night, _corrupt_newest, _rollback, _lost_pipeline_root,
+    _good_night, _unchanged_night,
+]
+# On an object store: the push, kill-during-push, concurrent and rollback
+# steps, and the nights that follow them.
+OBJECT_STORE: List[Step] = [
+    _good_night, _kill_during_push, _unchanged_night, _concurrent_nights,
+    _rollback, _unchanged_night, _rollback_during_push, _unchanged_night,
+    _rollback, _good_night,
+]
+# The test suite's scenario (tests/lifecycle_test.py).
+SHORT: List[Step] = [
+    _good_night, _good_night, _rollback, _unchanged_night, _rollback,
+    _lost_pipeline_root,
+]
+
+
+def run_scenario(world: World, steps: Sequence[Step]) -> Dict[str, Any]:
+  """Runs `steps` in order, checking the invariants after each."""
+  records = []
+  for number, step in enumerate(steps, 1):
+    name = step.__name__.lstrip('_')
+    logger.info('Step %d/%d: %s', number, len(steps), name)
+    started = time.monotonic()
+    outcomes = step(world)
+    violations = check(world, name, outcomes)
+    records.append({
+        'step': number, 'name': name, 'fault': FAULTS.get(step, ''),
+        'seconds': round(time.monotonic() - started, 1),
+        'exit_codes': [dataclasses.asdict(o) for o in outcomes],
+        'versions': sorted(world.complete),
+        'checks': 5, 'violations': violations,
+    })
+  faults = sorted({r['fault'] for r in records if r['fault']})
+  return {
+      'steps': records,
+      'faults': faults,
+      'totals': {'steps': len(records), 'fault_kinds': len(faults),
+                 'invariant_checks': 5 * len(records),
+                 'violations': sum(len(r['violations']) for r in records)},
+  }
+
+
+def push_slowly(model_uri: str, serving_dir: str) -> int:
+  """The harness's push: the Pusher's own `push` of a Trainer model, with
+  every file copy slowed down so that it can be caught in flight."""
+  from components.atomic_pusher import executor as pusher  # pylint: disable=g-import-not-at-top
+  if serving_layout.is_object_store(serving_dir):
+    import tensorflow_io  # pylint: disable=g-import-not-at-top,unused-import
+  real_copy = pusher.io_utils.fileio.copy
+
+  def slow_copy(*args, **kwargs):
+    time.sleep(SLOW_COPY_SECONDS)
+    return real_copy(*args, **kwargs)
+
+  pusher.io_utils.fileio.copy = slow_copy
+  print(pusher.push(
+      os.path.join(model_uri, model_layout.SERVING_MODEL_DIR), serving_dir,
+      {serving_layout.MODEL_URI_KEY: model_uri}, None,
+      {name: os.path.join(model_uri, name)
+       for name in (model_layout.ENCODER_DIR, model_layout.WARM_START_DIR)}))
+  return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  if argv[:1] == ['push-slowly']:
+    return push_slowly(*argv[1:])
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--store', choices=('local', 's3'), default='local')
+  parser.add_argument('--steps', type=int, default=None,
+                      help='run only the first N steps')
+  parser.add_argument('--results-dir',
+                      default=str(REPO_ROOT / 'benchmarks' / 'results'))
+  parser.add_argument('--work-dir', default=None,
+                      help='where the scenario runs (default: a temp dir)')
+  args = parser.parse_args(argv)
+  recording.configure_logging()
+  steps = (MONTH if args.store == 'local' else OBJECT_STORE)[:args.steps]
+  now = datetime.datetime.now(datetime.timezone.utc)
+  result = recording.result_header(
+      'benchmarks.lifecycle',
+      f'lifecycle_{now.strftime("%Y-%m-%d")}_{args.store}', now, argv)
+  root = pathlib.Path(args.work_dir or tempfile.mkdtemp(prefix='lifecycle-'))
+  with contextlib.ExitStack() as stack:
+    s3 = None
+    if args.store == 's3':
+      s3 = stack.enter_context(s3_server.S3Server())
+      s3.client.create_bucket(Bucket=s3_server.BUCKET)
+    world = World(root, args.store, s3)
+    result.update(store=args.store, serving_dir=world.serving,
+                  drop={'train': DROP_TRAIN, 'eval': DROP_EVAL},
+                  night_flags=list(NIGHT_FLAGS),
+                  **run_scenario(world, steps))
+  recording.write_results(result, args.results_dir)
+  totals = result['totals']
+  print(f'{totals["steps"]} steps, {totals["fault_kinds"]} kinds of fault, '
+        f'{totals["invariant_checks"]} invariant checks, '
+        f'{totals["violations"]} violations')
+  return 0 if totals['violations'] == 0 else 1
+
+
+if __name__ == '__main__':
+  # tensorflow-io is imported only for object stores (see exit_process).
+  exit_codes.exit_process(main(), 'tensorflow_io' in sys.modules)
