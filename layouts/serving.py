@@ -23,12 +23,15 @@ version stands without the pipeline root:
         push info), its model's identity and the size and SHA-256 of every
         other file of the version
 
-A version is *complete* once its record is there; only complete versions
-count, for the gate, the evaluator, warm start, rollback and retention. An
-incomplete one (a push killed half-way on an object store) is ignored and
-named in the log. Versions pushed before records existed carry
-`assets.extra/mnist_vae_push.json` instead, written before `saved_model.pb`,
-which was copied last: they count once `saved_model.pb` is there.
+Every push writes `assets.extra/mnist_vae_pending.json` first. A version is
+*complete* once its record is there; only complete versions count, for the
+gate, the evaluator, warm start, rollback and retention. An incomplete one (a
+push killed half-way on an object store) is ignored and named in the log.
+Versions pushed before records existed (their push info is
+`assets.extra/mnist_vae_push.json`, written before `saved_model.pb`, which
+was copied last) and versions this pipeline did not push have no pending
+file: they count once `saved_model.pb` is there, as TensorFlow Serving would
+load them (a foreign version blocks pushes, since it cannot be measured).
 
 A model's *identity* is the SHA-256 of its decoder's variables (names, dtypes,
 shapes and values), so the same weights have the same identity wherever they
@@ -62,6 +65,9 @@ from layouts import model as model_layout
 logger = logging.getLogger(__name__)
 
 VERSION_RECORD_FILE = os.path.join('assets.extra', 'mnist_vae_version.json')
+# Written first by every push: a version with it but without its record is
+# a push of this pipeline that is under way or died.
+PENDING_FILE = os.path.join('assets.extra', 'mnist_vae_pending.json')
 # Push info of versions pushed before version records existed.
 PUSH_INFO_FILE = os.path.join('assets.extra', 'mnist_vae_push.json')
 # The encoder and warm-start files, laid out as in the Model artifact.
@@ -123,8 +129,14 @@ def is_complete(version_dir: str) -> bool:
   """Whether a version directory holds a whole version (see module doc)."""
   if tf.io.gfile.exists(os.path.join(version_dir, VERSION_RECORD_FILE)):
     return True
-  return (tf.io.gfile.exists(os.path.join(version_dir, PUSH_INFO_FILE)) and
-          tf.io.gfile.exists(os.path.join(version_dir, SAVED_MODEL_FILE)))
+  return (tf.io.gfile.exists(os.path.join(version_dir, SAVED_MODEL_FILE)) and
+          not tf.io.gfile.exists(os.path.join(version_dir, PENDING_FILE)))
+
+
+def is_ours(version_dir: str) -> bool:
+  """Whether this pipeline wrote (or was writing) a version directory."""
+  return any(tf.io.gfile.exists(os.path.join(version_dir, name))
+             for name in (PENDING_FILE, PUSH_INFO_FILE, VERSION_RECORD_FILE))
 
 
 def scan(serving_dir: str) -> Scan:

@@ -31,7 +31,8 @@ def write_drop(directory: pathlib.Path, train, evaluation) -> None:
 
 
 def versions(out: pathlib.Path) -> List[str]:
-  return sorted(p.name for p in (out / 'serving_model').iterdir())
+  return sorted(p.name for p in (out / 'serving_model').iterdir()
+                if p.name.isdigit())
 
 
 def trainer_runs(out: pathlib.Path) -> int:

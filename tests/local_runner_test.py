@@ -26,6 +26,7 @@ from conftest import REPO_ROOT
 from conftest import load_mnist_head
 from conftest import write_mnist_subset
 from models import export
+from pipeline import exit_codes
 from pipeline import run_lock
 
 COMPONENTS = ('CuratedSchemaGen', 'IdxExampleGen', 'StatisticsGen', 'DataGate',
@@ -181,6 +182,15 @@ def test_second_run_on_the_same_output_dir_is_refused(tmp_path):
   assert result.returncode == 3
   assert f'{out} is in use by another run (pid {os.getpid()})' in result.stderr
   assert not (out / 'metadata.sqlite').exists()
+
+
+def test_usage_errors_exit_64_not_the_bad_data_code(tmp_path):
+  for flags in (('--epochs', 'many'), ('--no-such-flag',),
+                ('--tfds', 'mnist', '--data-dir', str(tmp_path))):
+    result = run_cli(*flags, '--output-dir', str(tmp_path / 'out'))
+    assert result.returncode == exit_codes.USAGE, (flags, result.stderr)
+    assert 'usage: local_runner.py' in result.stderr
+  assert not (tmp_path / 'out').exists()
 
 
 def test_missing_data_dir_fails_fast_with_its_name(tmp_path):

@@ -55,7 +55,7 @@ def test_warm_start_from_a_model_without_weights_fails_clearly(
       trainer.WARM_START_SERVING_DIR_KEY: str(serving)})
   with pytest.raises(FileNotFoundError,
                      match='carries no model files .* is gone with its '
-                     'pipeline root: remove that version'):
+                     'pipeline root: roll back past that version'):
     trainer.warm_start_dir_from_fn_args(fn_args)
 
 

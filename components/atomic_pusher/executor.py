@@ -30,8 +30,10 @@ On any failure the partial version is removed and the error re-raised.
 """
 
 import datetime
+import json
 import logging
 import os
+import socket
 import time
 import uuid
 from typing import Any, Callable, Dict, List, Optional
@@ -115,6 +117,16 @@ def _age_seconds(path: str, now: float) -> float:
   return now - newest if newest else float('inf')
 
 
+def _write_pending(version_dir: str) -> None:
+  """Marks a version directory as a push of this pipeline under way."""
+  path = os.path.join(version_dir, serving_layout.PENDING_FILE)
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  with tf.io.gfile.GFile(path, 'w') as f:
+    json.dump({'host': socket.gethostname(), 'pid': os.getpid(),
+               'started_at': datetime.datetime.now(
+                   datetime.timezone.utc).isoformat()}, f)
+
+
 def publish(lease: serving_lock.Lease, serving_dir: str,
             fill: Callable[[str], None], push_info: Dict[str, Any],
             model_sha256: str) -> str:
@@ -131,6 +143,7 @@ def publish(lease: serving_lock.Lease, serving_dir: str,
     version_dir = os.path.join(serving_dir,
                                str(next_version(serving_dir, time.time())))
     try:
+      _write_pending(version_dir)
       fill(version_dir)
       lease.check()
       serving_layout.write_version_record(version_dir, push_info,
@@ -142,6 +155,7 @@ def publish(lease: serving_lock.Lease, serving_dir: str,
     return version_dir
   tmp_dir = os.path.join(serving_dir, TMP_PREFIX + uuid.uuid4().hex)
   try:
+    _write_pending(tmp_dir)
     fill(tmp_dir)
     serving_layout.write_version_record(tmp_dir, push_info, model_sha256)
     lease.check()
@@ -281,7 +295,10 @@ def remove_leftovers(serving_dir: str, now: float,
   candidates = [os.path.join(serving_dir, name.rstrip('/'))
                 for name in tf.io.gfile.listdir(serving_dir)
                 if name.startswith(TMP_PREFIX)]
-  candidates += serving_layout.scan(serving_dir).incomplete.values()
+  # Only incomplete versions of this pipeline's: not a copy by hand under way.
+  candidates += [path for path in
+                 serving_layout.scan(serving_dir).incomplete.values()
+                 if serving_layout.is_ours(path)]
   removed = []
   for path in candidates:
     age = _age_seconds(path, now)

@@ -171,14 +171,19 @@ def test_leftovers_of_dead_pushes_are_removed_by_the_next_push(exported_model,
   for directory in (stale, fresh):
     (directory / 'variables').mkdir(parents=True)
   incomplete = serving / '1700000000'  # a push that died half-way
-  (incomplete / 'variables').mkdir(parents=True)
+  pending = incomplete / serving_layout.PENDING_FILE
+  pending.parent.mkdir(parents=True)
+  pending.write_text('{}')
+  by_hand = serving / '1700000001'  # a copy by hand, not this pipeline's
+  (by_hand / 'variables').mkdir(parents=True)
   two_hours_ago = time.time() - 7200
-  for path in (stale, stale / 'variables', incomplete,
-               incomplete / 'variables'):
+  for path in (stale, stale / 'variables', incomplete, pending.parent,
+               pending, by_hand, by_hand / 'variables'):
     os.utime(path, (two_hours_ago, two_hours_ago))
   _do(exported_model, serving, tmp_path, blessed=True)
   assert not stale.exists() and not incomplete.exists()
   assert fresh.exists()  # may belong to a push under way
+  assert by_hand.exists()  # ignored, never removed
 
 
 def test_failure_in_the_middle_of_a_copy_leaves_no_version(

@@ -271,7 +271,13 @@ def test_served_model_that_cannot_be_read_fails_after_retries(
     models_and_data, tmp_path, monkeypatch):
   serving = tmp_path / 'serving'
   version_dir = _push(models_and_data['untrained'], serving, 5)
-  pathlib.Path(version_dir, 'saved_model.pb').write_bytes(b'not a proto')
+  calls = []
+
+  def unreadable(path):
+    calls.append(path)
+    raise OSError('connection reset by peer')
+
+  monkeypatch.setattr(executor.metrics_lib, 'load_served_model', unreadable)
   waits = []
   monkeypatch.setattr(executor.time, 'sleep', waits.append)
   with pytest.raises(executor.ServedModelError) as raised:
@@ -279,8 +285,27 @@ def test_served_model_that_cannot_be_read_fails_after_retries(
   assert str(raised.value).startswith(
       f'cannot read the served model {version_dir} after 4 attempts')
   # Three waits with backoff between the four attempts.
-  assert waits == [2.0, 4.0, 8.0]
+  assert len(calls) == 4 and waits == [2.0, 4.0, 8.0]
   # No blessing was written: the run fails instead of a silent NOT_BLESSED.
+  assert not os.listdir(tmp_path / 'blessing')
+
+
+@pytest.mark.parametrize('error', [ValueError('bad shape'), KeyError('z')])
+def test_a_programming_error_while_measuring_is_not_retried(
+    models_and_data, tmp_path, monkeypatch, error):
+  serving = tmp_path / 'serving'
+  _push(models_and_data['untrained'], serving, 5)
+  calls = []
+
+  def broken(*args):
+    calls.append(args)
+    raise error
+
+  monkeypatch.setattr(executor.metrics_lib, 'load_served_model', broken)
+  monkeypatch.setattr(executor.time, 'sleep', pytest.fail)
+  with pytest.raises(type(error)):
+    _run(models_and_data, tmp_path, 'trained', serving)
+  assert len(calls) == 1
   assert not os.listdir(tmp_path / 'blessing')
 
 
@@ -367,7 +392,7 @@ def test_old_version_whose_origin_is_gone_blocks_with_advice(
   result, _, _ = _run(models_and_data, tmp_path, 'trained', serving)
   assert result['blessed'] is False
   assert 'carries no model files' in result['served_model_error']
-  assert 'remove that version' in result['served_model_error']
+  assert 'roll back past that version' in result['served_model_error']
 
 
 def _independent_terms(model_uri, examples, iwae_samples, seed):
