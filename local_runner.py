@@ -118,6 +118,14 @@ def default_beam_args() -> List[str]:
   ]
 
 
+def _served_version_corrupt(error: Exception, serving_dir: str) -> int:
+  logger.error('%s. Nothing was trained or pushed (exit code %d). Roll back '
+               'past it, which publishes an intact earlier version above it: '
+               'python -m pipeline.rollback --serving-dir %s', error,
+               exit_codes.SERVED_VERSION_CORRUPT, serving_dir)
+  return exit_codes.SERVED_VERSION_CORRUPT
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   # TensorFlow reads its log level when imported: configure logging first.
@@ -165,6 +173,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logger.warning('%s is gone but %s remains: running without the cache '
                    'this time', pipeline_root, metadata_path)
     enable_cache = False
+  try:
+    served_dir = serving_layout.latest_version_dir(serving_dir)
+    if served_dir:
+      # Checked here too: a run whose components are all cached reads no
+      # version, and would not notice that the served one was damaged.
+      serving_layout.verify_version(served_dir)
+  except serving_layout.VersionCorruptError as e:
+    return _served_version_corrupt(e, serving_dir)
   pipeline = pipeline_lib.create_pipeline(
       pipeline_name=pipeline_lib.PIPELINE_NAME,
       pipeline_root=pipeline_root,
@@ -180,8 +196,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               metadata_path)),
       enable_cache=enable_cache,
       # The served version is part of the gate's and evaluator's cache keys.
-      served_version=serving_layout.version_name(
-          serving_layout.latest_version_dir(serving_dir)),
+      served_version=serving_layout.version_name(served_dir),
   )
   logger.info('Running pipeline %s on %s (%s examples per split), %s',
               pipeline_lib.PIPELINE_NAME, data_name,
@@ -211,11 +226,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logger.error('bad input data: %s', e)
     return EXIT_BAD_INPUT
   except serving_layout.VersionCorruptError as e:
-    logger.error('%s. Nothing was trained or pushed (exit code %d). Roll '
-                 'back past it, which publishes an intact earlier version '
-                 'above it: python -m pipeline.rollback --serving-dir %s',
-                 e, exit_codes.SERVED_VERSION_CORRUPT, serving_dir)
-    return exit_codes.SERVED_VERSION_CORRUPT
+    return _served_version_corrupt(e, serving_dir)
   except serving_lock.ServingLockedError as e:
     logger.error('%s. Nothing was pushed (exit code %d); the next run '
                  'measures against whatever that writer published.', e,

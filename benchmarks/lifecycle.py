@@ -80,8 +80,12 @@ class World:
   checker has learnt so far."""
 
   def __init__(self, root: pathlib.Path, store: str,
-               s3: Optional[s3_server.S3Server] = None):
+               s3: Optional[s3_server.S3Server] = None,
+               drop_size: Sequence[int] = (DROP_TRAIN, DROP_EVAL),
+               night_flags: Sequence[str] = NIGHT_FLAGS):
     self.root = root
+    self.drop_size = tuple(drop_size)
+    self.night_flags = tuple(night_flags)
     self.data_dir = root / 'data'
     self.data_dir.mkdir(parents=True, exist_ok=True)
     self.s3 = s3
@@ -93,6 +97,9 @@ class World:
     self.next_span = 1
     self.blessed: set = set()      # identities of models runs blessed
     self.restored: set = set()     # identities rollbacks restored
+    # Identity a rollback rejected -> the version it published: no version
+    # above that may hold the identity.
+    self.rejected_after: Dict[str, int] = {}
     self.seen_incomplete: set = set()  # version numbers seen incomplete
     self.complete: Dict[int, str] = {}  # version -> identity, last check
     self.outcomes: List[Outcome] = []
@@ -107,7 +114,7 @@ class World:
     span, self.next_span = self.next_span, self.next_span + 1
     directory = self.data_dir / f'span-{span}'
     directory.mkdir()
-    for prefix, count in (('train', DROP_TRAIN), ('t10k', DROP_EVAL)):
+    for prefix, count in zip(('train', 't10k'), self.drop_size):
       start = ((span - 1) * count) % (60000 if prefix == 'train' else 10000)
       images = idx.read_images_header(
           str(MNIST_DIR / f'{prefix}-images-idx3-ubyte.gz'))
@@ -126,8 +133,8 @@ class World:
   def night_command(self, out: str = 'a', *extra: str) -> List[str]:
     return [sys.executable, str(REPO_ROOT / 'local_runner.py'),
             '--data-dir', str(self.data_dir), '--output-dir',
-            str(self.out(out)), '--serving-dir', self.serving, *NIGHT_FLAGS,
-            *extra]
+            str(self.out(out)), '--serving-dir', self.serving,
+            *self.night_flags, *extra]
 
   def run(self, command: List[str], expected: int) -> Outcome:
     """Runs a command to its end; records its exit code."""
@@ -175,6 +182,8 @@ class World:
       after = self.view()
       self.restored.add(serving_layout.identity_of(
           after.complete[max(after.complete)]))
+      for identity in after.rejected - set(self.rejected_after):
+        self.rejected_after[identity] = max(after.complete)
     return outcome
 
   @contextlib.contextmanager
@@ -276,9 +285,10 @@ def check(world: World, step: str, outcomes: Sequence[Outcome]) -> List[str]:
       violations.append(f'2: newest version {max(identities)} holds rejected '
                         f'model {newest[:12]}')
   for version, identity in identities.items():
-    if version not in world.complete and identity in view.rejected:
-      violations.append(f'2: new version {version} holds rejected model '
-                        f'{identity[:12]}')
+    if (identity in view.rejected and
+        version > world.rejected_after.get(identity, version)):
+      violations.append(f'2: version {version} holds model {identity[:12]}, '
+                        'rejected before it was published')
     if version in world.seen_incomplete:
       violations.append(f'3: version {version}, seen incomplete, now counts')
   world.seen_incomplete |= set(view.incomplete)
@@ -475,6 +485,25 @@ def run_scenario(world: World, steps: Sequence[Step]) -> Dict[str, Any]:
                  'invariant_checks': 5 * len(records),
                  'violations': sum(len(r['violations']) for r in records)},
   }
+
+
+def markdown_lines(result: Dict[str, Any]) -> List[str]:
+  """This run as markdown (`python -m benchmarks.render <json>`)."""
+  totals = result['totals']
+  lines = [f'### `{result["run_name"]}`: the serving root\'s life on '
+           f'{result["store"]}', '', *recording.header_lines(result),
+           f'- {totals["steps"]} steps, {totals["fault_kinds"]} kinds of '
+           f'fault ({", ".join(result["faults"])}), '
+           f'{totals["invariant_checks"]} invariant checks, '
+           f'**{totals["violations"]} violations**.', '',
+           '| step | fault | exit codes (expected) | complete versions | '
+           'seconds |', '| --- | --- | --- | --- | --- |']
+  for step in result['steps']:
+    codes = ', '.join(f'{o["actual"]} ({o["expected"]})'
+                      for o in step['exit_codes'])
+    lines.append(f'| {step["step"]}. {step["name"]} | {step["fault"] or "-"} '
+                 f'| {codes} | {len(step["versions"])} | {step["seconds"]} |')
+  return lines
 
 
 def push_slowly(model_uri: str, serving_dir: str) -> int:

@@ -111,8 +111,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--tag', default='',
                       help='suffix of the result file')
-  parser.add_argument('--skip-tests', action='store_true',
-                      help='only the two pipeline runs')
+  which = parser.add_mutually_exclusive_group()
+  which.add_argument('--skip-tests', action='store_true',
+                     help='only the two pipeline runs')
+  which.add_argument('--only-tests', action='store_true',
+                     help='only the test suite')
   parser.add_argument('--results-dir', default=str(REPO_ROOT / 'benchmarks' /
                                                    'results'))
   return parser.parse_args(argv)
@@ -132,8 +135,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   }
   with tempfile.TemporaryDirectory(prefix='readme-runs-') as tmp:
     work_dir = pathlib.Path(tmp)
-    result['runs'] = [run_pipeline(name, flags, work_dir)
-                      for name, flags in RUNS]
+    result['runs'] = [] if args.only_tests else [
+        run_pipeline(name, flags, work_dir) for name, flags in RUNS]
     if not args.skip_tests:
       result['tests'] = run_tests(work_dir)
   result['load_average_1min_at_end'] = os.getloadavg()[0]

@@ -55,7 +55,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import statistics_pb2
@@ -206,23 +206,30 @@ def model_dir_of(version_dir: str) -> str:
       'it')
 
 
-def file_digests(directory: str, skip: Optional[set] = None
-                 ) -> Dict[str, Dict[str, Any]]:
-  """Relative path -> {'size', 'sha256'} of every file below `directory`
-  (relative paths with '/'), except those in `skip`."""
-  found = {}
+def files_below(directory: str, skip: Optional[set] = None
+                ) -> Iterator[Tuple[str, str]]:
+  """(relative path with '/', path) of every file below `directory`, except
+  the relative paths in `skip`."""
   for root, _, files in tf.io.gfile.walk(directory):
     for name in files:
       path = os.path.join(root, name)
       relative = os.path.relpath(path, directory).replace(os.sep, '/')
-      if relative in (skip or ()):
-        continue
-      digest, size = hashlib.sha256(), 0
-      with tf.io.gfile.GFile(path, 'rb') as f:
-        while chunk := f.read(_HASH_CHUNK):
-          digest.update(chunk)
-          size += len(chunk)
-      found[relative] = {'size': size, 'sha256': digest.hexdigest()}
+      if relative not in (skip or ()):
+        yield relative, path
+
+
+def file_digests(directory: str, skip: Optional[set] = None
+                 ) -> Dict[str, Dict[str, Any]]:
+  """Relative path -> {'size', 'sha256'} of every file below `directory`,
+  except those in `skip`."""
+  found = {}
+  for relative, path in files_below(directory, skip):
+    digest, size = hashlib.sha256(), 0
+    with tf.io.gfile.GFile(path, 'rb') as f:
+      while chunk := f.read(_HASH_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    found[relative] = {'size': size, 'sha256': digest.hexdigest()}
   return found
 
 

@@ -83,18 +83,13 @@ def copy_tree(src: str, dst: str, skip: Optional[set] = None) -> None:
   level saved_model.pb last, so a server that waits for it never loads a
   partial copy."""
   last = None
-  for root, _, files in tf.io.gfile.walk(src):
-    for name in files:
-      path = os.path.join(root, name)
-      relative = os.path.relpath(path, src).replace(os.sep, '/')
-      if relative in (skip or ()):
-        continue
-      if relative == serving_layout.SAVED_MODEL_FILE:
-        last = path
-        continue
-      target = os.path.join(dst, relative)
-      tf.io.gfile.makedirs(os.path.dirname(target))
-      io_utils.fileio.copy(path, target, overwrite=True)
+  for relative, path in serving_layout.files_below(src, skip):
+    if relative == serving_layout.SAVED_MODEL_FILE:
+      last = path
+      continue
+    target = os.path.join(dst, relative)
+    tf.io.gfile.makedirs(os.path.dirname(target))
+    io_utils.fileio.copy(path, target, overwrite=True)
   if last is not None:
     tf.io.gfile.makedirs(dst)
     io_utils.fileio.copy(last, os.path.join(dst, serving_layout.SAVED_MODEL_FILE),
@@ -110,10 +105,8 @@ def _age_seconds(path: str, now: float) -> float:
   """Seconds since anything below `path` last changed."""
   newest = tf.io.gfile.stat(path).mtime_nsec / 1e9 if not is_object_store(
       path) else 0.0
-  for root, _, files in tf.io.gfile.walk(path):
-    for name in files:
-      newest = max(newest,
-                   tf.io.gfile.stat(os.path.join(root, name)).mtime_nsec / 1e9)
+  for _, file_path in serving_layout.files_below(path):
+    newest = max(newest, tf.io.gfile.stat(file_path).mtime_nsec / 1e9)
   return now - newest if newest else float('inf')
 
 
