@@ -249,9 +249,27 @@ class World:
       self.s3.client.download_file(s3_server.BUCKET, key, str(target))
     return View.of(str(local))
 
-  def latest_model_uri(self, out: str = 'a') -> str:
-    return json.loads((self.out(out) / 'run_summary.json').read_text())[
-        'model_uri']
+  def blessed_model_to_push(self) -> str:
+    """The newest runs' blessed model that a push may still publish: not
+    rejected, preferably not served (a run refused by compare-and-swap)."""
+    view = self.view()
+    served = (serving_layout.identity_of(view.complete[max(view.complete)])
+              if view.complete else None)
+    candidates = []
+    for out in ('b', 'a'):
+      summary_path = self.out(out) / 'run_summary.json'
+      if not summary_path.exists():
+        continue
+      summary = json.loads(summary_path.read_text())
+      if not (summary.get('blessed') and summary.get('model_uri')):
+        continue
+      identity = serving_layout.model_identity(os.path.join(
+          summary['model_uri'], model_layout.SERVING_MODEL_DIR))
+      if identity not in view.rejected:
+        candidates.append((identity == served, summary['model_uri']))
+    if not candidates:
+      raise RuntimeError('no blessed model left that may be pushed')
+    return min(candidates)[1]
 
 
 @dataclasses.dataclass
@@ -368,7 +386,7 @@ def _resume(world: World) -> Sequence[Outcome]:
 
 def _kill_during_push(world: World) -> Sequence[Outcome]:
   """A push killed with SIGKILL half-way through its copy."""
-  with world.slow_push(world.latest_model_uri(),
+  with world.slow_push(world.blessed_model_to_push(),
                        -signal.SIGKILL) as process:
     world.wait_for_partial()
     os.killpg(process.pid, signal.SIGKILL)
@@ -398,8 +416,7 @@ def _concurrent_nights(world: World) -> Sequence[Outcome]:
 def _rollback_during_push(world: World) -> Sequence[Outcome]:
   """The operator rolls back while a blessed model is being pushed: the
   rollback waits for the lock, then rolls back from what was pushed."""
-  model_uri = world.latest_model_uri('b')
-  with world.slow_push(model_uri, 0):
+  with world.slow_push(world.blessed_model_to_push(), 0):
     world.wait_for_partial()
     rolled = world.rollback()
   return [world.outcomes[-1], rolled]
@@ -451,8 +468,8 @@ MONTH: List[Step] = [
 # steps, and the nights that follow them.
 OBJECT_STORE: List[Step] = [
     _good_night, _kill_during_push, _unchanged_night, _concurrent_nights,
-    _rollback, _unchanged_night, _rollback_during_push, _unchanged_night,
-    _rollback, _good_night,
+    _rollback_during_push, _unchanged_night, _rollback, _unchanged_night,
+    _good_night, _rollback,
 ]
 # The test suite's scenario (tests/lifecycle_test.py).
 SHORT: List[Step] = [

@@ -164,3 +164,8 @@ def test_a_corrupt_version_is_passed_over_and_a_rejected_model_never_pushed(
       str(serving))
   assert reason and 'rolled back from (version ' in reason
   assert serving_layout.identity_of(v3)[:12] in reason
+  before = sorted(os.listdir(serving))
+  with pytest.raises(pusher.RejectedModelError, match='rolled back from'):
+    pusher.push(str(moved / export.SERVING_MODEL_DIR), str(serving),
+                {'model_uri': str(moved)})
+  assert sorted(os.listdir(serving)) == before

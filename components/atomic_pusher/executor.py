@@ -200,13 +200,26 @@ def publish_model(lease: serving_lock.Lease, serving_dir: str, model_dir: str,
                  serving_layout.model_identity(model_dir))
 
 
+class RejectedModelError(ValueError):
+  """The model is one an operator rolled back from."""
+
+
 def push(model_dir: str, serving_dir: str, push_info: Dict[str, Any],
          reference_statistics: Optional[
              statistics_pb2.DatasetFeatureStatisticsList] = None,
          model_files: Optional[Dict[str, str]] = None) -> str:
-  """`publish_model` under the serving root's lock, with no checks: a new
-  version of `model_dir`; returns its directory."""
+  """`publish_model` under the serving root's lock: a new version of
+  `model_dir`; returns its directory. No blessing is checked (the Executor
+  does that), but a rejected model is refused here too.
+
+  Raises:
+    RejectedModelError: an operator rolled back from this model.
+  """
   with serving_lock.serving_lock(serving_dir, 'push') as lease:
+    reason = rejected_reason(serving_layout.model_identity(model_dir),
+                             serving_dir)
+    if reason:
+      raise RejectedModelError(f'{model_dir}: {reason}')
     return publish_model(lease, serving_dir, model_dir, push_info,
                          reference_statistics, model_files)
 
