@@ -492,6 +492,7 @@ def run_scenario(world: World, steps: Sequence[Step]) -> Dict[str, Any]:
         'seconds': round(time.monotonic() - started, 1),
         'exit_codes': [dataclasses.asdict(o) for o in outcomes],
         'versions': sorted(world.complete),
+        'incomplete_seen': sorted(world.seen_incomplete),
         'checks': 5, 'violations': violations,
     })
   faults = sorted({r['fault'] for r in records if r['fault']})
