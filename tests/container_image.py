@@ -345,10 +345,13 @@ def machine_pip_config() -> Dict[str, str]:
 
 def build_command(base: str, tag: str, config: Mapping[str, str],
                   context: pathlib.Path = REPO_ROOT,
-                  target: Optional[str] = None) -> List[str]:
+                  target: Optional[str] = None,
+                  no_cache: bool = False) -> List[str]:
   """`podman build` of the repository's Dockerfile on `base`."""
   command = [*podman_global_flags(), 'build', *ulimit_flags(),
              '--network=host', '--build-arg', f'BASE_IMAGE={base}']
+  if no_cache:
+    command.append('--no-cache')
   for name, value in pip_build_settings(config).items():
     command += ['--build-arg', f'{name}={value}']
   for volume in build_volumes(config):
@@ -360,9 +363,11 @@ def build_command(base: str, tag: str, config: Mapping[str, str],
 
 
 def build_image(base: str, tag: str = IMAGE,
-                log_path: Optional[pathlib.Path] = None) -> Dict[str, Any]:
-  """Builds the Dockerfile on `base`; returns {'tag', 'seconds', 'size'}."""
-  command = build_command(base, tag, machine_pip_config())
+                log_path: Optional[pathlib.Path] = None,
+                no_cache: bool = False) -> Dict[str, Any]:
+  """Builds the Dockerfile on `base` (with podman's layer cache unless
+  `no_cache`); returns {'tag', 'seconds', 'size', 'no_cache'}."""
+  command = build_command(base, tag, machine_pip_config(), no_cache=no_cache)
   logger.info('$ %s', shlex.join(command))
   started = time.monotonic()
   with open(log_path or os.devnull, 'w', encoding='utf-8') as log:
@@ -372,7 +377,8 @@ def build_image(base: str, tag: str = IMAGE,
   if returncode:
     raise ImageError(f'podman build failed with exit code {returncode}'
                      + (f'; log: {log_path}' if log_path else ''))
-  return {'tag': tag, 'seconds': seconds, 'size': image_size(tag)}
+  return {'tag': tag, 'seconds': seconds, 'size': image_size(tag),
+          'no_cache': no_cache}
 
 
 # -- tasks as containers ------------------------------------------------------
@@ -439,11 +445,13 @@ def image_checks(image: str) -> Dict[str, Any]:
   if probe.returncode:
     raise ImageError(f'import probe failed:\n{probe.stderr[-3000:]}')
   imported = json.loads(probe.stdout.strip().splitlines()[-1])
-  listing = run_in_image(image, ['sh', '-c', 'ls -A /pipeline /tmp'])
   return {
       'pip_check': {'exit_code': pip_check.returncode,
                     'output': pip_check.stdout.strip()},
       'modules': imported['modules'],
       'sys_path': imported['sys_path'],
-      'workdir_and_tmp': listing.stdout.split(),
+      # The working directory (on sys.path first) and /tmp, where the build
+      # had the sources: the schema only, and nothing.
+      'listing': {folder: run_in_image(image, ['ls', '-A', folder]).stdout.split()
+                  for folder in ('/pipeline', '/tmp')},
   }
