@@ -19,7 +19,8 @@ compiled package with the launcher emulation of the tests
 Each run trains 1 epoch on 300 + 100 images; the pushed version is decoded in
 a fresh process, and in a fresh container of the image.
 
-  .venv/bin/python -m benchmarks.kubeflow_image [--no-cache] [--scenario local|s3|stock]
+  .venv/bin/python -m benchmarks.kubeflow_image [--no-cache] \
+      [--scenario local|s3|stock]
 
 Needs root and `apt-get install podman runc debootstrap` (the Debian
 packages), and takes about 10-15 minutes on 2 cores (a first build includes
@@ -220,12 +221,15 @@ def build(work: pathlib.Path, no_cache: bool = False) -> Dict[str, Any]:
 def markdown_lines(result: Dict[str, Any]) -> List[str]:
   """This run as markdown (`python -m benchmarks.render <json>`)."""
   built = result['build']
+  base = built['base']
+  base_built = (f'built in {base["seconds"]} s' if base['built']
+                else 'built before this run')
   lines = [
       f'### `{result["run_name"]}`: the Kubeflow image, built and run', '',
       *recording.header_lines(result),
-      f'- Base: `{built["base"]["tag"]}` (the stand-in for '
-      f'`python:3.10-slim-bookworm`), {built["base"]["size"] / 1e6:.0f} MB'
-      f'{", built in " + str(built["base"]["seconds"]) + " s" if built["base"]["built"] else ", cached"}.',
+      f'- Base: `{base["tag"]}` (the stand-in for '
+      f'`python:3.10-slim-bookworm`), {base["size"] / 1e6:.0f} MB, '
+      f'{base_built}.',
       f'- Image: {built["image"]["size"] / 1e9:.2f} GB, built in '
       f'{built["image"]["seconds"]} s; `pip check`: '
       f'{built["checks"]["pip_check"]["output"]}', '',
@@ -234,8 +238,9 @@ def markdown_lines(result: Dict[str, Any]) -> List[str]:
   ]
   for scenario, run in result['scenarios'].items():
     for task, stats in run['tasks'].items():
+      seconds = stats.get('seconds')
       lines.append(f'| {scenario} | {task} | {stats["result"]} | '
-                   f'{stats.get("seconds") if stats.get("seconds") is not None else "-"} |')
+                   f'{"-" if seconds is None else seconds} |')
   lines.append('')
   for scenario, run in result['scenarios'].items():
     if run['failure']:

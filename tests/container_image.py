@@ -452,6 +452,7 @@ def image_checks(image: str) -> Dict[str, Any]:
       'sys_path': imported['sys_path'],
       # The working directory (on sys.path first) and /tmp, where the build
       # had the sources: the schema only, and nothing.
-      'listing': {folder: run_in_image(image, ['ls', '-A', folder]).stdout.split()
-                  for folder in ('/pipeline', '/tmp')},
+      'listing': {
+          folder: run_in_image(image, ['ls', '-A', folder]).stdout.split()
+          for folder in ('/pipeline', '/tmp')},
   }

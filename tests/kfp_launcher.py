@@ -5,8 +5,8 @@ package in topological order, as the open-source Kubeflow Pipelines v2
 backend's driver and launcher would, with the project's venv standing in for
 the image (or, with `in_container`, in the image itself: `podman run`, see
 tests/container_image.py) and a local folder (or an S3-compatible server)
-for the object store. There is no cluster, Argo or ML Metadata server; what each task
-receives and what is kept of its outputs follows these files of
+for the object store. There is no cluster, Argo or ML Metadata server; what
+each task receives and what is kept of its outputs follows these files of
 kubeflow/pipelines (commit 7b70c7b, 2026-08-21; the same code paths since
 release 2.5.0 unless noted):
 
