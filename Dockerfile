@@ -33,7 +33,8 @@
 # apache/beam_python3.10_sdk image of the locked Beam version):
 #   docker build --target beam-worker -t REGISTRY/mnist-vae-tfx:TAG-beam .
 # and pass that tag as --sdk_container_image (docs/kubeflow.md, "Beam"). The
-# default build skips that stage and never pulls the Beam image.
+# default build skips that stage and never pulls the Beam image (BuildKit and
+# podman skip the stages the target does not need).
 ARG BASE_IMAGE=python:3.10-slim-bookworm
 ARG BEAM_SDK_IMAGE=apache/beam_python3.10_sdk:2.59.0
 
