@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(config, items):
   skip = pytest.mark.skip(
       reason='builds and runs the image: python -m pytest -m image')
   for item in items:
-    if IMAGE_MARKER in item.keywords:
+    if item.get_closest_marker(IMAGE_MARKER):
       item.add_marker(skip)
 
 
