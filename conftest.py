@@ -1,5 +1,7 @@
 """Shared pytest fixtures: small data sets cut from the shipped MNIST, as IDX
-files or as ExampleGen's TFRecords, and an exported model."""
+files or as ExampleGen's TFRecords, and an exported model; and the `image`
+marker's rule: those tests (tests/kubeflow_image_test.py, minutes of podman)
+run only when asked for with `-m image`."""
 
 import os
 import pathlib
@@ -13,6 +15,25 @@ from components.idx_example_gen import idx
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent
 MNIST_DIR = REPO_ROOT / 'data' / 'mnist'
+IMAGE_MARKER = 'image'
+
+
+def pytest_configure(config):
+  config.addinivalue_line(
+      'markers', f'{IMAGE_MARKER}: builds the Dockerfile with podman and runs '
+      'every task in the image (minutes); run with -m image')
+
+
+def pytest_collection_modifyitems(config, items):
+  """Skips `image` tests unless the marker expression names them, so the
+  default `python -m pytest` (CI's) never builds or runs the image."""
+  if IMAGE_MARKER in (config.getoption('markexpr') or '').split():
+    return
+  skip = pytest.mark.skip(
+      reason='builds and runs the image: python -m pytest -m image')
+  for item in items:
+    if item.get_closest_marker(IMAGE_MARKER):
+      item.add_marker(skip)
 
 
 def load_mnist_head(split_prefix: str, count: int) -> Tuple[np.ndarray, np.ndarray]:

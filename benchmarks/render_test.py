@@ -55,6 +55,18 @@ def test_kubeflow_tasks_rendered_by_its_module_with_every_task():
   assert '| Trainer | 456.2 | 1.25 |' in text
 
 
+def test_kubeflow_image_rendered_with_the_build_and_every_task():
+  path, result = _load('kubeflow_image_2026-12-01')
+  assert _rendered_by(result) == 'benchmarks.kubeflow_image'
+  text = render.render(path)
+  assert 'Image: 3.84 GB, built in 665.5 s' in text
+  for scenario, run in result['scenarios'].items():
+    for task, stats in run['tasks'].items():
+      assert f'| {scenario} | {task} | {stats["result"]} |' in text
+  assert '| local | Trainer | succeeded | 25.6 |' in text
+  assert '- stock: failed at CuratedSchemaGen' in text
+
+
 def test_data_gate_rendered_with_calibration_and_cost():
   path, result = _load('data_gate_2026-11-25')
   assert _rendered_by(result) == 'benchmarks.data_gate'

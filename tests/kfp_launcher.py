@@ -1,11 +1,12 @@
 """Executes a compiled KFP v2 pipeline spec the way open-source KFP does.
 
-A test helper, not a test: `run_pipeline()` executes every task of a compiled
+A test helper, not a test: `Run.run()` executes every task of a compiled
 package in topological order, as the open-source Kubeflow Pipelines v2
 backend's driver and launcher would, with the project's venv standing in for
-the image and a local folder (or an S3-compatible server) for the object
-store. There is no cluster, Argo or ML Metadata server; what each task
-receives and what is kept of its outputs follows these files of
+the image (or, with `in_container`, in the image itself: `podman run`, see
+tests/container_image.py) and a local folder (or an S3-compatible server)
+for the object store. There is no cluster, Argo or ML Metadata server; what
+each task receives and what is kept of its outputs follows these files of
 kubeflow/pipelines (commit 7b70c7b, 2026-08-21; the same code paths since
 release 2.5.0 unless noted):
 
@@ -180,6 +181,9 @@ class Run:
                command_for: Optional[Callable[[List[str]], List[str]]] = None,
                download: Optional[Callable[[str, str], None]] = None,
                secrets: Optional[Mapping[str, Mapping[str, str]]] = None,
+               in_container: Optional[Callable[
+                   [str, List[str], Dict[str, str], pathlib.Path],
+                   List[str]]] = None,
                timeout: float = 600):
     with open(package, encoding='utf-8') as f:
       documents = list(yaml.safe_load_all(f))
@@ -195,6 +199,10 @@ class Run:
     self.command_for = command_for or (lambda command: command)
     self.download = download
     self.secrets = secrets or {}
+    # (task, command line, the spec's environment, the task's folder) -> the
+    # host command that runs the command line in the image (e.g.
+    # tests/container_image.py's `podman run`); None: in the venv.
+    self.in_container = in_container
     # A pod has only the S3 and AWS settings its spec gives it.
     self.base_env = {k: v for k, v in os.environ.items()
                      if not k.startswith(('AWS_', 'S3_'))}
@@ -277,11 +285,11 @@ class Run:
                                                   output_file)},
     }
 
-  def task_env(self, task: str, label: str,
+  def spec_env(self, task: str, label: str,
                container: Dict[str, Any]) -> Dict[str, str]:
-    """The container's environment: the spec's env and secretAsEnv."""
-    env = dict(self.base_env)
-    env.update({e['name']: e['value'] for e in container.get('env', [])})
+    """What the spec puts in the container's environment: its env and
+    secretAsEnv."""
+    env = {e['name']: e['value'] for e in container.get('env', [])}
     config = self.platform.get('deploymentSpec', {}).get(
         'executors', {}).get(label, {})
     for secret in config.get('secretAsEnv', []):
@@ -292,6 +300,12 @@ class Run:
         env[mapping['envVar']] = self.secrets[name][mapping['secretKey']]
     return env
 
+  def task_env(self, task: str, label: str,
+               container: Dict[str, Any]) -> Dict[str, str]:
+    """The environment of a task run in the venv: this machine's, less its
+    S3 and AWS settings, plus the spec's."""
+    return {**self.base_env, **self.spec_env(task, label, container)}
+
   # -- launcher -------------------------------------------------------------
 
   def run_task(self, task: str) -> None:
@@ -299,7 +313,6 @@ class Run:
     component = self.spec['components'][task_spec['componentRef']['name']]
     label = component['executorLabel']
     container = self.spec['deploymentSpec']['executors'][label]['container']
-    env = self.task_env(task, label, container)
     container_root = self.workdir / task
     container_root.mkdir(parents=True)
     executor_input = self.executor_input(task, container_root)
@@ -322,10 +335,20 @@ class Run:
     args = [arg.replace('{{$}}', executor_input_json)
             for arg in container.get('args', [])]
     logger.info('Running task %s: %s', task, ' '.join(command))
+    argv = command + args
+    if self.in_container:
+      # The container gets the spec's variables (named on podman's command
+      # line, their values passed through podman's own environment), and
+      # nothing else of this machine's.
+      spec_env = self.spec_env(task, label, container)
+      argv = self.in_container(task, argv, spec_env, container_root)
+      env = {**os.environ, **spec_env}
+    else:
+      env = self.task_env(task, label, container)
     log_path = container_root / 'log.txt'
     started = time.monotonic()
     with open(log_path, 'w', encoding='utf-8') as log:
-      process = subprocess.Popen(command + args, cwd=container_root, env=env,
+      process = subprocess.Popen(argv, cwd=container_root, env=env,
                                  stdout=log, stderr=subprocess.STDOUT)
       sampler = _MemorySampler(process.pid)
       try:
@@ -335,8 +358,10 @@ class Run:
         process.wait()
       finally:
         sampler.stop()
+    # A container's processes are not podman's children: no memory figure.
     self.stats[task] = {'seconds': round(time.monotonic() - started, 1),
-                        'peak_memory_gb': round(sampler.peak / 1e9, 2)}
+                        'peak_memory_gb': (None if self.in_container else
+                                           round(sampler.peak / 1e9, 2))}
     self.logs[task] = log_path.read_text(encoding='utf-8', errors='replace')
     if process.returncode:
       raise TaskFailed(task, f'exit code {process.returncode}',
@@ -406,14 +431,16 @@ def s3_downloader(client: Any) -> Callable[[str, str], None]:
 
 
 def compile_package(output: str, *, serving_root: str, pipeline_root: str,
-                    flags: Sequence[str] = ()) -> str:
+                    flags: Sequence[str] = (),
+                    schema_file: Optional[str] = None) -> str:
   """`kubeflow_runner.py compile` for an emulated run; returns the package.
 
   The command line accepts only URIs a pod can reach; the compile function
   itself takes any path, which is what a local pipeline root or push
   destination needs. The data root is a placeholder (runs set the
-  `data_root` runtime parameter), and the curated schema is the
-  repository's copy, standing in for the image's.
+  `data_root` runtime parameter), and the curated schema is `schema_file`,
+  by default the repository's copy, standing in for the image's (pass
+  kubeflow_runner.IMAGE_SCHEMA_FILE for tasks run in the image).
   """
   import kubeflow_runner  # pylint: disable=g-import-not-at-top
   from conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top
@@ -430,8 +457,8 @@ def compile_package(output: str, *, serving_root: str, pipeline_root: str,
   args.serving_root = serving_root
   args.pipeline_root = pipeline_root
   image_schema_file = kubeflow_runner.IMAGE_SCHEMA_FILE
-  kubeflow_runner.IMAGE_SCHEMA_FILE = str(REPO_ROOT / 'schema' /
-                                          'schema.pbtxt')
+  kubeflow_runner.IMAGE_SCHEMA_FILE = schema_file or str(
+      REPO_ROOT / 'schema' / 'schema.pbtxt')
   try:
     return kubeflow_runner.compile_pipeline(args, output)
   finally:
