@@ -35,9 +35,11 @@ def test_every_committed_result_renders_with_its_name_and_file():
 
 
 def test_every_benchmark_script_has_markdown_lines():
-  # train_vae.py is being replaced (by recipes.py) and renders generically.
+  # train_vae.py is being replaced (by recipes.py) and renders generically;
+  # s3_server.py is moto's server for benchmarks and tests, not a benchmark.
   scripts = [p.stem for p in BENCHMARKS.glob('*.py')
-             if p.stem not in ('recording', 'render', 'train_vae', '__init__')
+             if p.stem not in ('recording', 'render', 'train_vae', '__init__',
+                               's3_server')
              and not p.stem.endswith('_test')]
   assert 'throughput' in scripts
   for name in scripts:
@@ -53,6 +55,15 @@ def test_kubeflow_tasks_rendered_by_its_module_with_every_task():
   for task, stats in result['tasks'].items():
     assert f'| {task} | {stats["seconds"]} | {stats["peak_memory_gb"]} |' in text
   assert '| Trainer | 456.2 | 1.25 |' in text
+
+
+def test_lifecycle_rendered_with_every_step_and_its_exit_codes():
+  path, result = _load('lifecycle_2026-12-01_s3')
+  assert _rendered_by(result) == 'benchmarks.lifecycle'
+  text = render.render(path)
+  assert f'{result["totals"]["violations"]} violations' in text
+  for step in result['steps']:
+    assert f'| {step["step"]}. {step["name"]} |' in text
 
 
 def test_kubeflow_image_rendered_with_the_build_and_every_task():
