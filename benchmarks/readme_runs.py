@@ -77,8 +77,11 @@ def run_tests(work_dir: pathlib.Path) -> Dict[str, Any]:
   log_path = work_dir / 'pytest.log'
   result = {'command': '.venv/bin/python -m pytest',
             **_timed([sys.executable, '-m', 'pytest'], log_path)}
-  lines = [line for line in log_path.read_text().splitlines()
-           if re.search(r'\d+ (passed|failed)', line)]
+  log = log_path.read_text().splitlines()
+  # pytest's --durations (pyproject's addopts): where the time goes.
+  result['slowest'] = [line for line in log
+                       if re.match(r'\d+\.\d+s (call|setup|teardown) ', line)]
+  lines = [line for line in log if re.search(r'\d+ (passed|failed)', line)]
   if lines:
     result['summary_line'] = lines[-1].strip('= ')
     result['counts'] = {kind: int(n) for n, kind in re.findall(
