@@ -60,6 +60,13 @@ def execution_states(store: metadata_store.MetadataStore) -> Dict[str, List[str]
   return states
 
 
+def served_versions(serving_dir: pathlib.Path) -> List[pathlib.Path]:
+  """The version folders (all-digit names) TensorFlow Serving would see,
+  oldest first; the writers' lock and the rejections sit beside them."""
+  return sorted((p for p in serving_dir.iterdir() if p.name.isdigit()),
+                key=lambda p: int(p.name))
+
+
 def count_examples(split_dir: str) -> int:
   files = tf.io.gfile.glob(os.path.join(split_dir, '*.gz'))
   return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type='GZIP'))
@@ -120,8 +127,7 @@ def test_subset_run_completes_and_names_its_outputs(tmp_path):
   [blessing] = store.get_artifacts_by_type('ModelBlessing')
   assert blessing.custom_properties['blessed'].int_value == 1
   assert (pathlib.Path(blessing.uri) / 'BLESSED').is_file()
-  [version_dir] = (out / 'serving_model').iterdir()
-  assert version_dir.name.isdigit()
+  [version_dir] = served_versions(out / 'serving_model')
   assert (version_dir / 'saved_model.pb').is_file()
   [pushed] = store.get_artifacts_by_type('PushedModel')
   assert pushed.custom_properties['pushed_destination'].string_value == str(
@@ -165,8 +171,7 @@ def test_subset_run_completes_and_names_its_outputs(tmp_path):
   assert summary['pushed_model'] is None
   assert summary['not_pushed_reason'] == (
       f'the candidate is already served as version {version_dir.name}')
-  assert [p.name for p in (out / 'serving_model').iterdir()] == [
-      version_dir.name]
+  assert served_versions(out / 'serving_model') == [version_dir]
 
   # Nothing changed since: everything is served from the cache.
   again = run_cli(*args)
@@ -283,6 +288,6 @@ def test_run_killed_during_training_resumes_to_completion(tmp_path):
   assert [row.split(',')[0] for row in rows[1:]] == ['0', '1', '2', '3']
   assert not (out / 'pipeline' / 'Trainer' / 'resume').exists() or not list(
       (out / 'pipeline' / 'Trainer' / 'resume').iterdir())
-  versions = list((out / 'serving_model').iterdir())
-  assert len(versions) == 1 and versions[0].name.isdigit()
+  versions = served_versions(out / 'serving_model')
+  assert len(versions) == 1
   assert (versions[0] / 'saved_model.pb').is_file()
