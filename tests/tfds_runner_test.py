@@ -7,6 +7,7 @@ import time
 import pytest
 
 import local_runner
+from pipeline import exit_codes
 
 from tests.local_runner_test import count_examples
 from tests.local_runner_test import open_store
@@ -58,7 +59,7 @@ def test_unprepared_data_set_without_manual_dir_exits_2_at_once(tmp_path):
 def test_tfds_flag_combinations_are_usage_errors(argv, message, capsys):
   with pytest.raises(SystemExit) as exited:
     local_runner.parse_args(argv)
-  assert exited.value.code == 2
+  assert exited.value.code == exit_codes.USAGE
   assert message in capsys.readouterr().err
 
 
