@@ -241,13 +241,9 @@ class World:
     """The serving root as it is now (an S3 root is downloaded first)."""
     if self.s3 is None:
       return View.of(self.serving)
-    local = pathlib.Path(tempfile.mkdtemp(dir=self.root))
     prefix = self.serving[len(f's3://{s3_server.BUCKET}/'):] + '/'
-    for key in self.s3.keys(prefix):
-      target = local / key[len(prefix):]
-      target.parent.mkdir(parents=True, exist_ok=True)
-      self.s3.client.download_file(s3_server.BUCKET, key, str(target))
-    return View.of(str(local))
+    return View.of(str(self.s3.download(
+        prefix, pathlib.Path(tempfile.mkdtemp(dir=self.root)))))
 
   def blessed_model_to_push(self) -> str:
     """The newest runs' blessed model that a push may still publish: not

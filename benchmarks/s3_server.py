@@ -5,6 +5,7 @@ Beam's boto3, the KFP launcher, subprocesses) makes real HTTP S3 API calls
 to it, as it would to the MinIO of a stock Kubeflow Pipelines install.
 """
 
+import pathlib
 import socket
 import subprocess
 import sys
@@ -53,6 +54,15 @@ class S3Server:
     pages = self.client.get_paginator('list_objects_v2').paginate(
         Bucket=BUCKET, Prefix=prefix)
     return [item['Key'] for page in pages for item in page.get('Contents', [])]
+
+  def download(self, prefix: str, directory: pathlib.Path) -> pathlib.Path:
+    """Copies every object under `prefix` (ending in '/') to the same
+    relative path below `directory`; returns `directory`."""
+    for key in self.keys(prefix):
+      target = directory / key[len(prefix):]
+      target.parent.mkdir(parents=True, exist_ok=True)
+      self.client.download_file(BUCKET, key, str(target))
+    return directory
 
   def env(self) -> Dict[str, str]:
     """What a subprocess needs in its environment to reach this server:

@@ -114,10 +114,11 @@ def rollback(serving_dir: str, version: Optional[int] = None,
       raise RollbackError(
           f'{serving_dir} has no complete version {version} (it has: '
           f'{", ".join(str(v) for v in sorted(found))})')
-    elif version == served or _identity(found[version]) == served_id:
+    elif version == served or (
+        (asked_id := _identity(found[version])) == served_id):
       raise RollbackError(f'version {version} holds the served model '
                           f'(version {served}): nothing would change')
-    elif _identity(found[version]) in rejected:
+    elif asked_id in rejected:
       raise RollbackError(
           f'version {version} holds a rejected model: take the rejection '
           f'back first (--unreject {version})')

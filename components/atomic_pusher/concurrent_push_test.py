@@ -4,10 +4,8 @@ between them, none is lost, each is whole. Locally and on moto's S3 server
 
 import json
 import os
-import pathlib
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
@@ -71,10 +69,6 @@ def test_two_processes_publish_into_one_s3_root(models, tmp_path):
   with s3_server.S3Server() as s3:
     s3.client.create_bucket(Bucket=s3_server.BUCKET)
     _push_concurrently(f's3://{s3_server.BUCKET}/serving', models, s3.env())
-    local = pathlib.Path(tempfile.mkdtemp(dir=tmp_path))
-    for key in s3.keys('serving/'):
-      target = local / key[len('serving/'):]
-      target.parent.mkdir(parents=True, exist_ok=True)
-      s3.client.download_file(s3_server.BUCKET, key, str(target))
+    local = s3.download('serving/', tmp_path / 'downloaded')
   assert (local / '.serving.lock').exists() is False  # released
   _check(str(local))

@@ -96,11 +96,6 @@ def copy_tree(src: str, dst: str, skip: Optional[set] = None) -> None:
                          overwrite=True)
 
 
-def copy_model(src: str, dst: str) -> None:
-  """Copies a SavedModel directory (saved_model.pb last)."""
-  copy_tree(src, dst)
-
-
 def _age_seconds(path: str, now: float) -> float:
   """Seconds since anything below `path` last changed."""
   newest = tf.io.gfile.stat(path).mtime_nsec / 1e9 if not is_object_store(
@@ -374,6 +369,6 @@ class Executor(tfx_pusher_executor.Executor):
       if keep:
         prune_versions(serving_dir, int(keep), version_dir)
     # Archive a copy with the PushedModel artifact, as TFX's Pusher does.
-    copy_model(version_dir, pushed_model.uri)
+    copy_tree(version_dir, pushed_model.uri)
     self._MarkPushed(pushed_model, pushed_destination=version_dir,
                      pushed_version=os.path.basename(version_dir))
