@@ -16,12 +16,17 @@ from components.idx_example_gen import idx
 REPO_ROOT = pathlib.Path(__file__).resolve().parent
 MNIST_DIR = REPO_ROOT / 'data' / 'mnist'
 IMAGE_MARKER = 'image'
+# End-to-end pipeline runs: `pytest -m "not slow"` leaves them out.
+SLOW_MARKER = 'slow'
 
 
 def pytest_configure(config):
   config.addinivalue_line(
       'markers', f'{IMAGE_MARKER}: builds the Dockerfile with podman and runs '
       'every task in the image (minutes); run with -m image')
+  config.addinivalue_line(
+      'markers', f'{SLOW_MARKER}: runs the pipeline end to end (tens of '
+      'seconds or more); pytest -m "not slow" leaves it out')
 
 
 def pytest_collection_modifyitems(config, items):
@@ -60,13 +65,53 @@ def write_mnist_subset(directory: os.PathLike, counts: Dict[str, int],
   return directory
 
 
+def write_span(root: pathlib.Path, number: int, train: int,
+               t10k: int) -> pathlib.Path:
+  """`root/span-<number>/`: the number-th slice of `train` training and
+  `t10k` test images of the shipped MNIST, so every span differs."""
+  folder = root / f'span-{number}'
+  folder.mkdir(parents=True)
+  for prefix, size in (('train', train), ('t10k', t10k)):
+    images, labels = load_mnist_head(prefix, number * size)
+    idx.write_idx(str(folder / f'{prefix}-images-idx3-ubyte.gz'),
+                  images[-size:])
+    idx.write_idx(str(folder / f'{prefix}-labels-idx1-ubyte.gz'),
+                  labels[-size:])
+  return folder
+
+
+def idx_content(folder: pathlib.Path, prefix: str = 'train'
+                ) -> List[Tuple[bytes, int]]:
+  """(image pixels as int64 bytes, label) of every item of a split's IDX
+  files in `folder`, sorted, as read back from the files themselves."""
+  files = idx.find_split_files(str(folder / f'{prefix}-*-ubyte*'))
+  images, labels = idx.validate_split(files)
+  pixels = idx.read_items(images, 0, images.count).reshape(images.count, -1)
+  return sorted((row.astype(np.int64).tobytes(), int(label)) for row, label
+                in zip(pixels, idx.read_items(labels, 0, labels.count)))
+
+
+def examples_in(pattern: str) -> List[Tuple[bytes, int]]:
+  """(image pixels as int64 bytes, label) of every tf.Example in the GZIP
+  TFRecords `pattern` matches (at least one file), sorted."""
+  files = tf.io.gfile.glob(pattern)
+  assert files, f'no file matches {pattern}'
+  result = []
+  for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
+    features = tf.train.Example.FromString(record.numpy()).features.feature
+    result.append((np.array(features['image'].int64_list.value,
+                            dtype=np.int64).tobytes(),
+                   features['label'].int64_list.value[0]))
+  return sorted(result)
+
+
 def write_tfrecords(path: pathlib.Path, images: np.ndarray,
                     labels: np.ndarray) -> None:
   """Writes GZIP TFRecords of tf.Examples exactly as IdxExampleGen does."""
   path.parent.mkdir(parents=True, exist_ok=True)
   options = tf.io.TFRecordOptions(compression_type='GZIP')
   with tf.io.TFRecordWriter(str(path), options) as writer:
-    for example in idx.iter_examples(images, labels):
+    for example in idx.iter_examples(images, labels) if len(images) else ():
       writer.write(example.SerializeToString())
 
 

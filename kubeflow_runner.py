@@ -10,9 +10,12 @@ runner only chooses paths, the container image and the orchestrator:
 
 What differs from the local runner (see docs/kubeflow.md):
 
-* The data root is one fixed folder (e.g. gs://BUCKET/mnist/latest/) that the
-  data-drop process overwrites; `span-N/` folders are not used, because
-  open-source KFP never runs the ExampleGen driver that resolves {SPAN}.
+* Open-source KFP never runs the ExampleGen driver (which would resolve
+  {SPAN}); IdxExampleGen resolves the data root itself when its task runs.
+  The data root (e.g. gs://BUCKET/mnist/) holds either the four IDX files,
+  overwritten by the data-drop process, or one `span-N/` folder per drop:
+  each run reads the newest span (a drop still being written is refused),
+  with --train-spans K also up to K - 1 earlier spans the data gate passed.
 * Caching is off by default: KFP's cache key of the ExampleGen task is its
   constant parameters, not the input files' fingerprint, so a cached scheduled
   run would reuse the first run's examples forever. Off, every scheduled run
@@ -96,11 +99,13 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser,
       'e.g. gs://BUCKET/mnist-vae-tfx/root' + need)
   paths.add_argument(
       '--data-root', metavar='URI',
-      help='the folder with the four MNIST IDX files (raw or .gz) that the '
-      'data-drop process overwrites, e.g. gs://BUCKET/mnist/latest/. Every '
-      'run reads it as it is when ExampleGen starts; span-N/ folders are not '
-      'used on Kubeflow. Compiled as the default of the runtime parameter '
-      f'{DATA_ROOT_PARAMETER!r}' + need + ' (or --tfds)')
+      help='the data folder, e.g. gs://BUCKET/mnist/: the four MNIST IDX '
+      'files (raw or .gz), which the data-drop process overwrites, or one '
+      'span-N/ folder per drop, each with the four files. Every run lists it '
+      'when ExampleGen starts and reads the files, or the newest span (and, '
+      'with --train-spans, earlier spans the data gate passed). Compiled as '
+      f'the default of the runtime parameter {DATA_ROOT_PARAMETER!r}' + need
+      + ' (or --tfds)')
   paths.add_argument(
       '--tfds', metavar='NAME',
       help='read the TensorFlow Datasets data set NAME (28x28x1 uint8 images, '
@@ -215,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
   deploy_parser.add_argument(
       '--run-parameter', action='append', default=[], metavar='NAME=VALUE',
       help='value of a runtime parameter for the scheduled runs, repeatable: '
-      f'{DATA_ROOT_PARAMETER}=URI (the folder with the IDX files) or '
+      f'{DATA_ROOT_PARAMETER}=URI (the folder with the span-N/ drops or the '
+      'IDX files) or '
       f'{EPOCHS_PARAMETER}=N; without it a run uses the value compiled from '
       '--data-root / --epochs.')
   deploy_parser.add_argument(
@@ -402,9 +408,6 @@ def compile_pipeline(args: argparse.Namespace, output: str) -> str:
       resources=resources,
       serving_dir=args.serving_root,
       schema_file=IMAGE_SCHEMA_FILE,
-      # Open-source KFP does not run the ExampleGen driver that resolves
-      # {SPAN}: read the fixed data root as it is.
-      use_spans=False,
       max_examples=args.max_examples,
       **flags.training_kwargs(args),
       beam_pipeline_args=beam_args(args),

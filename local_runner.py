@@ -126,17 +126,39 @@ def _served_version_corrupt(error: Exception, serving_dir: str) -> int:
   return exit_codes.SERVED_VERSION_CORRUPT
 
 
+def _anchor_corrupt(error: Exception, serving_dir: str) -> int:
+  logger.error('%s. Nothing was trained or pushed (exit code %d). Re-anchor '
+               'to the served version\'s data: python -m pipeline.anchor '
+               '--serving-dir %s --set', error, exit_codes.ANCHOR_REFUSED,
+               serving_dir)
+  return exit_codes.ANCHOR_REFUSED
+
+
+def _gate_advice(report: dict) -> str:
+  """What an operator can do about what stopped the run."""
+  from components.data_gate import gate  # pylint: disable=g-import-not-at-top
+  kinds = {finding['kind'] for split in report['splits'].values()
+           for finding in split.get('findings', ())}
+  if kinds & {gate.SCHEMA, gate.SANITY}:
+    return ('Schema and split sanity findings are data bugs that '
+            '--accept-drift does not let through: fix the drop.')
+  return ('If the change of distribution is intended, rerun with '
+          '--accept-drift (its pushed data becomes the new anchor), or '
+          're-anchor with python -m pipeline.anchor.')
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   # TensorFlow reads its log level when imported: configure logging first.
   console.configure_logging(console.verbose_requested(argv))
   args = parse_args(argv)
-  from components.atomic_pusher import serving_lock  # pylint: disable=g-import-not-at-top
+  from layouts import serving_lock  # pylint: disable=g-import-not-at-top
   from components.data_gate import gate  # pylint: disable=g-import-not-at-top
   from components.idx_example_gen import component as idx_component  # pylint: disable=g-import-not-at-top
   from components.idx_example_gen import idx  # pylint: disable=g-import-not-at-top
   from components.tfds_example_gen import tfds_source  # pylint: disable=g-import-not-at-top
   from components.vae_evaluator import executor as evaluator  # pylint: disable=g-import-not-at-top
+  from layouts import anchor as anchor_layout  # pylint: disable=g-import-not-at-top
   from layouts import serving as serving_layout  # pylint: disable=g-import-not-at-top
   from pipeline import flags  # pylint: disable=g-import-not-at-top
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
@@ -179,8 +201,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       # Checked here too: a run whose components are all cached reads no
       # version, and would not notice that the served one was damaged.
       serving_layout.verify_version(served_dir)
+    anchor_layout.read_anchor(serving_dir)
   except serving_layout.VersionCorruptError as e:
     return _served_version_corrupt(e, serving_dir)
+  except anchor_layout.AnchorCorruptError as e:
+    return _anchor_corrupt(e, serving_dir)
   pipeline = pipeline_lib.create_pipeline(
       pipeline_name=pipeline_lib.PIPELINE_NAME,
       pipeline_root=pipeline_root,
@@ -213,8 +238,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         logger.error('%s', e)
         print(run_summary.format_summary(summary))
         logger.error('Nothing was trained or pushed (exit code %d). Summary: '
-                     '%s. If the change of distribution is intended, rerun '
-                     'with --accept-drift.', EXIT_DATA_GATE, summary_path)
+                     '%s. %s', EXIT_DATA_GATE, summary_path,
+                     _gate_advice(e.report))
         return EXIT_DATA_GATE
       summary = run_summary.summarize(metadata_path)
       summary['output_dir'] = output_dir
@@ -227,6 +252,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return EXIT_BAD_INPUT
   except serving_layout.VersionCorruptError as e:
     return _served_version_corrupt(e, serving_dir)
+  except anchor_layout.AnchorCorruptError as e:
+    return _anchor_corrupt(e, serving_dir)
   except serving_lock.ServingLockedError as e:
     logger.error('%s. Nothing was pushed (exit code %d); the next run '
                  'measures against whatever that writer published.', e,

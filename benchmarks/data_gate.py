@@ -1,12 +1,31 @@
 """Benchmark: the data gate's thresholds, calibrated, and what it costs.
 
-Calibration (`--calibrate`): the gate's three drift measures
-(`components.data_gate.gate.check_split` on TFDV statistics computed as
-StatisticsGen computes them, with the mean image added) for drops that must
-pass (MNIST against MNIST: two halves of train, t10k against train, and small
-head-of-file subsets like the tests' spans) and drops that must fail
-(inverted images, labels almost all one class, other image distributions),
-each with the verdict under the default thresholds.
+Calibration (`--calibrate`), on TFDV statistics computed as StatisticsGen
+computes them, with the mean image added, checked by
+`components.data_gate.gate.check_split` under the default thresholds (the
+served reference's and the anchor's are the same):
+
+* **Cases**: drops that must pass (MNIST against MNIST: two halves of train,
+  t10k against train, and small head-of-file subsets like the tests' spans)
+  and drops that must fail (inverted images, labels almost all one class,
+  other image distributions), against one reference, the served one; the
+  gate's three drift measures and the verdict of each.
+* **Creep**: MNIST rotated a further 15 degrees with each drop (`rotate`:
+  nearest neighbour, so the pixel-value histogram is kept), drops 1..6
+  (15..90 degrees). Each split of drop k against the moving reference
+  (served: drop k-1's train) and the anchor (drop 0's train), at full size
+  (60,000 / 10,000 images per drop, the same images rotated) and at the
+  tests' sizes (3,000 / 1,000 and 600 / 200, disjoint slices of train and
+  t10k per drop): the drop at which the anchor first stops the creep, and
+  whether the moving reference passes every step.
+* **Anchor MNIST against MNIST**: MNIST drops of several sizes (full,
+  3,000 / 1,000, 600 / 200, 300 t10k images) against an anchor of 60,000 and
+  of 3,000 training images, and the largest value of each measure.
+* **Split sanity on MNIST**: t10k's exact-duplicate overlap with train
+  (`images_lib.image_hashes` of the uint8 images; the counts checked by `np.unique`
+  on the raw rows), the duplicate share within train and within t10k, the
+  same for a drop whose eval split copies its first 1,000 training images,
+  and each one's verdict by `gate.sanity_findings` under the default limits.
 
 Cost (`--timing`): the whole local pipeline on all 70,000 images with
 `--epochs 1`, this checkout against the code before the gate (`--baseline-rev`,
@@ -16,10 +35,15 @@ drift against the model the first run pushed). The gate's cost is the
 difference of the data side (every component but Trainer, VaeEvaluator and
 Pusher) between the two versions, from ML Metadata; rounds are interleaved.
 
-  .venv/bin/python -m benchmarks.data_gate --calibrate --timing
+  .venv/bin/python -m benchmarks.data_gate --calibrate [--timing]
 
-Targets: the MNIST drops pass and the bad drops are stopped under the default
-thresholds; the gate adds at most 10 s to a run on 70,000 images.
+Targets (the result's `targets`): the MNIST cases pass and the bad drops are
+stopped; at full size the moving reference passes every 15-degree step of
+the creep, and at every size the anchor stops it by 90 degrees; MNIST drops
+pass against the anchor; MNIST itself passes the split sanity checks (no
+t10k image in train, no duplicates) and a copied eval split (overlap 1.0) is
+stopped, the hash and `np.unique` counts agreeing; with `--timing`, the gate
+adds at most 10 s to a run on 70,000 images.
 
 Results go to benchmarks/results/data_gate_<date>.json; BENCHMARKS.md and the
 README ("Data gate") quote them; `python -m benchmarks.render` renders one as
@@ -27,7 +51,9 @@ markdown (`markdown_lines`).
 """
 
 import argparse
+import dataclasses
 import datetime
+import hashlib
 import logging
 import os
 import pathlib
@@ -40,11 +66,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
+from scipy import ndimage
 from sklearn import datasets
 
 from benchmarks import recording
 from benchmarks import stage_timings
 from components.data_gate import gate
+from components.data_gate import images as images_lib
 from components.idx_example_gen import idx
 from pipeline import data_schema
 
@@ -57,6 +85,17 @@ TARGET_SECONDS = 10.0
 DEFAULT_BASELINE_REV = '1af02e3'
 MODEL_SIDE = ('Trainer', 'VaeEvaluator', 'Pusher')
 Drop = Tuple[np.ndarray, np.ndarray]
+# The result's keys for the gate's three drift measures.
+MEASURES = {'label_linf': 'label L-infinity distance',
+            'pixel_jsd': 'pixel-value Jensen-Shannon divergence',
+            'mean_image_linf': gate.MEAN_IMAGE_MEASURE}
+# The creep: drop k is MNIST rotated by k * CREEP_STEP degrees, k = 0..6.
+CREEP_STEP = 15
+CREEP_DROPS = 6
+# (name, training images, t10k images) of each drop of the creep: all of
+# MNIST (every drop the same images), and the tests' sizes (disjoint slices).
+CREEP_SIZES = (('full size', 60000, 10000), ('the tests\' size', 3000, 1000),
+               ('small', 600, 200))
 
 
 def load(prefix: str) -> Drop:
@@ -139,35 +178,268 @@ def calibration_cases(train: Drop, test: Drop):
   ]
 
 
-def calibrate() -> List[Dict[str, Any]]:
-  train, test = load('train'), load('t10k')
-  thresholds = gate.Thresholds()
-  schema = data_schema.curated_schema()
+class StatisticsCache:
+  """`statistics` of each distinct drop once, keyed by its content."""
+
+  def __init__(self, directory: str):
+    self._directory = directory
+    self._cache: Dict[bytes, Any] = {}
+
+  def __call__(self, drop: Drop):
+    images, labels = drop
+    digest = hashlib.blake2b(digest_size=16)
+    for array in (images, labels):
+      digest.update(str((array.dtype, array.shape)).encode())
+      digest.update(np.ascontiguousarray(array).tobytes())
+    key = digest.digest()
+    if key not in self._cache:
+      self._cache[key] = statistics(drop, self._directory,
+                                    f'split-{len(self._cache)}')
+    return self._cache[key]
+
+
+def rotate(images: np.ndarray, angle: float) -> np.ndarray:
+  """`images` [n, 28, 28] rotated by `angle` degrees about their centre,
+  nearest neighbour within the 28x28 frame: no new pixel values, so the
+  pixel-value histogram is kept but for the few pixels that leave or enter
+  the frame's corners (the drops of the creep)."""
+  if angle % 360 == 0:
+    return images
+  return ndimage.rotate(images, angle, axes=(1, 2), reshape=False, order=0)
+
+
+def _measures(drift: Dict[str, Dict[str, Any]]) -> Dict[str, float]:
+  measured = {m['measure']: m['value'] for m in drift.values()}
+  return {key: float(measured[measure]) for key, measure in MEASURES.items()}
+
+
+def _check(cache: StatisticsCache, drop: Drop,
+           references: Sequence[Tuple[str, str, Drop]]) -> Dict[str, Any]:
+  """`gate.check_split` of `drop` against (name, description, drop) each
+  with the default thresholds: per reference its three measures and whether
+  it passes (no drift or sanity finding from it); and the schema findings."""
+  result = gate.check_split(
+      'drop', cache(drop), data_schema.curated_schema(),
+      [gate.Reference(name, description, cache(reference), gate.Thresholds())
+       for name, description, reference in references])
+  checked = {'images': len(drop[0])}
+  for name, _, _ in references:
+    checked[name] = {
+        **_measures(result.drift[name]),
+        'passes': not any(f.reference == name and f.kind != gate.SCHEMA
+                          for f in result.findings)}
+  checked['schema_findings'] = [f.description for f in result.findings
+                                if f.kind == gate.SCHEMA]
+  checked['passes'] = not result.findings
+  return checked
+
+
+def calibrate(cache: StatisticsCache, train: Drop,
+              test: Drop) -> List[Dict[str, Any]]:
+  """Each calibration case against one reference, the served one."""
   rows = []
-  with tempfile.TemporaryDirectory(prefix='data_gate_') as directory:
-    cache: Dict[int, Any] = {}
-    for number, (name, reference, drop, must_pass) in enumerate(
-        calibration_cases(train, test)):
-      key = id(reference[0])
-      if key not in cache:
-        cache[key] = statistics(reference, directory, f'reference-{number}')
-      result = gate.check_split('drop', statistics(drop, directory,
-                                                   f'drop-{number}'),
-                                schema, cache[key], thresholds)
-      measured = {m['measure']: m['value'] for m in result.drift.values()}
-      passed = not result.findings
-      row = {
-          'case': name, 'reference_images': len(reference[0]),
-          'drop_images': len(drop[0]), 'must_pass': must_pass,
-          'label_linf': measured['label L-infinity distance'],
-          'pixel_jsd': measured['pixel-value Jensen-Shannon divergence'],
-          'mean_image_linf': measured[gate.MEAN_IMAGE_MEASURE],
-          'passes_defaults': passed,
-          'as_required': None if must_pass is None else passed == must_pass,
-      }
-      logger.info('%s', row)
-      rows.append(row)
+  for name, reference, drop, must_pass in calibration_cases(train, test):
+    checked = _check(cache, drop, [(gate.SERVED, name, reference)])
+    passed = checked['passes']
+    row = {
+        'case': name, 'reference_images': len(reference[0]),
+        'drop_images': len(drop[0]), 'must_pass': must_pass,
+        **{k: v for k, v in checked[gate.SERVED].items() if k != 'passes'},
+        'passes_defaults': passed,
+        'as_required': None if must_pass is None else passed == must_pass,
+    }
+    logger.info('%s', row)
+    rows.append(row)
   return rows
+
+
+def _slice(drop: Drop, start: int, stop: int) -> Drop:
+  return drop[0][start:stop], drop[1][start:stop]
+
+
+def creep(cache: StatisticsCache, train: Drop, test: Drop, name: str,
+          train_size: int, test_size: int) -> Dict[str, Any]:
+  """Drops 0..CREEP_DROPS, drop k rotated by k * CREEP_STEP degrees, each
+  split against the moving reference (drop k - 1's train) and the anchor
+  (drop 0's train). Each drop takes the next slices of train and t10k
+  while they last (disjoint drops), else all drops take the first ones."""
+  drops = CREEP_DROPS + 1
+  disjoint = (drops * train_size <= len(train[0]) and
+              drops * test_size <= len(test[0]))
+
+  def split(source: Drop, size: int, k: int) -> Drop:
+    start = k * size if disjoint else 0
+    images, labels = _slice(source, start, start + size)
+    return rotate(images, k * CREEP_STEP), labels
+
+  anchor = split(train, train_size, 0)
+  previous = anchor
+  rows = []
+  for k in range(1, drops):
+    angle = k * CREEP_STEP
+    references = [
+        (gate.SERVED, f'drop {k - 1} train ({angle - CREEP_STEP} degrees)',
+         previous),
+        (gate.ANCHOR, 'drop 0 train (0 degrees)', anchor)]
+    current = split(train, train_size, k)
+    row = {'drop': k, 'angle': angle, 'splits': {
+        'eval': _check(cache, split(test, test_size, k), references),
+        'train': _check(cache, current, references)}}
+    for reference in (gate.SERVED, gate.ANCHOR):
+      row[f'{reference}_passes'] = all(
+          s[reference]['passes'] for s in row['splits'].values())
+    row['passes'] = all(s['passes'] for s in row['splits'].values())
+    logger.info('creep %s: %s', name, row)
+    rows.append(row)
+    previous = current
+
+  def first_stop(split_names):
+    return next((row['drop'] for row in rows if not all(
+        row['splits'][s][gate.ANCHOR]['passes'] for s in split_names)), None)
+
+  return {
+      'name': name, 'train_images': train_size, 'eval_images': test_size,
+      'step_degrees': CREEP_STEP, 'disjoint_drops': disjoint, 'drops': rows,
+      'anchor_first_stops_at_drop': first_stop(('eval', 'train')),
+      'anchor_first_stops_eval_at_drop': first_stop(('eval',)),
+      'served_passes_every_step': all(r[f'{gate.SERVED}_passes'] for r in rows),
+      'served_passes_every_eval_step': all(
+          r['splits']['eval'][gate.SERVED]['passes'] for r in rows),
+      'largest_step': {
+          s: {m: max(r['splits'][s][gate.SERVED][m] for r in rows)
+              for m in MEASURES} for s in ('eval', 'train')},
+  }
+
+
+def anchor_mnist(cache: StatisticsCache, train: Drop,
+                 test: Drop) -> Dict[str, Any]:
+  """MNIST drops of several sizes against an anchor of MNIST training
+  images: they must pass. Slices disjoint from the small anchor where
+  possible (the 60,000-image anchor holds every training image)."""
+  anchors = [('60,000 train', (0, 60000)), ('first 3,000 train', (0, 3000))]
+  drops = [('full: 60,000 / 10,000', (0, 60000), (0, 10000)),
+           ('3,000 / 1,000', (3000, 6000), (0, 1000)),
+           ('600 / 200', (6000, 6600), (1000, 1200)),
+           ('300 t10k', None, (1200, 1500))]
+  rows = []
+  for anchor_name, anchor_range in anchors:
+    anchor = _slice(train, *anchor_range)
+    for drop_name, train_range, test_range in drops:
+      for split, source, span in (('train', train, train_range),
+                                  ('eval', test, test_range)):
+        if span is None:
+          continue
+        checked = _check(cache, _slice(source, *span),
+                         [(gate.ANCHOR, anchor_name, anchor)])
+        row = {'anchor': anchor_name, 'anchor_images': len(anchor[0]),
+               'drop': drop_name, 'split': split,
+               'images': checked['images'],
+               'shares_images_with_anchor': split == 'train' and
+                   span[0] < anchor_range[1] and anchor_range[0] < span[1],
+               **checked[gate.ANCHOR]}
+        logger.info('anchor: %s', row)
+        rows.append(row)
+  return {'rows': rows, 'all_pass': all(r['passes'] for r in rows),
+          'largest': {m: max(r[m] for r in rows) for m in MEASURES}}
+
+
+def _rows_as_bytes(images: np.ndarray) -> np.ndarray:
+  flat = np.ascontiguousarray(images).reshape(len(images), -1)
+  return flat.view(f'V{flat.shape[1] * flat.itemsize}').ravel()
+
+
+def _independent_counts(train_images: np.ndarray, eval_images: np.ndarray
+                        ) -> Dict[str, int]:
+  """Overlap and duplicate counts by np.unique on the raw rows (no hash)."""
+  train_rows, eval_rows = _rows_as_bytes(train_images), _rows_as_bytes(
+      eval_images)
+  _, inverse = np.unique(np.concatenate([train_rows, eval_rows]),
+                         return_inverse=True)
+  in_train = np.zeros(inverse.max() + 1, bool)
+  in_train[inverse[:len(train_rows)]] = True
+  return {
+      'eval_in_train_count': int(in_train[inverse[len(train_rows):]].sum()),
+      'train_duplicate_count': len(train_rows) - len(np.unique(train_rows)),
+      'eval_duplicate_count': len(eval_rows) - len(np.unique(eval_rows)),
+  }
+
+
+def _sanity(train_images: np.ndarray, eval_images: np.ndarray
+            ) -> Dict[str, Any]:
+  train_hashes = images_lib.image_hashes(train_images)
+  eval_hashes = images_lib.image_hashes(eval_images)
+  splits = {
+      name: images_lib.SplitImages(
+          len(images), images.reshape(len(images), -1).mean(0) / 255, hashes)
+      for name, images, hashes in (('train', train_images, train_hashes),
+                                   ('eval', eval_images, eval_hashes))}
+  findings, _ = gate.sanity_findings(splits, 'eval', train_hashes,
+                                     gate.SanityLimits())
+  return {
+      'train_images': len(train_images), 'eval_images': len(eval_images),
+      'eval_in_train_share': images_lib.overlap_share(eval_hashes, train_hashes),
+      'eval_in_train_count': int(np.isin(eval_hashes, train_hashes).sum()),
+      'train_duplicate_share': images_lib.duplicate_share(train_hashes),
+      'train_duplicate_count': len(train_hashes) - len(np.unique(train_hashes)),
+      'eval_duplicate_share': images_lib.duplicate_share(eval_hashes),
+      'eval_duplicate_count': len(eval_hashes) - len(np.unique(eval_hashes)),
+      'independent': _independent_counts(train_images, eval_images),
+      'findings': [f'{f.split}: {f.description}' for f in findings],
+      'passes_defaults': not findings,
+  }
+
+
+def split_sanity(train: Drop, test: Drop) -> Dict[str, Any]:
+  """The split sanity figures of MNIST itself (train with t10k as eval), and
+  of a drop whose eval split copies the first 1,000 training images."""
+  cases = {
+      'MNIST: t10k (eval) and train': _sanity(train[0], test[0]),
+      'eval = a copy of the first 1,000 train images': _sanity(
+          train[0], train[0][:1000].copy()),
+  }
+  for name, case in cases.items():
+    case['counts_agree'] = all(case[k] == v
+                               for k, v in case['independent'].items())
+    logger.info('sanity %s: %s', name, case)
+  return cases
+
+
+def calibration(sizes: Sequence[Tuple[str, int, int]] = CREEP_SIZES
+                ) -> Dict[str, Any]:
+  """Every part of `--calibrate`, and how long it took."""
+  start = time.perf_counter()
+  train, test = load('train'), load('t10k')
+  with tempfile.TemporaryDirectory(prefix='data_gate_') as directory:
+    cache = StatisticsCache(directory)
+    result = {
+        'calibration': calibrate(cache, train, test),
+        'creep': [creep(cache, train, test, *size) for size in sizes],
+        'anchor_mnist': anchor_mnist(cache, train, test),
+        'split_sanity': split_sanity(train, test),
+    }
+  cases = result['calibration']
+  sanity = result['split_sanity']
+  result['targets'] = {
+      'cases_as_required': all(r['as_required'] is not False for r in cases),
+      'creep_full_served_passes_every_step': all(
+          c['served_passes_every_step'] for c in result['creep']
+          if c['train_images'] == len(train[0])),
+      'creep_anchor_stops_by_90_degrees': all(
+          c['anchor_first_stops_at_drop'] is not None and
+          c['anchor_first_stops_at_drop'] * CREEP_STEP <= 90
+          for c in result['creep']),
+      'anchor_mnist_all_pass': result['anchor_mnist']['all_pass'],
+      'mnist_passes_split_sanity':
+          sanity['MNIST: t10k (eval) and train']['passes_defaults'],
+      'copied_eval_stopped': sanity[
+          'eval = a copy of the first 1,000 train images'][
+              'eval_in_train_share'] == 1.0 and not sanity[
+                  'eval = a copy of the first 1,000 train images'][
+                      'passes_defaults'],
+      'overlap_counts_agree': all(c['counts_agree'] for c in sanity.values()),
+  }
+  result['calibration_seconds'] = time.perf_counter() - start
+  return result
 
 
 def _extract(rev: str, directory: str) -> str:
@@ -227,14 +499,113 @@ def timing(baseline_rev: str, rounds: int) -> Dict[str, Any]:
           'met': max(added.values()) <= TARGET_SECONDS}
 
 
+def _verdict(passes: bool) -> str:
+  return 'passes' if passes else 'stopped'
+
+
+def _creep_lines(creep_: Dict[str, Any]) -> List[str]:
+  slices = ('disjoint slices of train and t10k per drop'
+            if creep_['disjoint_drops'] else 'the same images in every drop')
+  lines = ['', f'Creep, {creep_["name"]}: {creep_["train_images"]:,} train / '
+           f'{creep_["eval_images"]:,} t10k images per drop ({slices}), drop '
+           f'k rotated by k x {creep_["step_degrees"]} degrees. Each split '
+           'against the moving reference (served: drop k-1\'s train) and the '
+           'anchor (drop 0\'s train); the measures of the eval (t10k) split, '
+           'the mean-image L-inf of the train split.', '',
+           '| drop | rotated | served: label L-inf | pixel JSD | mean-image '
+           'L-inf | served | anchor: label L-inf | pixel JSD | mean-image '
+           'L-inf | anchor | train split mean-image L-inf: served / anchor |',
+           '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+  for row in creep_['drops']:
+    cells = [str(row['drop']), f'{row["angle"]} deg']
+    for reference in (gate.SERVED, gate.ANCHOR):
+      m = row['splits']['eval'][reference]
+      cells += [f'{m["label_linf"]:.3g}', f'{m["pixel_jsd"]:.3g}',
+                f'{m["mean_image_linf"]:.3g}', _verdict(m['passes'])]
+    train = row['splits']['train']
+    cells.append(' / '.join(
+        f'{train[r]["mean_image_linf"]:.3g} ({_verdict(train[r]["passes"])})'
+        for r in (gate.SERVED, gate.ANCHOR)))
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  stop = creep_['anchor_first_stops_at_drop']
+  stop_text = ('never' if stop is None else
+               f'at drop {stop} ({stop * creep_["step_degrees"]} degrees)')
+  largest = creep_['largest_step']
+  eval_stop = creep_['anchor_first_stops_eval_at_drop']
+  lines += ['', f'The anchor first stops the creep {stop_text} (the eval '
+            f'split: {"never" if eval_stop is None else f"drop {eval_stop}"}'
+            '); the served '
+            'reference passes every step: '
+            f'{"yes" if creep_["served_passes_every_step"] else "no"} '
+            f'(largest step, mean-image L-inf: eval '
+            f'{largest["eval"]["mean_image_linf"]:.3g}, train '
+            f'{largest["train"]["mean_image_linf"]:.3g}; pixel JSD: eval '
+            f'{largest["eval"]["pixel_jsd"]:.3g}, train '
+            f'{largest["train"]["pixel_jsd"]:.3g}).']
+  return lines
+
+
+def _anchor_lines(anchor: Dict[str, Any]) -> List[str]:
+  lines = ['', 'MNIST against an anchor of MNIST training images (each split '
+           'of each drop; * = the split\'s images are in the anchor too):', '',
+           '| anchor | drop (train / t10k) | split | images | label L-inf | '
+           'pixel JSD | mean-image L-inf | under the defaults |',
+           '| --- | --- | --- | --- | --- | --- | --- | --- |']
+  for row in anchor['rows']:
+    shared = ' *' if row['shares_images_with_anchor'] else ''
+    lines.append(
+        f'| {row["anchor"]} | {row["drop"]} | {row["split"]}{shared} | '
+        f'{row["images"]:,} | {row["label_linf"]:.3g} | '
+        f'{row["pixel_jsd"]:.3g} | {row["mean_image_linf"]:.3g} | '
+        f'{_verdict(row["passes"])} |')
+  largest = anchor['largest']
+  lines += ['', f'Largest against the anchor: label L-inf '
+            f'{largest["label_linf"]:.3g}, pixel JSD {largest["pixel_jsd"]:.3g}'
+            f', mean-image L-inf {largest["mean_image_linf"]:.3g}; all pass: '
+            f'{"yes" if anchor["all_pass"] else "NO"}.']
+  return lines
+
+
+def _sanity_lines(sanity: Dict[str, Dict[str, Any]]) -> List[str]:
+  lines = ['', 'Split sanity (exact duplicates by content hash, '
+           '`images_lib.image_hashes`; counts checked by `np.unique` on the raw '
+           'rows):', '',
+           '| drop | train / eval images | eval also in train | duplicates in '
+           'train | duplicates in eval | counts agree | under the defaults |',
+           '| --- | --- | --- | --- | --- | --- | --- |']
+  for name, case in sanity.items():
+    lines.append(
+        f'| {name} | {case["train_images"]:,} / {case["eval_images"]:,} | '
+        f'{case["eval_in_train_share"]:.4g} ({case["eval_in_train_count"]:,})'
+        f' | {case["train_duplicate_share"]:.4g} '
+        f'({case["train_duplicate_count"]:,}) | '
+        f'{case["eval_duplicate_share"]:.4g} ({case["eval_duplicate_count"]:,})'
+        f' | {"yes" if case["counts_agree"] else "NO"} | '
+        f'{_verdict(case["passes_defaults"])} |')
+  return lines
+
+
 def markdown_lines(result: Dict[str, Any]) -> List[str]:
   """This run as markdown (`python -m benchmarks.render <json>`)."""
   thresholds = result['thresholds']
-  lines = [f'### `{result["run_name"]}`: the data gate\'s thresholds and cost',
+  title = 'the data gate\'s thresholds' + (
+      ' and cost' if result.get('timing') else ', calibrated')
+  lines = [f'### `{result["run_name"]}`: {title}',
            '', *recording.header_lines(result),
            f'- Default thresholds: label L-inf {thresholds["max_label_linf"]}, '
            f'pixel JSD {thresholds["max_pixel_jsd"]}, mean-image L-inf '
-           f'{thresholds["max_mean_image_linf"]}.']
+           f'{thresholds["max_mean_image_linf"]}'
+           + (' (the same for the served reference and the anchor)'
+              if 'anchor' in thresholds else '') + '.']
+  if 'max_eval_in_train' in thresholds:
+    lines.append(
+        f'- Split sanity limits: eval images also in train at most '
+        f'{thresholds["max_eval_in_train"]}, duplicate share at most '
+        f'{thresholds["max_duplicate_share"]}, at least '
+        f'{thresholds["min_split_examples"]} examples per split.')
+  if 'calibration_seconds' in result:
+    lines.append(f'- Calibration wall time: '
+                 f'{result["calibration_seconds"]:.0f} s.')
   if result.get('calibration'):
     required = {True: 'pass', False: 'stop', None: 'no requirement'}
     lines += ['', '| case | reference / drop images | label L-inf | '
@@ -247,6 +618,16 @@ def markdown_lines(result: Dict[str, Any]) -> List[str]:
           f'{row["drop_images"]:,} | {row["label_linf"]:.3g} | '
           f'{row["pixel_jsd"]:.3g} | {row["mean_image_linf"]:.3g} | '
           f'{required[row["must_pass"]]} | {verdict} |')
+  for creep_ in result.get('creep', ()):
+    lines += _creep_lines(creep_)
+  if result.get('anchor_mnist'):
+    lines += _anchor_lines(result['anchor_mnist'])
+  if result.get('split_sanity'):
+    lines += _sanity_lines(result['split_sanity'])
+  if result.get('targets'):
+    lines += ['', 'Targets: ' + '; '.join(
+        f'{name.replace("_", " ")}: {"met" if met else "NOT met"}'
+        for name, met in result['targets'].items()) + '.']
   if result.get('timing'):
     timing_ = result['timing']
     medians = timing_['median_data_side_seconds']
@@ -295,10 +676,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       **recording.result_header('benchmarks.data_gate', run_name, now, argv),
       'thresholds': {'max_label_linf': gate.DEFAULT_MAX_LABEL_LINF,
                      'max_pixel_jsd': gate.DEFAULT_MAX_PIXEL_JSD,
-                     'max_mean_image_linf': gate.DEFAULT_MAX_MEAN_IMAGE_LINF},
+                     'max_mean_image_linf': gate.DEFAULT_MAX_MEAN_IMAGE_LINF,
+                     'served': dataclasses.asdict(gate.Thresholds()),
+                     'anchor': dataclasses.asdict(gate.Thresholds()),
+                     'max_eval_in_train': gate.DEFAULT_MAX_EVAL_IN_TRAIN,
+                     'max_duplicate_share': gate.DEFAULT_MAX_DUPLICATE_SHARE,
+                     'min_split_examples': gate.DEFAULT_MIN_SPLIT_EXAMPLES},
   }
   if args.calibrate:
-    result['calibration'] = calibrate()
+    result.update(calibration())
   if args.timing:
     result['timing'] = timing(args.baseline_rev, args.rounds)
   recording.write_results(result, args.results_dir)

@@ -38,10 +38,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence,
+                    Tuple)
 
 import numpy as np
 
+from benchmarks import data_gate
 from benchmarks import recording
 from benchmarks import s3_server
 from components.idx_example_gen import idx
@@ -64,6 +66,10 @@ NIGHT_FLAGS = ('--epochs', '1', '--warm-start', '--bless-threshold', '1000',
 # How slowly the push harness copies (seconds per file), for pushes that
 # must still be in flight when something else happens.
 SLOW_COPY_SECONDS = 0.25
+
+
+DROP_KINDS = ('good', 'bad', 'foreign', 'eval copies train', 'empty eval',
+              'tiny eval')
 
 
 @dataclasses.dataclass
@@ -108,24 +114,34 @@ class World:
     return self.root / f'out-{name}'
 
   # The world's events.
-  def drop(self, kind: str = 'good') -> pathlib.Path:
-    """Writes the next span: the next slice of MNIST, or a bad or foreign
-    one (a label outside 0..9; inverted images)."""
+  def drop(self, kind: str = 'good', rotate: float = 0.0) -> pathlib.Path:
+    """Writes the next span: the next slice of MNIST, rotated by `rotate`
+    degrees, or a broken one (DROP_KINDS)."""
     span, self.next_span = self.next_span, self.next_span + 1
     directory = self.data_dir / f'span-{span}'
     directory.mkdir()
+    written = {}
     for prefix, count in zip(('train', 't10k'), self.drop_size):
       start = ((span - 1) * count) % (60000 if prefix == 'train' else 10000)
       images = idx.read_images_header(
           str(MNIST_DIR / f'{prefix}-images-idx3-ubyte.gz'))
       labels = idx.read_labels_header(
           str(MNIST_DIR / f'{prefix}-labels-idx1-ubyte.gz'))
-      pixels = idx.read_items(images, start, start + count)
+      pixels = data_gate.rotate(idx.read_items(images, start, start + count),
+                                rotate)
       classes = idx.read_items(labels, start, start + count).copy()
       if kind == 'bad':
         classes[5] = 10
       elif kind == 'foreign':
         pixels = (255 - pixels).astype(np.uint8)
+      elif prefix == 't10k' and kind == 'eval copies train':
+        pixels, classes = (written['train'][0][:count],
+                           written['train'][1][:count])
+      elif prefix == 't10k' and kind == 'empty eval':
+        pixels, classes = pixels[:0], classes[:0]
+      elif prefix == 't10k' and kind == 'tiny eval':
+        pixels, classes = pixels[:20], classes[:20]
+      written[prefix] = pixels, classes
       idx.write_idx(str(directory / f'{prefix}-images-idx3-ubyte.gz'), pixels)
       idx.write_idx(str(directory / f'{prefix}-labels-idx1-ubyte.gz'), classes)
     return directory
@@ -474,29 +490,47 @@ SHORT: List[Step] = [
 ]
 
 
-def run_scenario(world: World, steps: Sequence[Step]) -> Dict[str, Any]:
-  """Runs `steps` in order, checking the invariants after each."""
+# Invariants checked by `check`.
+CHECKS = 5
+Checker = Callable[[World, str, Sequence[Outcome]], List[str]]
+
+
+def run_scenario(world: World, steps: Sequence[Step],
+                 checkers: Sequence[Tuple[Checker, int]] = ((check, CHECKS),),
+                 faults: Optional[Dict[Step, str]] = None) -> Dict[str, Any]:
+  """Runs `steps` in order, checking the invariants after each.
+
+  Args:
+    world: the world the steps act on.
+    steps: the scenario.
+    checkers: (checker, how many invariants it checks): each returns the
+      violations after a step.
+    faults: step -> the kind of fault it injects (default FAULTS).
+  """
+  faults = FAULTS if faults is None else faults
+  per_step = sum(count for _, count in checkers)
   records = []
   for number, step in enumerate(steps, 1):
     name = step.__name__.lstrip('_')
     logger.info('Step %d/%d: %s', number, len(steps), name)
     started = time.monotonic()
     outcomes = step(world)
-    violations = check(world, name, outcomes)
+    violations = [v for checker, _ in checkers
+                  for v in checker(world, name, outcomes)]
     records.append({
-        'step': number, 'name': name, 'fault': FAULTS.get(step, ''),
+        'step': number, 'name': name, 'fault': faults.get(step, ''),
         'seconds': round(time.monotonic() - started, 1),
         'exit_codes': [dataclasses.asdict(o) for o in outcomes],
         'versions': sorted(world.complete),
         'incomplete_seen': sorted(world.seen_incomplete),
-        'checks': 5, 'violations': violations,
+        'checks': per_step, 'violations': violations,
     })
-  faults = sorted({r['fault'] for r in records if r['fault']})
+  kinds = sorted({r['fault'] for r in records if r['fault']})
   return {
       'steps': records,
-      'faults': faults,
-      'totals': {'steps': len(records), 'fault_kinds': len(faults),
-                 'invariant_checks': 5 * len(records),
+      'faults': kinds,
+      'totals': {'steps': len(records), 'fault_kinds': len(kinds),
+                 'invariant_checks': per_step * len(records),
                  'violations': sum(len(r['violations']) for r in records)},
   }
 
@@ -571,7 +605,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   drop={'train': DROP_TRAIN, 'eval': DROP_EVAL},
                   night_flags=list(NIGHT_FLAGS),
                   **run_scenario(world, steps))
-  recording.write_results(result, args.results_dir)
+  return finish(result, args.results_dir)
+
+
+def finish(result: Dict[str, Any], results_dir: str) -> int:
+  """Writes a scenario's result and prints its totals; 1 on a violation."""
+  recording.write_results(result, results_dir)
   totals = result['totals']
   print(f'{totals["steps"]} steps, {totals["fault_kinds"]} kinds of fault, '
         f'{totals["invariant_checks"]} invariant checks, '

@@ -42,7 +42,11 @@ digits, which TensorFlow Serving ignores):
 
     <serving_dir>/rejections.json    the models an operator rolled back from
                                      (and took back), see `rejected_models`
-    <serving_dir>/.serving.lock      the writers' lock (atomic_pusher)
+    <serving_dir>/.serving.lock      the writers' lock (`layouts.serving_lock`)
+    <serving_dir>/drift_anchor.json  the data gate's fixed reference
+                                     (`layouts.anchor`)
+    <serving_dir>/span_verdicts.json the gate's verdict on each span
+                                     (`layouts.spans`)
 
 The evaluator records in its blessing which version it measured
 (`BLESSING_SERVED_VERSION_KEY`, the version directory or '' when nothing was
@@ -264,13 +268,17 @@ def write_version_record(version_dir: str, push_info: Dict[str, Any],
     json.dump(record, f, indent=2, sort_keys=True)
 
 
-def read_version_record(version_dir: str) -> Optional[Dict[str, Any]]:
-  """A version's record, or None for a version pushed before records."""
-  path = os.path.join(version_dir, VERSION_RECORD_FILE)
+def read_json(path: str) -> Optional[Any]:
+  """The JSON in `path`, or None if there is no such file."""
   if not tf.io.gfile.exists(path):
     return None
   with tf.io.gfile.GFile(path) as f:
     return json.load(f)
+
+
+def read_version_record(version_dir: str) -> Optional[Dict[str, Any]]:
+  """A version's record, or None for a version pushed before records."""
+  return read_json(os.path.join(version_dir, VERSION_RECORD_FILE))
 
 
 def write_push_info(version_dir: str, info: Dict[str, Any]) -> None:
@@ -372,11 +380,8 @@ def read_reference_statistics(
 
 def read_rejections(serving_dir: str) -> List[Dict[str, Any]]:
   """The rejections journal: every reject and unreject, oldest first."""
-  path = os.path.join(serving_dir, REJECTIONS_FILE)
-  if not tf.io.gfile.exists(path):
-    return []
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)['entries']
+  journal = read_json(os.path.join(serving_dir, REJECTIONS_FILE))
+  return journal['entries'] if journal else []
 
 
 def rejected_models(serving_dir: str) -> Dict[str, Dict[str, Any]]:
@@ -403,12 +408,17 @@ def record_rejection(serving_dir: str, action: str, model_sha256: str,
   entry = {'action': action, RECORD_MODEL_KEY: model_sha256,
            'at': datetime.datetime.now(datetime.timezone.utc).isoformat(),
            **details}
-  entries = read_rejections(serving_dir) + [entry]
-  path = os.path.join(serving_dir, REJECTIONS_FILE)
-  tf.io.gfile.makedirs(serving_dir)
+  replace_json(os.path.join(serving_dir, REJECTIONS_FILE),
+               {'entries': read_rejections(serving_dir) + [entry]})
+  return entry
+
+
+def replace_json(path: str, value: Any) -> None:
+  """Writes `value` as the whole of `path`: a single object write on object
+  stores, a rename locally, so a reader sees the old file or the new one."""
+  tf.io.gfile.makedirs(os.path.dirname(path))
   target = path if is_object_store(path) else path + '.tmp'
   with tf.io.gfile.GFile(target, 'w') as f:
-    json.dump({'entries': entries}, f, indent=2, sort_keys=True)
+    json.dump(value, f, indent=2, sort_keys=True)
   if target != path:
     tf.io.gfile.rename(target, path, overwrite=True)
-  return entry

@@ -1,7 +1,7 @@
 """The exit codes of the project's commands, one meaning each.
 
-`local_runner.py`, `kubeflow_runner.py` and `python -m pipeline.rollback`
-exit with these; the README's table is this list.
+`local_runner.py`, `kubeflow_runner.py`, `python -m pipeline.rollback` and
+`python -m pipeline.anchor` exit with these; the README's table is this list.
 """
 
 import argparse
@@ -18,6 +18,7 @@ DATA_GATE = 4
 SERVED_VERSION_CORRUPT = 5
 SERVING_ROOT_LOCKED = 6
 ROLLBACK_REFUSED = 7
+ANCHOR_REFUSED = 8
 USAGE = 64  # EX_USAGE, sysexits.h
 
 MEANINGS = {
@@ -37,6 +38,9 @@ MEANINGS = {
                          'for longer than the wait',
     ROLLBACK_REFUSED: 'rollback refused: no such version, nothing eligible '
                       'to roll back to, or nothing to take back',
+    ANCHOR_REFUSED: 'the drift anchor cannot be used or set: its '
+                    'statistics do not match its record, or the version to '
+                    'anchor to has none; nothing trained or changed',
     USAGE: 'usage error: an unknown flag or a bad flag value',
 }
 

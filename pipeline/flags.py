@@ -11,6 +11,7 @@ from typing import Any, Dict
 from components.atomic_pusher import component as pusher
 from components.data_gate import gate
 from components.vae_evaluator import component as evaluator
+from layouts import spans as spans_layout
 from models import precision
 from models import vae
 
@@ -83,11 +84,43 @@ def add_training_flags(parser: argparse.ArgumentParser,
       'image (0..1) of a new drop and that of the data the served model was '
       'trained on: catches data whose pixel histogram looks like MNIST but '
       'whose ink is elsewhere (rotated digits, another digit data set).')
+  for field in ('max_label_linf', 'max_pixel_jsd', 'max_mean_image_linf'):
+    data_gate.add_argument(
+        '--anchor-' + field.replace('_', '-'), type=fraction,
+        default=getattr(gate.Thresholds(), field), metavar='D',
+        help=f'as --{field.replace("_", "-")}, against the drift anchor: the '
+        'data of the first pushed version, or of the last pushed run that '
+        'accepted drift (python -m pipeline.anchor shows and sets it); '
+        'catches a creep in steps too small for the moving reference.')
+  data_gate.add_argument(
+      '--max-eval-in-train', type=fraction,
+      default=gate.DEFAULT_MAX_EVAL_IN_TRAIN, metavar='S',
+      help='largest share of the eval images that may also occur, exactly, '
+      'among the images trained on (MNIST\'s own: 0); above it the blessing '
+      'would score the candidate on images it trained on.')
+  data_gate.add_argument(
+      '--max-duplicate-share', type=fraction,
+      default=gate.DEFAULT_MAX_DUPLICATE_SHARE, metavar='S',
+      help='largest share of a split\'s images that may repeat another of '
+      'its images exactly (MNIST\'s own: 0).')
+  data_gate.add_argument(
+      '--min-split-examples', type=positive_int,
+      default=gate.DEFAULT_MIN_SPLIT_EXAMPLES, metavar='N',
+      help='fewest examples a split may have (an empty or nearly empty split '
+      'is a broken drop).')
   data_gate.add_argument(
       '--accept-drift', action='store_true',
-      help='let drift beyond those thresholds through, for an intended '
-      'change of distribution (schema anomalies still stop the run); once '
-      "this run's model is pushed, its data is the new reference.")
+      help='let drift beyond the thresholds through, for an intended change '
+      'of distribution (schema and split sanity findings still stop the '
+      "run); once this run's model is pushed, its data is the new reference "
+      'and the new anchor.')
+  data_gate.add_argument(
+      '--train-spans', type=positive_int,
+      default=spans_layout.DEFAULT_TRAIN_SPANS, metavar='K',
+      help='train on the newest span-N/ folder of the data root and up to '
+      'K-1 earlier spans the data gate passed when they arrived; only the '
+      'newest is gated, and its eval split is what the blessing compares '
+      'on.')
   training = parser.add_argument_group(
       'training (models/vae.py, Hyperparameters)')
   for field in dataclasses.fields(vae.Hyperparameters):
@@ -142,6 +175,22 @@ def hyperparameters_from_args(args: argparse.Namespace) -> vae.Hyperparameters:
       for field in dataclasses.fields(vae.Hyperparameters)})
 
 
+def gate_config_from_args(args: argparse.Namespace) -> gate.GateConfig:
+  """The data gate's configuration the flags describe."""
+  def thresholds(prefix: str) -> gate.Thresholds:
+    return gate.Thresholds(**{
+        field.name: getattr(args, prefix + field.name)
+        for field in dataclasses.fields(gate.Thresholds)})
+
+  return gate.GateConfig(
+      thresholds=thresholds(''), anchor_thresholds=thresholds('anchor_'),
+      limits=gate.SanityLimits(
+          max_eval_in_train=args.max_eval_in_train,
+          max_duplicate_share=args.max_duplicate_share,
+          min_examples=args.min_split_examples),
+      accept_drift=args.accept_drift)
+
+
 def training_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
   """The `create_pipeline()` arguments the gate, training and blessing flags
   set.
@@ -154,11 +203,8 @@ def training_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
       'bless_tolerance': args.bless_tolerance,
       'iwae_samples': args.iwae_samples,
       'warm_start': args.warm_start,
-      'gate_thresholds': gate.Thresholds(
-          max_label_linf=args.max_label_linf,
-          max_pixel_jsd=args.max_pixel_jsd,
-          max_mean_image_linf=args.max_mean_image_linf),
-      'accept_drift': args.accept_drift,
+      'gate_config': gate_config_from_args(args),
+      'train_spans': args.train_spans,
       'allow_signature_change': args.allow_signature_change,
       'keep_versions': args.keep_versions,
   }

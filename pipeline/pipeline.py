@@ -28,6 +28,8 @@ from components.tfds_example_gen import component as tfds_example_gen_lib
 from components.tfds_example_gen import tfds_source as tfds_source_lib
 from components.vae_evaluator import component as evaluator_lib
 from components.vae_trainer import component as trainer_component
+from layouts import spans as spans_layout
+from models import data as models_data
 from models import trainer as trainer_lib
 from models import vae
 from pipeline import code_fingerprint
@@ -52,6 +54,7 @@ def create_pipeline(
     serving_dir: str,
     schema_file: str = data_schema.SCHEMA_FILE,
     use_spans: bool = False,
+    train_spans: int = spans_layout.DEFAULT_TRAIN_SPANS,
     max_examples: Optional[int] = None,
     hyperparameters: vae.Hyperparameters = vae.Hyperparameters(),
     epochs: Optional[Union[int, data_types.RuntimeParameter]] = None,
@@ -59,8 +62,7 @@ def create_pipeline(
     bless_tolerance: float = evaluator_lib.DEFAULT_BLESS_TOLERANCE,
     iwae_samples: int = evaluator_lib.DEFAULT_IWAE_SAMPLES,
     warm_start: bool = False,
-    gate_thresholds: gate.Thresholds = gate.Thresholds(),
-    accept_drift: bool = False,
+    gate_config: gate.GateConfig = gate.GateConfig(),
     allow_signature_change: bool = False,
     keep_versions: int = pusher_lib.DEFAULT_KEEP_VERSIONS,
     served_version: Optional[str] = None,
@@ -87,7 +89,11 @@ def create_pipeline(
     schema_file: the curated schema as the tasks see it (the repository's
       copy locally, the image's on Kubeflow); the cache key gets the
       fingerprint of the repository's copy.
-    use_spans: ingest the newest `span-N/` folder of `data_root`.
+    use_spans: `data_root` holds `span-N/` folders (the patterns the local
+      ExampleGen driver fingerprints; ExampleGen resolves the spans itself
+      when it runs, so on Kubeflow False serves either layout).
+    train_spans: train on the newest span and up to this many minus one
+      earlier spans the data gate passed (`layouts.spans`).
     max_examples: keep only the first N examples of each split (quick runs).
     hyperparameters: the VAE's training configuration.
     epochs: passes over the train split, overriding `hyperparameters.epochs`;
@@ -97,10 +103,10 @@ def create_pipeline(
     iwae_samples: importance samples per image for the IWAE bound.
     warm_start: start training from the weights of the model served from
       `serving_dir` (looked up when the Trainer runs), if any.
-    gate_thresholds: the largest drift from the reference the gate lets
-      through.
-    accept_drift: let drift through the gate (schema anomalies still stop
-      the run); once this run's model is pushed, its data is the reference.
+    gate_config: the data gate's thresholds (served model's data and
+      anchor), split sanity limits, and whether drift is accepted (schema
+      and sanity findings still stop the run); once the model of a run that
+      accepted drift is pushed, its data is both references.
     allow_signature_change: bless a candidate whose serving signature differs
       from the served model's.
     keep_versions: versions kept in `serving_dir` after a push.
@@ -126,8 +132,9 @@ def create_pipeline(
   if (data_root is None) == (tfds_source is None):
     raise ValueError('give exactly one of data_root and tfds_source')
   if tfds_source is not None:
-    if use_spans:
-      raise ValueError('use_spans applies to data_root, not to tfds_source')
+    if use_spans or train_spans != spans_layout.DEFAULT_TRAIN_SPANS:
+      raise ValueError('use_spans and train_spans apply to data_root, not to '
+                       'tfds_source')
     example_gen = tfds_example_gen_lib.TfdsExampleGen(
         source=tfds_source, max_examples=max_examples,
         # It reuses the IDX component's example writing.
@@ -137,31 +144,36 @@ def create_pipeline(
     split_patterns = tfds_example_gen_lib.split_patterns(tfds_source)
   else:
     example_gen = example_gen_lib.IdxExampleGen(
-        input_base=data_root, use_spans=use_spans, max_examples=max_examples,
-        code_fingerprint=code(components.idx_example_gen))
+        input_base=data_root, use_spans=use_spans, train_spans=train_spans,
+        serving_dir=serving_dir, max_examples=max_examples,
+        code_fingerprint=code(components.idx_example_gen, layouts))
     input_base = data_root
     split_patterns = {
         split.name: split.pattern
-        for split in example_gen_lib.make_input_config(use_spans).splits}
+        for split in example_gen_lib.make_input_config(
+            use_spans, train_spans).splits}
   schema_gen = CuratedSchemaGen(
       schema_file=schema_file,
       schema_fingerprint=code_fingerprint.file_fingerprint(
           data_schema.SCHEMA_FILE))
   # With the schema, TFDV treats the label as categorical: its distribution
   # is what the gate's L-infinity comparator measures.
+  # The window's earlier spans were gated when they arrived.
   statistics_gen = tfx.components.StatisticsGen(
       examples=example_gen.outputs['examples'],
-      schema=schema_gen.outputs['schema'])
+      schema=schema_gen.outputs['schema'],
+      exclude_splits=[spans_layout.HISTORY_SPLIT])
   data_gate = DataGate(
       examples=example_gen.outputs['examples'],
       statistics=statistics_gen.outputs['statistics'],
       schema=schema_gen.outputs['schema'],
       serving_dir=serving_dir,
-      thresholds=gate_thresholds,
-      accept_drift=accept_drift,
+      config=gate_config,
       input_base=input_base,
       split_patterns=split_patterns,
-      code_fingerprint=code(components.data_gate, layouts),
+      # The gate reads the examples with models.data (and nothing else of
+      # models/).
+      code_fingerprint=code(components.data_gate, layouts, models_data),
       served_version=served_version)
   trainer_config = {
       trainer_lib.HYPERPARAMETERS_KEY: hyperparameters.to_dict(),
@@ -174,7 +186,9 @@ def create_pipeline(
       run_fn=TRAINER_RUN_FN,
       examples=example_gen.outputs['examples'],
       schema=schema_gen.outputs['schema'],
-      custom_config=trainer_config, epochs=epochs)
+      custom_config=trainer_config, epochs=epochs,
+      train_splits=(['train', spans_layout.HISTORY_SPLIT] if train_spans > 1
+                    else ['train']))
   # Nothing is trained from a drop the gate stopped.
   trainer.add_upstream_node(data_gate)
   evaluator = evaluator_lib.VaeEvaluator(

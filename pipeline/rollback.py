@@ -26,15 +26,15 @@ Exit codes: see `pipeline.exit_codes` (0, 1, 5, 6, 7, 64).
 
 import datetime
 import logging
-import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
 import tensorflow as tf
 
 from components.atomic_pusher import executor as pusher
-from components.atomic_pusher import serving_lock
+from layouts import serving_lock
 from layouts import serving as serving_layout
+from pipeline import commands
 from pipeline import exit_codes
 
 logger = logging.getLogger(__name__)
@@ -239,33 +239,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help='how long to wait for another push or rollback to '
                       'finish.')
   args = parser.parse_args(argv)
-  logging.basicConfig(level=logging.INFO,
-                      format='%(asctime)s %(levelname)s %(name)s: %(message)s',
-                      datefmt='%H:%M:%S')
-  serving_dir = args.serving_dir
-  if not serving_layout.is_object_store(serving_dir):
-    serving_dir = os.path.abspath(serving_dir)
+  serving_dir = commands.serving_root(args.serving_dir)
+  if args.list:
+    action = lambda: listing(serving_dir)
+  elif args.unreject:
+    action = lambda: unreject(serving_dir, args.unreject, args.reason,
+                              args.wait_seconds)
   else:
-    import tensorflow_io  # pylint: disable=g-import-not-at-top,unused-import
-  try:
-    if args.list:
-      print(listing(serving_dir))
-    elif args.unreject:
-      print(unreject(serving_dir, args.unreject, args.reason,
-                     args.wait_seconds))
-    else:
-      print(rollback(serving_dir, args.version, args.reason,
-                     args.wait_seconds))
-  except RollbackError as e:
-    logger.error('%s', e)
-    return exit_codes.ROLLBACK_REFUSED
-  except serving_layout.VersionCorruptError as e:
-    logger.error('%s', e)
-    return exit_codes.SERVED_VERSION_CORRUPT
-  except serving_lock.ServingLockedError as e:
-    logger.error('%s', e)
-    return exit_codes.SERVING_ROOT_LOCKED
-  return exit_codes.OK
+    action = lambda: rollback(serving_dir, args.version, args.reason,
+                              args.wait_seconds)
+  return commands.run(action, (
+      (RollbackError, exit_codes.ROLLBACK_REFUSED),
+      (serving_layout.VersionCorruptError, exit_codes.SERVED_VERSION_CORRUPT),
+      (serving_lock.ServingLockedError, exit_codes.SERVING_ROOT_LOCKED)))
 
 
 if __name__ == '__main__':

@@ -13,6 +13,8 @@ from typing import Any, Dict, List, Optional
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from layouts import spans as spans_layout
+
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = 'run_summary.json'
@@ -91,8 +93,18 @@ def summarize(metadata_path: str) -> Dict[str, Any]:
       'plots': None,
       'model_uri': None,
       'data_gate': None,
+      'spans': None,
       'components': components,
   }
+  for name, produced in outputs.items():
+    examples = _single(produced, 'examples') if name.endswith(
+        'ExampleGen') else None
+    if examples and spans_layout.WINDOW_PROPERTY in examples.custom_properties:
+      # Which spans the run read, newest last (layouts.spans).
+      summary['spans'] = [
+          {'span': s.span, 'folder': s.folder, 'digest': s.digest}
+          for s in spans_layout.decode_window(examples.custom_properties[
+              spans_layout.WINDOW_PROPERTY].string_value)]
   anomalies = _single(outputs.get('DataGate', {}), 'anomalies')
   if anomalies:
     with open(os.path.join(anomalies.uri, GATE_REPORT_FILE)) as f:
@@ -134,6 +146,9 @@ def format_summary(summary: Dict[str, Any]) -> str:
   lines = ['Run summary:']
   for name, info in summary['components'].items():
     lines.append(f'  {name:<17} {info["status"]:<7} {info["seconds"]:>7.1f} s')
+  if summary.get('spans'):
+    lines.append('  spans read: ' + ', '.join(
+        f'{s["span"]} ({s["folder"]})' for s in summary['spans']))
   gate = summary.get('data_gate')
   if gate:
     lines.append(f'  data gate: {_gate_line(gate)}')
@@ -158,15 +173,20 @@ def _gate_line(gate: Dict[str, Any]) -> str:
   verdict = 'passed' if gate['passed'] else 'STOPPED the run'
   if gate['accepted']:
     verdict += ' (drift accepted with --accept-drift)'
-  reference = gate['reference']
-  if reference['status'] != 'checked':
-    return f'{verdict}; drift not measured: {reference["status"]}'
-  worst: Dict[str, Dict[str, Any]] = {}
+  worst: Dict[str, Dict[str, Dict[str, Any]]] = {}
   for split in gate['splits'].values():
-    for m in split['drift'].values():
-      if m['measure'] not in worst or m['value'] > worst[m['measure']]['value']:
-        worst[m['measure']] = m
-  measured = ', '.join(f'{name} {m["value"]:.3g} (allowed {m["threshold"]:.3g})'
-                       for name, m in sorted(worst.items()))
-  return (f'{verdict}; against {os.path.basename(reference["version_dir"])}: '
-          f'{measured}')
+    for reference, measures in split['drift'].items():
+      largest = worst.setdefault(reference, {})
+      for m in measures.values():
+        if (m['measure'] not in largest or
+            m['value'] > largest[m['measure']]['value']):
+          largest[m['measure']] = m
+  if not worst:
+    return f'{verdict}; drift not measured: {gate["reference"]["status"]}'
+  names = {'served': 'served version ' + os.path.basename(
+      gate['reference']['version_dir'] or ''), 'anchor': 'the anchor'}
+  return '; '.join([verdict] + [
+      f'against {names.get(reference, reference)}: ' + ', '.join(
+          f'{name} {m["value"]:.3g} (allowed {m["threshold"]:.3g})'
+          for name, m in sorted(measures.items()))
+      for reference, measures in sorted(worst.items(), reverse=True)])

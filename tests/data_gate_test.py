@@ -73,10 +73,11 @@ def test_gate_lets_mnist_through_and_stops_bad_drops(tmp_path):
   assert gate['passed'] is True and gate['span'] == 2
   assert gate['reference']['version_dir'] == str(out / 'serving_model' / v1)
   for split in ('train', 'eval'):
-    drift = gate['splits'][split]['drift']
-    assert drift['label']['value'] <= drift['label']['threshold']
-    assert drift['image']['value'] <= drift['image']['threshold']
-  assert 'data gate: passed; against ' + v1 in result.stdout
+    for reference in ('served', 'anchor'):
+      drift = gate['splits'][split]['drift'][reference]
+      assert drift['label']['value'] <= drift['label']['threshold']
+      assert drift['image']['value'] <= drift['image']['threshold']
+  assert 'data gate: passed; against served version ' + v1 in result.stdout
   assert statuses(out)['Trainer'] == 'ran'
   assert len(versions(out)) == 2
   # The new span was read (ExampleGen ran again, not from cache) and the new

@@ -199,7 +199,7 @@ def test_every_project_task_carries_the_fingerprint_of_its_code(spec):
                                             'schema.pbtxt')))
   example_gen_config = _constant(spec, 'IdxExampleGen', 'custom_config')
   assert code_fingerprint.fingerprint(
-      [components.idx_example_gen]) in example_gen_config
+      [components.idx_example_gen, layouts]) in example_gen_config
 
 
 def test_warm_start_looks_up_the_served_model_at_run_time(tmp_path):
@@ -279,11 +279,8 @@ def test_paths_and_gate_reach_the_tasks(spec):
   assert push_destination == {'filesystem': {'base_directory': SERVING_ROOT}}
   # The data gate finds its reference in the push destination at run time.
   assert _constant(spec, 'DataGate', 'serving_dir') == SERVING_ROOT
-  assert _constant(spec, 'DataGate', 'max_label_linf') == (
-      gate.DEFAULT_MAX_LABEL_LINF)
-  assert _constant(spec, 'DataGate', 'max_pixel_jsd') == (
-      gate.DEFAULT_MAX_PIXEL_JSD)
-  assert _constant(spec, 'DataGate', 'accept_drift') == 0
+  assert gate.GateConfig.from_json(
+      _constant(spec, 'DataGate', 'gate_config')) == gate.GateConfig()
   assert json.loads(_constant(spec, 'DataGate', 'split_patterns')) == {
       'train': 'train-*-ubyte*', 'eval': 't10k-*-ubyte*'}
 
@@ -295,9 +292,12 @@ def test_gate_flags_reach_the_gate_task(tmp_path):
        '--max-label-linf', '0.2', '--max-pixel-jsd', '0.05']))
   gate_spec = json_format.ParseDict(yaml.safe_load(output.read_text()),
                                     pipeline_spec_pb2.PipelineSpec())
-  assert _constant(gate_spec, 'DataGate', 'accept_drift') == 1
-  assert _constant(gate_spec, 'DataGate', 'max_label_linf') == 0.2
-  assert _constant(gate_spec, 'DataGate', 'max_pixel_jsd') == 0.05
+  config = gate.GateConfig.from_json(
+      _constant(gate_spec, 'DataGate', 'gate_config'))
+  assert config.accept_drift
+  assert (config.thresholds.max_label_linf,
+          config.thresholds.max_pixel_jsd) == (0.2, 0.05)
+  assert config.anchor_thresholds == gate.Thresholds()
 
 
 def test_no_resolver_importer_or_cache(spec, executors):

@@ -49,7 +49,9 @@ from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
-from components.atomic_pusher import serving_lock
+from layouts import anchor as anchor_layout
+from layouts import serving_lock
+from layouts import spans as spans_layout
 from layouts import model as model_layout
 from layouts import serving as serving_layout
 
@@ -311,6 +313,28 @@ def remove_leftovers(serving_dir: str, now: float,
   return removed
 
 
+def update_anchor(serving_dir: str,
+                  reference: statistics_pb2.DatasetFeatureStatisticsList,
+                  statistics: types.Artifact, version_dir: str) -> None:
+  """Sets the drift anchor to the pushed model's training data if none is
+  set (the first push) or if the run accepted drift (`layouts.anchor`).
+  The caller holds the lock."""
+  accepted = (statistics.has_custom_property(anchor_layout.ACCEPT_DRIFT_PROPERTY)
+              and statistics.get_int_custom_property(
+                  anchor_layout.ACCEPT_DRIFT_PROPERTY))
+  if anchor_layout.read_record(serving_dir) is not None and not accepted:
+    return
+  window = []
+  if statistics.has_custom_property(spans_layout.WINDOW_PROPERTY):
+    window = [s.span for s in spans_layout.decode_window(
+        statistics.get_string_custom_property(spans_layout.WINDOW_PROPERTY))]
+  anchor_layout.set_anchor(
+      serving_dir, reference,
+      anchor_layout.ACCEPTED_DRIFT if accepted else anchor_layout.FIRST_PUSH,
+      version=os.path.basename(version_dir), span=statistics.span,
+      window=window, statistics_uri=statistics.uri)
+
+
 class Executor(tfx_pusher_executor.Executor):
   """TFX Pusher executor with atomic, uniquely versioned filesystem pushes."""
 
@@ -339,7 +363,7 @@ class Executor(tfx_pusher_executor.Executor):
         input_dict[standard_component_specs.MODEL_BLESSING_KEY])
     model_dir = self.GetModelPath(input_dict)
     model_sha256 = serving_layout.model_identity(model_dir)
-    reference = None
+    reference, statistics = None, None
     if input_dict.get(STATISTICS_KEY):
       statistics = artifact_utils.get_single_instance(
           input_dict[STATISTICS_KEY])
@@ -366,6 +390,8 @@ class Executor(tfx_pusher_executor.Executor):
                         model_layout.WARM_START_DIR)})
       logger.info('Pushed the decoder to %s (model %s)', version_dir,
                   model_sha256[:12])
+      if reference is not None:
+        update_anchor(serving_dir, reference, statistics, version_dir)
       if keep:
         prune_versions(serving_dir, int(keep), version_dir)
     # Archive a copy with the PushedModel artifact, as TFX's Pusher does.

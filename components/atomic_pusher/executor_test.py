@@ -11,11 +11,16 @@ import uuid
 
 import pytest
 import tensorflow as tf
+from tensorflow_metadata.proto.v0 import statistics_pb2
+from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
+from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
 from components.atomic_pusher import executor
+from layouts import anchor as anchor_layout
 from layouts import serving as serving_layout
 from models import export
 
@@ -35,7 +40,7 @@ def _fake_version(directory: pathlib.Path) -> None:
 
 
 def _do(model_uri, serving_dir, tmp_path, blessed, evaluated_against=None,
-        keep_versions=None):
+        keep_versions=None, statistics=None):
   """Runs the Pusher's executor.
 
   The blessing says the evaluator measured against `evaluated_against`
@@ -59,10 +64,70 @@ def _do(model_uri, serving_dir, tmp_path, blessed, evaluated_against=None,
   properties = {'push_destination': proto_utils.proto_to_json(destination)}
   if keep_versions:
     properties['keep_versions'] = keep_versions
-  executor.Executor().Do(
-      {'model': [model], 'model_blessing': [blessing]},
-      {'pushed_model': [pushed]}, properties)
+  inputs = {'model': [model], 'model_blessing': [blessing]}
+  if statistics is not None:
+    inputs[executor.STATISTICS_KEY] = [statistics]
+  executor.Executor().Do(inputs, {'pushed_model': [pushed]}, properties)
   return pushed
+
+
+def _gated_statistics(tmp_path, name, value, accept_drift):
+  """The data gate's output: train statistics (a recognisable dataset name)
+  and whether the run accepted drift."""
+  statistics = standard_artifacts.ExampleStatistics()
+  statistics.uri = str(tmp_path / name)
+  statistics.split_names = artifact_utils.encode_split_names(['train'])
+  statistics.span = value
+  proto = statistics_pb2.DatasetFeatureStatisticsList()
+  proto.datasets.add(name=name, num_examples=value)
+  io_utils.write_bytes_file(
+      os.path.join(statistics.uri, 'Split-train',
+                   stats_artifact_utils.BINARY_PB_BASENAME),
+      proto.SerializeToString())
+  statistics.set_int_custom_property(anchor_layout.ACCEPT_DRIFT_PROPERTY,
+                                     int(accept_drift))
+  return statistics
+
+
+def test_the_anchor_moves_on_the_first_push_and_on_accepted_drift_only(
+    other_exported_models, tmp_path):
+  serving = tmp_path / 'serving'
+  first, second, third = other_exported_models[:3]
+
+  def anchor_name():
+    statistics, _ = anchor_layout.read_anchor(str(serving))
+    return statistics.datasets[0].name
+
+  _do(first, serving, tmp_path, True,
+      statistics=_gated_statistics(tmp_path, 'drop-1', 1, False))
+  assert anchor_name() == 'drop-1'
+  assert anchor_layout.read_record(str(serving))['set_by'] == (
+      anchor_layout.FIRST_PUSH)
+  _do(second, serving, tmp_path, True,
+      statistics=_gated_statistics(tmp_path, 'drop-2', 2, False))
+  assert anchor_name() == 'drop-1'  # A push alone does not move it.
+  _do(third, serving, tmp_path, True,
+      statistics=_gated_statistics(tmp_path, 'drop-3', 3, True))
+  assert anchor_name() == 'drop-3'
+  record = anchor_layout.read_record(str(serving))
+  assert (record['set_by'], record['span']) == (anchor_layout.ACCEPTED_DRIFT,
+                                                3)
+  assert [r['span'] for r in record['history']] == [1]
+  # The version records the statistics it was trained on, as before.
+  version = serving_layout.latest_version_dir(str(serving))
+  assert serving_layout.read_reference_statistics(
+      version).datasets[0].name == 'drop-3'
+
+
+def test_an_accepted_run_that_is_not_pushed_leaves_the_anchor(
+    exported_model, tmp_path):
+  serving = tmp_path / 'serving'
+  _do(exported_model, serving, tmp_path, True,
+      statistics=_gated_statistics(tmp_path, 'drop-1', 1, False))
+  _do(exported_model, serving, tmp_path, False,
+      statistics=_gated_statistics(tmp_path, 'drop-2', 2, True))
+  statistics, _ = anchor_layout.read_anchor(str(serving))
+  assert statistics.datasets[0].name == 'drop-1'
 
 
 def test_unblessed_model_is_not_pushed(exported_model, tmp_path):

@@ -11,6 +11,10 @@ push destination, as VaeEvaluator finds its baseline, so it works the same
 under LocalDagRunner and on Kubeflow. A blocking anomaly fails the
 component, so nothing after it runs.
 
+The Trainer depends on the gate, not on its outputs, and the window's
+earlier spans (split `history`) are not gated again: StatisticsGen excludes
+that split.
+
 Also here: `CuratedSchemaGen`, TFX's ImportSchemaGen (its executor, its
 output) with the schema file's fingerprint as a second parameter, so that
 editing the committed schema is noticed by the cache.
@@ -38,10 +42,7 @@ class DataGateSpec(ComponentSpec):
   """Inputs, outputs and parameters of DataGate."""
   PARAMETERS = {
       executor.SERVING_DIR_KEY: ExecutionParameter(type=str),
-      executor.MAX_LABEL_LINF_KEY: ExecutionParameter(type=float),
-      executor.MAX_PIXEL_JSD_KEY: ExecutionParameter(type=float),
-      executor.MAX_MEAN_IMAGE_LINF_KEY: ExecutionParameter(type=float),
-      executor.ACCEPT_DRIFT_KEY: ExecutionParameter(type=int),
+      executor.CONFIG_KEY: ExecutionParameter(type=str),
       executor.INPUT_BASE_KEY: ExecutionParameter(type=str, optional=True),
       executor.SPLIT_PATTERNS_KEY: ExecutionParameter(type=str, optional=True),
       executor.CODE_FINGERPRINT_KEY: ExecutionParameter(type=str,
@@ -71,8 +72,7 @@ class DataGate(base_component.BaseComponent):
   def __init__(self, examples: types.BaseChannel,
                statistics: types.BaseChannel, schema: types.BaseChannel,
                serving_dir: str,
-               thresholds: gate.Thresholds = gate.Thresholds(),
-               accept_drift: bool = False,
+               config: gate.GateConfig = gate.GateConfig(),
                input_base: Optional[Union[str,
                                           data_types.RuntimeParameter]] = None,
                split_patterns: Optional[Dict[str, str]] = None,
@@ -85,10 +85,13 @@ class DataGate(base_component.BaseComponent):
       statistics: StatisticsGen's statistics of them (every split).
       schema: the curated schema (CuratedSchemaGen's output).
       serving_dir: the push destination; its newest version's recorded
-        training statistics are the drift reference.
-      thresholds: the largest drift allowed.
-      accept_drift: let drift through (schema anomalies still stop the run);
-        the run's data becomes the reference once its model is pushed.
+        training statistics and its drift anchor (`layouts.anchor`) are the
+        drift references, and the gate's verdict on the newest span is
+        recorded there (`layouts.spans`).
+      config: thresholds of both references, split sanity limits, and
+        whether drift is accepted (schema and sanity findings still stop the
+        run; the run's data becomes both references once its model is
+        pushed).
       input_base: the folder ExampleGen read (a string, or the Kubeflow
         runtime parameter ExampleGen gets), named in messages.
       split_patterns: split -> its file pattern under `input_base` (may
@@ -101,10 +104,7 @@ class DataGate(base_component.BaseComponent):
     spec = DataGateSpec(
         examples=examples, statistics=statistics, schema=schema,
         serving_dir=serving_dir,
-        max_label_linf=float(thresholds.max_label_linf),
-        max_pixel_jsd=float(thresholds.max_pixel_jsd),
-        max_mean_image_linf=float(thresholds.max_mean_image_linf),
-        accept_drift=int(accept_drift),
+        gate_config=config.to_json(),
         input_base=input_base,
         split_patterns=json.dumps(split_patterns or {}, sort_keys=True),
         code_fingerprint=code_fingerprint, served_version=served_version,

@@ -46,15 +46,15 @@ def make_stats(tmp_path_factory) -> StatsFn:
     path = directory / f'drop-{count[0]}.gz'
     pixels: List[Sequence[int]] = (
         [list(row) for row in images] if isinstance(images, list) else
-        np.asarray(images).reshape(len(images), -1).tolist())
+        np.asarray(images).reshape(len(images), 784).tolist())
     write_examples(path, pixels, list(labels))
     stats = tfdv.generate_statistics_from_tfrecord(
         str(path), stats_options=tfdv.StatsOptions(
             schema=data_schema.curated_schema()))
-    if isinstance(images, list):
+    if isinstance(images, list) or not len(images):
       return stats
     return gate.with_mean_image(
-        stats, np.asarray(images, np.float64).reshape(len(images), -1).mean(
+        stats, np.asarray(images, np.float64).reshape(len(images), 784).mean(
             axis=0) / 255)
 
   return make

@@ -18,7 +18,9 @@ from components.data_gate import executor
 from components.data_gate import gate
 from conftest import REPO_ROOT
 from conftest import write_tfrecords
+from layouts import anchor as anchor_layout
 from layouts import serving as serving_layout
+from layouts import spans as spans_layout
 from models import export
 
 INPUT_BASE = '/drops'
@@ -42,9 +44,9 @@ class Drop:
                       images, labels)
       stats = make_stats(images, labels)
       # As StatisticsGen writes it: TFDV's statistics, no mean image.
-      image = [f for f in stats.datasets[0].features
-               if f.path.step == ['image']][0]
-      del image.custom_stats[:]
+      for image in [f for f in stats.datasets[0].features
+                    if f.path.step == ['image']]:
+        del image.custom_stats[:]
       io_utils.write_bytes_file(
           os.path.join(self.statistics.uri, f'Split-{split}',
                        stats_artifact_utils.BINARY_PB_BASENAME),
@@ -60,17 +62,16 @@ def schema_artifact(tmp_path):
   return artifact
 
 
-def _run(drop, schema_artifact, out_dir, serving_dir, accept_drift=False):
+def _run(drop, schema_artifact, out_dir, serving_dir, accept_drift=False,
+         **config):
   anomalies = standard_artifacts.ExampleAnomalies()
   anomalies.uri = str(out_dir / 'anomalies')
   gated = standard_artifacts.ExampleStatistics()
   gated.uri = str(out_dir / 'gated_statistics')
   properties = {
       executor.SERVING_DIR_KEY: str(serving_dir),
-      executor.MAX_LABEL_LINF_KEY: gate.DEFAULT_MAX_LABEL_LINF,
-      executor.MAX_PIXEL_JSD_KEY: gate.DEFAULT_MAX_PIXEL_JSD,
-      executor.MAX_MEAN_IMAGE_LINF_KEY: gate.DEFAULT_MAX_MEAN_IMAGE_LINF,
-      executor.ACCEPT_DRIFT_KEY: int(accept_drift),
+      executor.CONFIG_KEY: gate.GateConfig(accept_drift=accept_drift,
+                                           **config).to_json(),
       executor.INPUT_BASE_KEY: INPUT_BASE,
       executor.SPLIT_PATTERNS_KEY: json.dumps(SPLIT_PATTERNS),
   }
@@ -110,6 +111,7 @@ def test_first_drop_is_checked_against_the_schema_only(
   assert report['splits']['train']['where'] == (
       'span 1, split train (/drops/span-1/train-*-ubyte*)')
   assert report['splits']['train']['drift'] == {}
+  assert report['anchor'] == {'status': 'not set', 'record': None}
   assert anomalies.get_int_custom_property(executor.PASSED_PROPERTY) == 1
   for split in ('train', 'eval'):
     assert pathlib.Path(anomalies.uri, f'Split-{split}',
@@ -119,7 +121,7 @@ def test_first_drop_is_checked_against_the_schema_only(
   images, _ = mnist_drops[0]
   stats = stats_artifact_utils.load_statistics(gated, 'train').proto()
   np.testing.assert_allclose(
-      gate.mean_image(stats), images.reshape(-1, 784).mean(0) / 255,
+      gate.recorded_mean_image(stats), images.reshape(-1, 784).mean(0) / 255,
       atol=1e-5)
 
 
@@ -131,10 +133,11 @@ def test_inverted_drop_fails_against_the_recorded_reference(
   version_dir = _serve(
       tmp_path / 'serving', exported_model,
       stats_artifact_utils.load_statistics(gated, 'train').proto())
-  _, (images, labels) = mnist_drops
+  (other_images, other_labels), (images, labels) = mnist_drops
   inverted = Drop(tmp_path / 'drop-7', make_stats,
                   {'train': (255 - images, labels),
-                   'eval': (255 - images[:300], labels[:300])}, span=7)
+                   'eval': (255 - other_images[:300], other_labels[:300])},
+                  span=7)
 
   with pytest.raises(gate.DataGateError) as raised:
     _run(inverted, schema_artifact, tmp_path / 'second', tmp_path / 'serving')
@@ -149,7 +152,7 @@ def test_inverted_drop_fails_against_the_recorded_reference(
   assert report['passed'] is False
   assert report['reference'] == {'status': 'checked',
                                  'version_dir': version_dir}
-  assert report['splits']['train']['drift']['image']['value'] > 0.4
+  assert report['splits']['train']['drift']['served']['image']['value'] > 0.4
   assert report['blocking'] and not report['accepted']
   # The same report is on disk, beside TFDV's anomalies.
   assert json.loads(pathlib.Path(
@@ -174,3 +177,118 @@ def test_version_pushed_before_the_gate_needs_accept_drift(
                       tmp_path / 'serving', accept_drift=True)
   assert report['passed'] is True
   assert report['reference']['status'] == 'missing'
+
+
+def _anchor(serving_dir, gated):
+  """Makes the train statistics of a gated drop the anchor."""
+  anchor_layout.set_anchor(
+      str(serving_dir), stats_artifact_utils.load_statistics(
+          gated, 'train').proto(), anchor_layout.FIRST_PUSH, version='1')
+
+
+def test_drift_from_the_anchor_stops_what_the_served_reference_lets_through(
+    mnist_drop, schema_artifact, tmp_path, make_stats, mnist_drops,
+    exported_model):
+  _, _, gated = _run(mnist_drop, schema_artifact, tmp_path / 'first',
+                     tmp_path / 'serving')
+  _anchor(tmp_path / 'serving', gated)
+  # The served model was trained on the drifted data itself.
+  _, (images, labels) = mnist_drops
+  shifted = np.roll(images.reshape(-1, 28, 28), 6, axis=2)
+  drifted = Drop(tmp_path / 'drop-2', make_stats,
+                 {'train': (shifted[:700], labels[:700]),
+                  'eval': (shifted[700:], labels[700:])}, span=2)
+  _, _, drifted_gated = _run(drifted, schema_artifact, tmp_path / 'second',
+                             tmp_path / 'other-serving')
+  _serve(tmp_path / 'serving', exported_model,
+         stats_artifact_utils.load_statistics(drifted_gated, 'train').proto())
+
+  with pytest.raises(gate.DataGateError) as raised:
+    _run(drifted, schema_artifact, tmp_path / 'third', tmp_path / 'serving')
+
+  report = raised.value.report
+  assert report['anchor']['status'] == 'checked'
+  drift = report['splits']['train']['drift']
+  served = drift['served']['image (mean image)']
+  anchored = drift['anchor']['image (mean image)']
+  assert served['value'] < 0.05 < served['threshold']
+  # An independent computation of the distance from the anchor.
+  ref_images = mnist_drops[0][0].reshape(-1, 784)
+  assert anchored['value'] == pytest.approx(np.abs(
+      shifted[:700].reshape(-1, 784).mean(0) - ref_images.mean(0)).max() / 255,
+      abs=1e-5)
+  assert anchored['value'] > anchored['threshold']
+  assert {f['reference'] for f in report['splits']['train']['findings']} == {
+      'anchor'}
+  assert 'from the anchor reference (anchor set by first push' in str(
+      raised.value)
+  # A wider anchor threshold lets it through.
+  report, _, _ = _run(drifted, schema_artifact, tmp_path / 'fourth',
+                      tmp_path / 'serving',
+                      anchor_thresholds=gate.Thresholds(
+                          max_mean_image_linf=0.99))
+  assert report['passed'] is True
+
+
+@pytest.mark.parametrize('case', ['eval copies train', 'empty eval',
+                                  'eval under the minimum',
+                                  'duplicated train'])
+def test_split_sanity_stops_even_with_accept_drift(
+    case, schema_artifact, tmp_path, make_stats, mnist_drops):
+  (images, labels), (new_images, new_labels) = mnist_drops
+  splits = {
+      'eval copies train': {'train': (images[:600], labels[:600]),
+                            'eval': (images[:200], labels[:200])},
+      'empty eval': {'train': (images[:600], labels[:600]),
+                     'eval': (images[:0], labels[:0])},
+      'eval under the minimum': {'train': (images[:600], labels[:600]),
+                                 'eval': (new_images[:99], new_labels[:99])},
+      'duplicated train': {'train': (np.concatenate([images[:500]] * 2),
+                                     np.concatenate([labels[:500]] * 2)),
+                           'eval': (new_images[:200], new_labels[:200])},
+  }[case]
+  drop = Drop(tmp_path / 'drop', make_stats, splits, span=3)
+  with pytest.raises(gate.DataGateError) as raised:
+    _run(drop, schema_artifact, tmp_path / 'out', tmp_path / 'serving',
+         accept_drift=True)
+  report = raised.value.report
+  findings = [f for split in report['splits'].values()
+              for f in split['findings']]
+  assert findings and all(f['kind'] == gate.SANITY for f in findings)
+  measure = {'eval copies train': 'share also in train',
+             'empty eval': 'examples', 'eval under the minimum': 'examples',
+             'duplicated train': 'duplicate share'}[case]
+  assert measure in {f['measure'] for f in findings}
+  if case == 'eval copies train':
+    assert report['splits']['eval']['sanity']['share also in train'][
+        'value'] == 1.0
+  if case == 'duplicated train':
+    assert report['splits']['train']['sanity']['duplicate share'][
+        'value'] == 0.5
+  assert 'split sanity' in str(raised.value)
+
+
+def test_the_verdict_on_the_newest_span_is_recorded(
+    mnist_drop, schema_artifact, tmp_path, make_stats, mnist_drops):
+  window = [spans_layout.SpanRead(1, '/drops/span-1', 'a' * 64, {})]
+  mnist_drop.examples.set_string_custom_property(
+      spans_layout.WINDOW_PROPERTY, spans_layout.encode_window(window))
+  report, _, gated = _run(mnist_drop, schema_artifact, tmp_path / 'out',
+                          tmp_path / 'serving')
+  assert report['window'] == [{'span': 1, 'folder': '/drops/span-1'}]
+  assert spans_layout.passed_digests(str(tmp_path / 'serving')) == {'a' * 64}
+  assert spans_layout.decode_window(gated.get_string_custom_property(
+      spans_layout.WINDOW_PROPERTY)) == window
+  (images, labels), _ = mnist_drops
+  bad = Drop(tmp_path / 'bad', make_stats,
+             {'train': (images[:600], labels[:600]),
+              'eval': (images[:200], labels[:200])}, span=2)
+  bad.examples.set_string_custom_property(
+      spans_layout.WINDOW_PROPERTY, spans_layout.encode_window(
+          [spans_layout.SpanRead(2, '/drops/span-2', 'b' * 64, {})]))
+  with pytest.raises(gate.DataGateError):
+    _run(bad, schema_artifact, tmp_path / 'bad-out', tmp_path / 'serving')
+  verdicts = spans_layout.latest_verdicts(str(tmp_path / 'serving'))
+  assert verdicts['b' * 64]['passed'] is False
+  assert verdicts['b' * 64]['findings']
+  assert spans_layout.passed_digests(str(tmp_path / 'serving')) == {'a' * 64}

@@ -1,36 +1,42 @@
 """The data gate's rules, on TFDV's public API; no TFX needed.
 
-Every split of a new data drop is checked twice, first with
-`tfdv.validate_statistics`:
+Every split of the newest span of a data drop is checked three ways:
 
-1. **Schema.** Against the curated schema (`schema/schema.pbtxt`): feature
-   types, value counts (784 pixels, one label), value ranges (0..255, 0..9),
-   presence. A schema anomaly always stops the run.
-2. **Drift.** Against the *reference*: the training-split statistics of the
-   data the currently served model was trained on, recorded in its pushed
-   version (see `layouts.serving`). TFDV's drift comparators
-   measure
+1. **Schema.** `tfdv.validate_statistics` against the curated schema
+   (`schema/schema.pbtxt`): feature types, value counts (784 pixels, one
+   label), value ranges (0..255, 0..9), presence. A schema anomaly always
+   stops the run.
+2. **Drift**, against each reference (`Reference`): the training-split
+   statistics of the data the served model was trained on (SERVED, recorded
+   in its pushed version, `layouts.serving`; it moves with every push), and
+   the anchor (ANCHOR, `layouts.anchor`; it moves only by an operator's
+   action, so a creep in small steps is still caught). TFDV's drift
+   comparators measure
    * the L-infinity distance between the label distributions (the largest
      difference of any class's share), and
    * the approximate Jensen-Shannon divergence between the pixel-value
      histograms (all 784 values of every image),
-   and flag values above their thresholds; and, because a histogram of pixel
-   values is blind to *where* the ink is (rotated digits, or another digit
-   data set scaled to MNIST's range, have MNIST's histogram), the gate adds
+   and, because a histogram of pixel values is blind to *where* the ink is
+   (rotated digits, or another digit data set scaled to MNIST's range, have
+   MNIST's histogram), the gate adds
    * the L-infinity distance between the mean images (the largest difference
      of any pixel position's mean intensity, on a 0..1 scale), computed from
      the examples and kept with the statistics as a custom statistic.
-   With no model served there is no reference and no drift check. Drift
-   stops the run unless the operator accepts it (`--accept-drift`), for an
-   intended change of distribution.
+   Drift stops the run unless it is accepted (`--accept-drift`); a distance
+   that is not a finite number is a split sanity failure.
+3. **Split sanity** (`sanity_findings`): eval images also trained on,
+   duplicates within a split, too few examples: data bugs, which
+   `--accept-drift` does not let through.
 
 The thresholds were calibrated on MNIST against MNIST and on each kind of bad
 drop (`benchmarks/data_gate.py`; README, "Data gate").
 """
 
 import dataclasses
+import json
 import logging
-from typing import Any, Dict, List, Optional
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow_data_validation as tfdv
@@ -38,6 +44,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
+from components.data_gate import images as images_lib
 from models import data
 
 logger = logging.getLogger(__name__)
@@ -54,7 +61,9 @@ DEFAULT_MAX_LABEL_LINF = 0.1
 DEFAULT_MAX_PIXEL_JSD = 0.01
 # MNIST against MNIST at most 0.168 (the first 300 test images against the
 # first 1,500 training images); digits rotated by 90 degrees 0.451, another
-# digit data set 0.49-0.60.
+# digit data set 0.49-0.60. The anchor's default is the same: a creep of 15
+# degrees a drop (each step at most 0.219 at full size) measures 0.350 from
+# it at 45 degrees, the third drop.
 DEFAULT_MAX_MEAN_IMAGE_LINF = 0.3
 # The custom statistic of the `image` feature that holds the mean image:
 # a histogram whose bucket i (low_value i, high_value i + 1) has the mean
@@ -74,6 +83,21 @@ _MEASURE_NAMES = {
 }
 SCHEMA = 'schema'
 DRIFT = 'drift'
+# A data bug rather than a change of distribution: --accept-drift does not
+# let it through.
+SANITY = 'split sanity'
+# The two references a drop is measured against.
+SERVED = 'served'
+ANCHOR = 'anchor'
+# Calibrated with benchmarks/data_gate.py (README, "Data gate"): MNIST's own
+# t10k shares 0 of its 10,000 images with train, and neither split holds an
+# exact duplicate.
+DEFAULT_MAX_EVAL_IN_TRAIN = 0.01
+DEFAULT_MAX_DUPLICATE_SHARE = 0.01
+# Fewer eval images than this make the blessing's comparison noise: the
+# per-image -ELBO of a trained model has a spread of about 40 nats, so the
+# mean over 100 images is known to about +-4 nats.
+DEFAULT_MIN_SPLIT_EXAMPLES = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +123,53 @@ class Finding:
   measure: Optional[str] = None  # drift: what was measured
   measured: Optional[float] = None
   allowed: Optional[float] = None
+  reference: Optional[str] = None  # drift: SERVED or ANCHOR
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+  """Statistics (with their mean image) a drop is compared with."""
+  name: str  # SERVED or ANCHOR
+  description: str  # for messages, e.g. 'served version 3'
+  statistics: statistics_pb2.DatasetFeatureStatisticsList
+  thresholds: Thresholds
+
+
+@dataclasses.dataclass(frozen=True)
+class SanityLimits:
+  """What every split of a drop must satisfy, whatever the references."""
+  # Largest share of the eval images that may also occur in train.
+  max_eval_in_train: float = DEFAULT_MAX_EVAL_IN_TRAIN
+  # Largest share of a split's images that may repeat another of its images.
+  max_duplicate_share: float = DEFAULT_MAX_DUPLICATE_SHARE
+  min_examples: int = DEFAULT_MIN_SPLIT_EXAMPLES
+
+  def __post_init__(self):
+    for name in ('max_eval_in_train', 'max_duplicate_share'):
+      if not 0 <= getattr(self, name) <= 1:
+        raise ValueError(f'{name} must be in [0, 1], got {getattr(self, name)}')
+    if self.min_examples < 1:
+      raise ValueError(f'min_examples must be at least 1, got {self.min_examples}')
+
+
+@dataclasses.dataclass(frozen=True)
+class GateConfig:
+  """Everything the gate is configured with (one execution property)."""
+  thresholds: Thresholds = Thresholds()
+  anchor_thresholds: Thresholds = Thresholds()
+  limits: SanityLimits = SanityLimits()
+  accept_drift: bool = False
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+  @classmethod
+  def from_json(cls, text: str) -> 'GateConfig':
+    value = json.loads(text)
+    return cls(thresholds=Thresholds(**value['thresholds']),
+               anchor_thresholds=Thresholds(**value['anchor_thresholds']),
+               limits=SanityLimits(**value['limits']),
+               accept_drift=bool(value['accept_drift']))
 
 
 @dataclasses.dataclass
@@ -107,9 +178,10 @@ class SplitResult:
   split: str
   anomalies: anomalies_pb2.Anomalies
   findings: List[Finding]
-  # feature -> {'measure', 'value', 'threshold'}: every drift measurement,
-  # within the threshold or not (empty without a reference).
-  drift: Dict[str, Dict[str, Any]]
+  # reference name -> feature -> {'measure', 'value', 'threshold'}: every
+  # drift measurement, within the threshold or not (empty without a
+  # reference).
+  drift: Dict[str, Dict[str, Dict[str, Any]]]
 
 
 class DataGateError(RuntimeError):
@@ -173,7 +245,7 @@ def with_mean_image(statistics: statistics_pb2.DatasetFeatureStatisticsList,
   return copy
 
 
-def mean_image(statistics: statistics_pb2.DatasetFeatureStatisticsList
+def recorded_mean_image(statistics: statistics_pb2.DatasetFeatureStatisticsList
                ) -> Optional[np.ndarray]:
   """The mean image recorded by `with_mean_image`, or None."""
   feature = _image_feature(statistics)
@@ -183,12 +255,15 @@ def mean_image(statistics: statistics_pb2.DatasetFeatureStatisticsList
   return None
 
 
-def check_split(split: str, statistics: statistics_pb2.DatasetFeatureStatisticsList,
-                schema: schema_pb2.Schema,
-                reference: Optional[statistics_pb2.DatasetFeatureStatisticsList],
-                thresholds: Thresholds) -> SplitResult:
-  """Validates one split's statistics against the schema and the reference
-  (TFDV), then compares the mean images if both statistics carry one."""
+def _validate(split: str,
+              statistics: statistics_pb2.DatasetFeatureStatisticsList,
+              schema: schema_pb2.Schema,
+              reference: Optional[statistics_pb2.DatasetFeatureStatisticsList],
+              thresholds: Thresholds, reference_name: Optional[str]
+              ) -> Tuple[anomalies_pb2.Anomalies, List[Finding],
+                         Dict[str, Dict[str, Any]]]:
+  """TFDV's validation against the schema and, if given, the reference;
+  then the mean images, when both statistics carry one."""
   if reference is None:
     anomalies = tfdv.validate_statistics(statistics, schema)
   else:
@@ -203,7 +278,8 @@ def check_split(split: str, statistics: statistics_pb2.DatasetFeatureStatisticsL
         m = drift[feature]
         findings.append(Finding(
             split, feature, DRIFT, reason.description, measure=m['measure'],
-            measured=m['value'], allowed=m['threshold']))
+            measured=m['value'], allowed=m['threshold'],
+            reference=reference_name))
       else:
         findings.append(Finding(
             split, feature, SCHEMA,
@@ -211,45 +287,114 @@ def check_split(split: str, statistics: statistics_pb2.DatasetFeatureStatisticsL
   for reason in anomalies.dataset_anomaly_info.reason:
     findings.append(Finding(split, '(dataset)', SCHEMA,
                             f'{reason.short_description}: {reason.description}'))
-  result = SplitResult(split, anomalies, findings, drift)
-  check_mean_image(result, statistics, reference, thresholds)
-  return result
+  current_mean = recorded_mean_image(statistics)
+  reference_mean = recorded_mean_image(reference) if reference is not None else None
+  if current_mean is not None and reference_mean is not None:
+    value = float(np.abs(current_mean - reference_mean).max())
+    drift[IMAGE_FEATURE + ' (mean image)'] = {
+        'measure': MEAN_IMAGE_MEASURE, 'value': value,
+        'threshold': thresholds.max_mean_image_linf}
+    # `not value <= allowed`: a NaN (an empty split's mean) is no pass.
+    if not value <= thresholds.max_mean_image_linf:
+      findings.append(Finding(
+          split, IMAGE_FEATURE, DRIFT,
+          f'The largest difference between the mean images is {value:.4g}, '
+          f'above the threshold {thresholds.max_mean_image_linf:.4g}.',
+          measure=MEAN_IMAGE_MEASURE, measured=value,
+          allowed=thresholds.max_mean_image_linf, reference=reference_name))
+  for feature, m in drift.items():
+    if not math.isfinite(m['value']):
+      findings.append(Finding(
+          split, feature, SANITY,
+          f'the {m["measure"]} from the {reference_name} reference is '
+          f'{m["value"]}, not a number: the split is empty or broken',
+          measure=m['measure'], measured=m['value'], allowed=m['threshold'],
+          reference=reference_name))
+  return anomalies, findings, drift
 
 
-def check_mean_image(
-    result: SplitResult,
-    statistics: statistics_pb2.DatasetFeatureStatisticsList,
-    reference: Optional[statistics_pb2.DatasetFeatureStatisticsList],
-    thresholds: Thresholds) -> None:
-  """Adds the mean-image comparison to `result`, when both `statistics` and
-  `reference` carry a mean image (`with_mean_image`)."""
-  current_mean = mean_image(statistics)
-  reference_mean = mean_image(reference) if reference is not None else None
-  if current_mean is None or reference_mean is None:
-    return
-  value = float(np.abs(current_mean - reference_mean).max())
-  allowed = thresholds.max_mean_image_linf
-  result.drift[IMAGE_FEATURE + ' (mean image)'] = {
-      'measure': MEAN_IMAGE_MEASURE, 'value': value, 'threshold': allowed}
-  if value > allowed:
-    result.findings.append(Finding(
-        result.split, IMAGE_FEATURE, DRIFT,
-        f'The largest difference between the mean images is {value:.4g}, '
-        f'above the threshold {allowed:.4g}.', measure=MEAN_IMAGE_MEASURE,
-        measured=value, allowed=allowed))
+def check_split(split: str,
+                statistics: statistics_pb2.DatasetFeatureStatisticsList,
+                schema: schema_pb2.Schema,
+                references: Sequence[Reference]) -> SplitResult:
+  """Validates one split's statistics against the schema (TFDV) and measures
+  its drift from each reference (TFDV's comparators, and the mean images
+  when both statistics carry one, see `with_mean_image`).
+
+  The anomalies kept (ExampleValidator's output) are those against the first
+  reference, or against the schema alone when there is none.
+  """
+  first = references[0] if references else None
+  anomalies, findings, drift = _validate(
+      split, statistics, schema, first.statistics if first else None,
+      first.thresholds if first else Thresholds(),
+      first.name if first else None)
+  drifts = {first.name: drift} if first else {}
+  for reference in references[1:]:
+    _, more, drifts[reference.name] = _validate(
+        split, statistics, schema, reference.statistics, reference.thresholds,
+        reference.name)
+    # Schema findings do not depend on the reference: counted once.
+    findings.extend(f for f in more if f.kind != SCHEMA)
+  return SplitResult(split, anomalies, findings, drifts)
 
 
-def describe(finding: Finding, where: str, reference: str) -> str:
-  """One line for an operator: where, which feature, measured vs allowed."""
+def sanity_findings(splits: Dict[str, images_lib.SplitImages],
+                    eval_split: str,
+                    train_hashes: np.ndarray, limits: SanityLimits
+                    ) -> Tuple[List[Finding], Dict[str, Dict[str, Any]]]:
+  """The split sanity checks of one drop.
+
+  Args:
+    splits: split name -> its images' summary.
+    eval_split: the split scored by the evaluator.
+    train_hashes: the hashes of every image trained on (the window's).
+    limits: the limits.
+
+  Returns:
+    (findings, split -> {measure: {'value', 'threshold'}}).
+  """
+  findings, measured = [], {}
+  for split, images in sorted(splits.items()):
+    checks = {
+        'examples': (images.count, limits.min_examples, images.count >=
+                     limits.min_examples),
+        'duplicate share': (images_lib.duplicate_share(images.hashes),
+                            limits.max_duplicate_share, None),
+    }
+    if split == eval_split:
+      checks['share also in train'] = (
+          images_lib.overlap_share(images.hashes, train_hashes),
+          limits.max_eval_in_train, None)
+    measured[split] = {}
+    for measure, (value, allowed, ok) in checks.items():
+      measured[split][measure] = {'value': value, 'threshold': allowed}
+      ok = value <= allowed if ok is None else ok
+      if not ok:
+        bound = 'at least' if measure == 'examples' else 'at most'
+        findings.append(Finding(
+            split, '(split)', SANITY,
+            f'{measure} is {value:.4g}; {bound} {allowed:.4g} is required',
+            measure=measure, measured=float(value), allowed=float(allowed)))
+  return findings, measured
+
+
+def describe(finding: Finding, where: str,
+             references: Dict[str, str]) -> str:
+  """One line for an operator: where, which feature, measured vs allowed.
+
+  `references` maps a reference name to its description."""
   if finding.kind == DRIFT and finding.measured is not None:
-    what = (f'{finding.measure} {finding.measured:.4g} from the reference '
-            f'({reference}) exceeds the allowed {finding.allowed:.4g}')
+    what = (f'{finding.measure} {finding.measured:.4g} from the '
+            f'{finding.reference} reference '
+            f'({references.get(finding.reference, "?")}) exceeds the allowed '
+            f'{finding.allowed:.4g}')
   else:
     what = finding.description
   return f'{where}: feature {finding.feature!r}: {finding.kind}: {what}'
 
 
 def blocking(findings: List[Finding], accept_drift: bool) -> List[Finding]:
-  """The findings that stop the run: all, or the schema ones if drift is
-  accepted."""
-  return [f for f in findings if f.kind == SCHEMA or not accept_drift]
+  """The findings that stop the run: all, or all but the drift ones if drift
+  is accepted (schema and split sanity findings always stop it)."""
+  return [f for f in findings if f.kind != DRIFT or not accept_drift]

@@ -5,13 +5,16 @@ import pytest
 from sklearn import datasets
 
 from components.data_gate import gate
+from components.data_gate import images as images_lib
 from pipeline import data_schema
 
 SCHEMA = data_schema.curated_schema()
 
 
 def _check(stats, reference, thresholds=gate.Thresholds()):
-  return gate.check_split('train', stats, SCHEMA, reference, thresholds)
+  references = [] if reference is None else [
+      gate.Reference(gate.SERVED, 'served version 17', reference, thresholds)]
+  return gate.check_split('train', stats, SCHEMA, references)
 
 
 def _label_shares(labels):
@@ -39,13 +42,13 @@ def test_another_mnist_drop_passes(make_stats, mnist_drops, reference_stats):
   (ref_images, ref_labels), (images, labels) = mnist_drops
   result = _check(make_stats(images, labels), reference_stats)
   assert result.findings == []
-  label = result.drift['label']
+  label = result.drift['served']['label']
   assert label['threshold'] == gate.DEFAULT_MAX_LABEL_LINF
   # An independent computation of the L-infinity distance.
   assert label['value'] == pytest.approx(
       np.abs(_label_shares(labels) - _label_shares(ref_labels)).max())
-  assert result.drift['image']['value'] < 0.001
-  mean = result.drift['image (mean image)']
+  assert result.drift['served']['image']['value'] < 0.001
+  mean = result.drift['served']['image (mean image)']
   assert mean['measure'] == gate.MEAN_IMAGE_MEASURE
   assert mean['value'] == pytest.approx(np.abs(
       images.reshape(-1, 784).mean(0) -
@@ -67,11 +70,11 @@ def test_inverted_images_are_drift(make_stats, mnist_drops, reference_stats):
                       _pixel_histogram(ref_images)), abs=0.002)
   assert finding.measured > 0.4
   line = gate.describe(finding, 'span 3, split train (/d/span-3/train-*)',
-                       'served version 17')
+                       {gate.SERVED: 'served version 17'})
   assert line == (
       "span 3, split train (/d/span-3/train-*): feature 'image': drift: "
       f'pixel-value Jensen-Shannon divergence {finding.measured:.4g} from the '
-      'reference (served version 17) exceeds the allowed 0.01')
+      'served reference (served version 17) exceeds the allowed 0.01')
 
 
 def test_labels_almost_all_one_class_are_drift(make_stats, mnist_drops,
@@ -98,7 +101,7 @@ def test_another_digit_data_set_is_drift(make_stats, reference_stats):
   images[:, 6:22, 6:22] = scaled
   result = _check(make_stats(images.astype(np.uint8), digits.target),
                   reference_stats)
-  assert result.drift['image']['value'] < gate.DEFAULT_MAX_PIXEL_JSD
+  assert result.drift['served']['image']['value'] < gate.DEFAULT_MAX_PIXEL_JSD
   [finding] = result.findings
   assert (finding.kind, finding.feature, finding.measure) == (
       gate.DRIFT, 'image', gate.MEAN_IMAGE_MEASURE)
@@ -114,10 +117,10 @@ def test_rotated_digits_are_drift(make_stats, mnist_drops, reference_stats):
 
 
 def test_mean_image_round_trips_through_the_statistics(reference_stats):
-  assert gate.mean_image(reference_stats).shape == (784,)
+  assert gate.recorded_mean_image(reference_stats).shape == (784,)
   values = np.linspace(0, 1, 784)
   replaced = gate.with_mean_image(reference_stats, values)
-  np.testing.assert_allclose(gate.mean_image(replaced), values)
+  np.testing.assert_allclose(gate.recorded_mean_image(replaced), values)
   [image] = [f for f in replaced.datasets[0].features
              if f.path.step == ['image']]
   assert [s.name for s in image.custom_stats].count(gate.MEAN_IMAGE_STAT) == 1
@@ -161,3 +164,69 @@ def test_accepted_drift_does_not_block():
 def test_thresholds_are_fractions():
   with pytest.raises(ValueError, match='max_pixel_jsd must be in'):
     gate.Thresholds(max_pixel_jsd=1.5)
+
+
+def test_both_references_are_measured_and_named(make_stats, mnist_drops,
+                                                reference_stats):
+  _, (images, labels) = mnist_drops
+  rotated = make_stats(np.rot90(images, axes=(1, 2)), labels)
+  result = gate.check_split('train', rotated, SCHEMA, [
+      gate.Reference(gate.SERVED, 'served version 2', rotated,
+                     gate.Thresholds()),
+      gate.Reference(gate.ANCHOR, 'anchor', reference_stats,
+                     gate.Thresholds())])
+  assert result.drift[gate.SERVED]['image (mean image)']['value'] == 0
+  assert result.drift[gate.ANCHOR]['image (mean image)']['value'] > 0.3
+  [finding] = result.findings
+  assert (finding.kind, finding.reference) == (gate.DRIFT, gate.ANCHOR)
+
+
+def test_a_nan_distance_is_a_failure_even_with_accept_drift(
+    make_stats, mnist_drops, reference_stats):
+  """An IDX file with 0 items gives a mean image of 0/0."""
+  _, (images, labels) = mnist_drops
+  stats = gate.with_mean_image(make_stats(images, labels),
+                               np.full(784, np.nan))
+  result = _check(stats, reference_stats)
+  stopping = gate.blocking(result.findings, accept_drift=True)
+  assert [(f.kind, f.measure) for f in stopping] == [
+      (gate.SANITY, gate.MEAN_IMAGE_MEASURE)]
+  assert 'not a number' in stopping[0].description
+
+
+def test_sanity_measures_against_an_independent_count():
+  rng = np.random.default_rng(0)
+  train = rng.integers(0, 256, (300, 784), dtype=np.uint8)
+  evaluation = np.concatenate([train[:30], rng.integers(
+      0, 256, (170, 784), dtype=np.uint8), train[:1]])
+  splits = {'train': images_lib.summarize_images([train[:200], train[200:]]),
+            'eval': images_lib.summarize_images([evaluation])}
+  findings, measured = gate.sanity_findings(
+      splits, 'eval', splits['train'].hashes, gate.SanityLimits())
+  # 31 of the 201 eval images are train images; 1 repeats another eval one.
+  in_train = sum(any((row == train).all(1)) for row in evaluation)
+  assert in_train == 31
+  assert measured['eval']['share also in train']['value'] == in_train / 201
+  assert measured['eval']['duplicate share']['value'] == pytest.approx(1 / 201)
+  assert measured['train']['duplicate share']['value'] == 0
+  assert [(f.split, f.measure) for f in findings] == [
+      ('eval', 'share also in train')]
+  np.testing.assert_allclose(splits['train'].mean_image,
+                             train.mean(0, dtype=np.float64))
+  assert splits['train'].count == 300
+
+
+def test_an_empty_split_has_no_mean_and_fails_the_minimum():
+  empty = images_lib.summarize_images([])
+  assert empty.count == 0 and np.isnan(empty.mean_image).all()
+  findings, _ = gate.sanity_findings({'train': empty}, 'eval',
+                                     empty.hashes, gate.SanityLimits())
+  assert [(f.measure, f.measured) for f in findings] == [('examples', 0)]
+
+
+def test_config_round_trips_through_json():
+  config = gate.GateConfig(
+      thresholds=gate.Thresholds(max_label_linf=0.2),
+      anchor_thresholds=gate.Thresholds(max_mean_image_linf=0.25),
+      limits=gate.SanityLimits(min_examples=7), accept_drift=True)
+  assert gate.GateConfig.from_json(config.to_json()) == config

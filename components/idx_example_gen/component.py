@@ -1,17 +1,21 @@
 """IdxExampleGen: TFX's FileBasedExampleGen with the IDX executor plugged in.
 
-Data layout under ``input_base`` (see README "Data"):
+Data layout under ``input_base`` (see README "Data" and `layouts.spans`):
 
 * flat: the four canonical files directly in the folder (the shipped
   ``data/mnist``);
 * spans: one folder per data drop, ``span-1/``, ``span-2/``, ..., each holding
-  the four files. The ExampleGen driver resolves ``{SPAN}`` to the newest span,
-  so a new drop is ingested by the next run.
+  the four files.
+
+The executor resolves the layout, the newest span and the window of
+``train_spans`` spans when it runs (`executor.resolve_window`), so the same
+package reads spans on Kubeflow, where no ExampleGen driver runs. The input
+config's patterns only choose what the *local* ExampleGen driver
+fingerprints for the cache (see `make_input_config`).
 """
 
 import logging
 import os
-import re
 from typing import Optional
 
 import tensorflow as tf
@@ -22,36 +26,79 @@ from tfx.proto import example_gen_pb2
 
 from components.idx_example_gen import executor
 from components.idx_example_gen import idx
+from layouts import spans as spans_layout
 
 logger = logging.getLogger(__name__)
-
-SPAN_DIR_PREFIX = 'span-'
-_SPAN_DIR_RE = re.compile(r'^span-(\d+)/?$')
 
 
 class DataDirError(ValueError):
   """The data directory is missing or does not hold an IDX data set."""
 
 
-def make_input_config(use_spans: bool) -> example_gen_pb2.Input:
-  """Input splits `train` (train-*) and `eval` (t10k-*), optionally spanned."""
-  prefix = SPAN_DIR_PREFIX + '{SPAN}/' if use_spans else ''
+def make_input_config(
+    use_spans: bool,
+    train_spans: int = spans_layout.DEFAULT_TRAIN_SPANS
+) -> example_gen_pb2.Input:
+  """Input splits `train` (train-*) and `eval` (t10k-*), and with
+  train_spans > 1 `history` (`spans.HISTORY_SPLIT`, train-* as well).
+
+  The executor uses only the file part of each pattern, inside the folder of
+  each span it reads. The directory part is for the local ExampleGen driver
+  (TFX 1.16, example_gen/driver.py `resolve_exec_properties` and
+  utils.py `calculate_splits_fingerprint_span_and_version`), whose
+  `input_fingerprint` is part of the cache key: with spans the patterns are
+  ``span-*/train-*-ubyte*`` and ``span-*/t10k-*-ubyte*``, without ``{SPAN}``.
+  `_get_target_span_version` then returns (None, None) (no span or date
+  spec), the driver's span is 0, the patterns are left as they are
+  (`get_pattern_for_span_version` replaces nothing), and the fingerprint,
+  `io_utils.generate_fingerprint` of each pattern (the number of files, their
+  total size and the XOR and sum of their modification times in whole
+  seconds), covers every span's files: a new span, or a changed file of any
+  span, changes it and reruns the component. The driver writes its span 0
+  into the output artifact's `span` custom property before the executor
+  runs (`update_output_artifact`); the executor then sets the real one.
+  """
+  if train_spans < 1:
+    raise ValueError(f'train_spans must be at least 1, got {train_spans}')
+  prefix = spans_layout.SPAN_DIR_PREFIX + '*/' if use_spans else ''
+  patterns = {split: f'{prefix}{stem}-*-ubyte*'
+              for split, stem in idx.SPLIT_PREFIXES.items()}
+  if train_spans > 1:
+    patterns[spans_layout.HISTORY_SPLIT] = patterns['train']
   return example_gen_pb2.Input(splits=[
-      example_gen_pb2.Input.Split(name=split, pattern=f'{prefix}{stem}-*-ubyte*')
-      for split, stem in idx.SPLIT_PREFIXES.items()
+      example_gen_pb2.Input.Split(name=split, pattern=pattern)
+      for split, pattern in patterns.items()
   ])
 
 
 def make_custom_config(
     max_examples: Optional[int],
-    code_fingerprint: Optional[str]) -> Optional[example_gen_pb2.CustomConfig]:
-  """The custom_config Struct of `max_examples` and the code fingerprint
-  (read back by `executor.max_examples_from`); None when both are unset."""
+    code_fingerprint: Optional[str],
+    train_spans: int = spans_layout.DEFAULT_TRAIN_SPANS,
+    serving_dir: Optional[str] = None,
+) -> Optional[example_gen_pb2.CustomConfig]:
+  """The custom_config Struct of `max_examples`, the window (`train_spans`
+  and `serving_dir`, only when train_spans > 1) and the code fingerprint,
+  read back by `executor.config_from`; None when nothing is set.
+
+  Raises:
+    ValueError: max_examples or train_spans is out of range, or
+      train_spans > 1 without serving_dir.
+  """
   values = {}
   if max_examples is not None:
     if max_examples <= 0:
       raise ValueError(f'max_examples must be positive, got {max_examples}')
     values[executor.MAX_EXAMPLES_KEY] = max_examples
+  if train_spans < 1:
+    raise ValueError(f'train_spans must be at least 1, got {train_spans}')
+  if train_spans > 1:
+    if not serving_dir:
+      raise ValueError(
+          f'train_spans {train_spans} needs serving_dir, where the data gate '
+          'records its verdicts on spans')
+    values[executor.TRAIN_SPANS_KEY] = train_spans
+    values[executor.SERVING_DIR_KEY] = serving_dir
   if code_fingerprint:
     values[executor.CODE_FINGERPRINT_KEY] = code_fingerprint
   if not values:
@@ -63,21 +110,12 @@ def make_custom_config(
   return custom_config
 
 
-def span_dirs(data_dir: str) -> dict:
-  """Maps span number -> folder name for the `span-N/` folders in data_dir."""
-  spans = {}
-  for name in tf.io.gfile.listdir(data_dir):
-    match = _SPAN_DIR_RE.match(name)
-    if match and tf.io.gfile.isdir(os.path.join(data_dir, name)):
-      spans[int(match.group(1))] = name.rstrip('/')
-  return spans
-
-
 def check_data_dir(data_dir: str) -> bool:
   """Checks that data_dir holds a data set; returns True if it uses spans.
 
   A cheap check made before the pipeline starts, so that a wrong path fails
-  in a second with a clear message; the executor validates file contents.
+  in a second with a clear message; the executor validates file contents
+  (and earlier spans, when it builds the window).
 
   Raises:
     DataDirError: the folder is missing, or it (or its newest span) lacks
@@ -85,7 +123,7 @@ def check_data_dir(data_dir: str) -> bool:
   """
   if not tf.io.gfile.isdir(data_dir):
     raise DataDirError(f'{data_dir}: data directory not found')
-  spans = span_dirs(data_dir)
+  spans = spans_layout.span_dirs(data_dir)
   folder = os.path.join(data_dir, spans[max(spans)]) if spans else data_dir
   missing = idx.missing_canonical_files(folder)
   if missing:
@@ -106,18 +144,29 @@ class IdxExampleGen(FileBasedExampleGen):
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
   def __init__(self, input_base: str, use_spans: bool = False,
+               train_spans: int = spans_layout.DEFAULT_TRAIN_SPANS,
+               serving_dir: Optional[str] = None,
                max_examples: Optional[int] = None,
                code_fingerprint: Optional[str] = None):
     """Constructs the component.
 
     Args:
-      input_base: folder (local or gs://) holding the data set.
-      use_spans: read the newest `span-N/` folder instead of the flat files.
-      max_examples: keep only the first N examples of each split.
+      input_base: folder (local, gs:// or s3://) holding the data set, flat
+        or in span-N/ folders; the executor finds out which when it runs.
+      use_spans: the folder holds span-N/ folders when the pipeline is
+        built: only chooses the patterns the local ExampleGen driver
+        fingerprints for the cache (`make_input_config`).
+      train_spans: the window: the newest span and up to train_spans - 1
+        earlier spans the data gate passed (the `history` split).
+      serving_dir: where the gate records its verdicts on spans (needed
+        when train_spans > 1).
+      max_examples: keep only the first N examples of each split (of each
+        span, in the history split).
       code_fingerprint: fingerprint of the reader's code; part of the
         custom_config, so that a change of the code reruns the component.
     """
     super().__init__(
         input_base=input_base,
-        input_config=make_input_config(use_spans),
-        custom_config=make_custom_config(max_examples, code_fingerprint))
+        input_config=make_input_config(use_spans, train_spans),
+        custom_config=make_custom_config(max_examples, code_fingerprint,
+                                         train_spans, serving_dir))

@@ -44,6 +44,12 @@ def _decode(example):
   return image.reshape(28, 28), features['label'].int64_list.value[0]
 
 
+def _sources(directory, prefix='train'):
+  """The validated (images, labels) headers of a folder's split."""
+  return [idx.validate_split(idx.find_split_files(
+      str(pathlib.Path(directory) / f'{prefix}-*-ubyte*')))]
+
+
 @pytest.mark.parametrize('compress', [True, False], ids=['gzip', 'raw'])
 def test_ptransform_reads_every_image_and_label(tmp_path, compress):
   data = write_mnist_subset(tmp_path / 'd', {'train': 30, 't10k': 10},
@@ -58,20 +64,18 @@ def test_ptransform_reads_every_image_and_label(tmp_path, compress):
 
   with beam.Pipeline() as pipeline:
     examples = pipeline | executor.IdxToExample(  # pylint: disable=no-value-for-parameter
-        exec_properties={_SPECS.INPUT_BASE_KEY: str(data)},
-        split_pattern='train-*-ubyte*')
+        _sources(data))
     beam_util.assert_that(examples, check)
 
 
 def test_ptransform_spreads_chunks_and_honours_max_examples(
     tiny_mnist, monkeypatch):
   monkeypatch.setattr(executor, 'CHUNK_SIZE', 7)
-  props = _exec_properties(tiny_mnist, max_examples=50)
   _, labels = load_mnist_head('train', 50)
 
   with beam.Pipeline() as pipeline:
     examples = pipeline | executor.IdxToExample(  # pylint: disable=no-value-for-parameter
-        exec_properties=props, split_pattern='train-*-ubyte*')
+        _sources(tiny_mnist), max_examples=50)
     got_labels = examples | beam.Map(lambda e: _decode(e)[1])
     beam_util.assert_that(got_labels,
                           beam_util.equal_to(labels.tolist()))
@@ -104,10 +108,20 @@ def test_max_examples_must_be_positive(tiny_mnist):
 
 
 def test_input_config_with_spans():
+  # No {SPAN}: the local driver fingerprints every span's files.
   config = component.make_input_config(use_spans=True)
   assert [(s.name, s.pattern) for s in config.splits] == [
-      ('train', 'span-{SPAN}/train-*-ubyte*'),
-      ('eval', 'span-{SPAN}/t10k-*-ubyte*')]
+      ('train', 'span-*/train-*-ubyte*'),
+      ('eval', 'span-*/t10k-*-ubyte*')]
+  config = component.make_input_config(use_spans=True, train_spans=3)
+  assert [(s.name, s.pattern) for s in config.splits] == [
+      ('train', 'span-*/train-*-ubyte*'),
+      ('eval', 'span-*/t10k-*-ubyte*'),
+      ('history', 'span-*/train-*-ubyte*')]
+  config = component.make_input_config(use_spans=False, train_spans=2)
+  assert [(s.name, s.pattern) for s in config.splits] == [
+      ('train', 'train-*-ubyte*'), ('eval', 't10k-*-ubyte*'),
+      ('history', 'train-*-ubyte*')]
 
 
 # --- Bad input: each case fails with the file's name and the problem. ---
@@ -118,7 +132,8 @@ def test_missing_directory(tmp_path):
   with pytest.raises(component.DataDirError,
                      match=f'{missing}: data directory not found'):
     component.check_data_dir(str(missing))
-  with pytest.raises(idx.IdxFormatError, match='no .*images-idx3-ubyte'):
+  with pytest.raises(idx.IdxFormatError,
+                     match=f'{missing}: data directory not found'):
     _run_executor(missing, tmp_path / 'out')
 
 

@@ -88,7 +88,7 @@ def TfdsToExample(  # pylint: disable=invalid-name
     raise tfds_source.TfdsSourceError(
         f'{builder.name}: no split {tfds_split!r} in {dataset_dir}')
   count = builder.info.splits[tfds_split].num_examples
-  max_examples = idx_executor.max_examples_from(exec_properties)
+  max_examples = idx_executor.config_from(exec_properties).max_examples
   if max_examples is not None:
     count = min(count, max_examples)
   logger.info('Reading %d examples of %s split %s from %s', count,

@@ -186,17 +186,33 @@ def _gate(gate: Mapping[str, Any]) -> str:
            f'{_fmt(reference.get("status"))}'
            f'{" (" + html.escape(str(reference["version_dir"])) + ")" if reference.get("version_dir") else ""}'
            '.</p>']
+  anchor = (gate.get('anchor') or {}).get('record') or {}
+  if anchor:
+    parts.append(f'<p>Drift anchor: set by {_fmt(anchor.get("set_by"))} at '
+                 f'{_fmt(anchor.get("set_at"))} (version '
+                 f'{_fmt(anchor.get("version"))}).</p>')
   rows = []
   for split, info in sorted((gate.get('splits') or {}).items()):
-    for feature, m in sorted((info.get('drift') or {}).items()):
-      css = ' class="worse"' if m['value'] > m['threshold'] else ''
+    drift = info.get('drift') or {}
+    measures = sorted({(feature, m['measure']) for by_ref in drift.values()
+                       for feature, m in by_ref.items()})
+    for feature, measure in measures:
+      cells, worse = [], False
+      for reference in ('served', 'anchor'):
+        m = (drift.get(reference) or {}).get(feature)
+        if m is None:
+          cells.append('<td>-</td><td>-</td>')
+          continue
+        worse = worse or not m['value'] <= m['threshold']
+        cells.append(f'<td>{m["value"]:.4g}</td><td>{m["threshold"]:.4g}</td>')
+      css = ' class="worse"' if worse else ''
       rows.append(f'<tr{css}><td>{html.escape(split)}</td>'
                   f'<td>{html.escape(feature)}</td>'
-                  f'<td>{html.escape(m["measure"])}</td>'
-                  f'<td>{m["value"]:.4g}</td><td>{m["threshold"]:.4g}</td></tr>')
+                  f'<td>{html.escape(measure)}</td>{"".join(cells)}</tr>')
   if rows:
     parts.append('<table><tr><th>split</th><th>feature</th><th>measure</th>'
-                 '<th>measured</th><th>allowed</th></tr>'
+                 '<th>from served</th><th>allowed</th><th>from anchor</th>'
+                 '<th>allowed</th></tr>'
                  f'{"".join(rows)}</table>')
   else:
     parts.append('<p class="note">No drift measured (no reference: the '
@@ -214,6 +230,11 @@ def _data(data: DataSummary) -> str:
                  for split, count in data.split_counts.items())
   body = (f'<table><tr><th>split</th><th>images</th></tr>{rows}</table>\n'
           f'<p class="note">{html.escape(data.counts_source)}</p>\n')
+  window = (data.gate or {}).get('window') or []
+  if window:
+    spans = ', '.join(f'{s["span"]} ({s["folder"]})' for s in window)
+    body += (f'<p>Spans read (newest last; only the newest was gated and is '
+             f'scored): {html.escape(spans)}</p>\n')
   if data.label_histogram_png is not None:
     body += f'{_image(data.label_histogram_png, "eval label histogram")}\n'
   body += f'<h3>Data gate</h3>\n<p class="note">{html.escape(data.gate_note)}</p>\n'

@@ -106,9 +106,16 @@ def _page(served: bool, history: bool, gate=None):
 _GATE = {
     'passed': True, 'span': 0, 'accept_drift': False,
     'reference': {'status': 'checked', 'version_dir': '/s/17'},
+    'anchor': {'status': 'checked', 'record': {
+        'set_by': 'first push', 'set_at': '2026-12-01T00:00:00', 'version':
+        '3'}},
+    'window': [{'span': 4, 'folder': '/d/span-4'},
+               {'span': 5, 'folder': '/d/span-5'}],
     'splits': {'eval': {'num_examples': 1045, 'drift': {
-        'label': {'measure': 'label L-infinity distance', 'value': 0.0123,
-                  'threshold': 0.1}}}},
+        'served': {'label': {'measure': 'label L-infinity distance',
+                             'value': 0.0123, 'threshold': 0.1}},
+        'anchor': {'label': {'measure': 'label L-infinity distance',
+                             'value': 0.0456, 'threshold': 0.1}}}}},
     'blocking': [], 'accepted': [],
 }
 
@@ -187,7 +194,11 @@ def test_data_section_shows_counts_and_the_gate():
   section = _section(_page(served=True, history=True, gate=_GATE), 'data')
   assert '<td>train</td><td>60000</td>' in section
   assert 'Data gate: <b>passed</b>' in section
-  assert '<td>0.0123</td><td>0.1</td>' in section
+  # Both distances of each measure, side by side.
+  assert ('<td>0.0123</td><td>0.1</td><td>0.0456</td><td>0.1</td>'
+          in section)
+  assert 'Drift anchor: set by first push' in section
+  assert 'Spans read' in section and '5 (/d/span-5)' in section
   section = _section(_page(served=True, history=True), 'data')
   assert 'No gate output.' in section
 

@@ -8,7 +8,7 @@ into `custom_config['hyperparameters']['epochs']` before the run_fn reads
 them. The component keeps the id `Trainer`.
 """
 
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 from tfx import types
 from tfx.dsl.components.base import base_component
@@ -42,20 +42,25 @@ class VaeTrainer(base_component.BaseComponent):
   def __init__(self, examples: types.BaseChannel, schema: types.BaseChannel,
                run_fn: str, custom_config: Dict[str, Any],
                epochs: Optional[Union[int,
-                                      data_types.RuntimeParameter]] = None):
+                                      data_types.RuntimeParameter]] = None,
+               train_splits: Sequence[str] = ('train',)):
     """Constructs the component.
 
     Args:
-      examples: the examples to train on (`train`) and validate on (`eval`).
+      examples: the examples to train on (`train_splits`); the run_fn
+        carves its validation images out of them, never out of `eval`.
       schema: their schema.
       run_fn: import path of the run_fn.
       custom_config: passed to the run_fn as `fn_args.custom_config`.
       epochs: passes over the train split (an int or a runtime parameter of
         type int); None keeps the hyperparameters' value.
+      train_splits: the splits of `examples` to train on (`train`, and
+        `history` for a window of spans, see `layouts.spans`).
     """
     spec = VaeTrainerSpec(
         examples=examples, schema=schema,
-        train_args=trainer_pb2.TrainArgs(), eval_args=trainer_pb2.EvalArgs(),
+        train_args=trainer_pb2.TrainArgs(splits=list(train_splits)),
+        eval_args=trainer_pb2.EvalArgs(),
         run_fn=run_fn, custom_config=json_utils.dumps(custom_config),
         epochs=epochs,
         model=types.Channel(type=standard_artifacts.Model),

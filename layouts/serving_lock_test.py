@@ -20,7 +20,7 @@ from google.cloud import storage
 
 from benchmarks.s3_server import BUCKET
 from benchmarks.s3_server import S3Server
-from components.atomic_pusher import serving_lock as sl
+from layouts import serving_lock as sl
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -28,7 +28,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 # appending (pid, enter time, exit time) to `log` while it holds it.
 _WORKER = """
 import json, os, sys, time
-from components.atomic_pusher import serving_lock
+from layouts import serving_lock
 root, log, ready, workers, rounds = sys.argv[1:]
 open(os.path.join(ready, str(os.getpid())), 'w').close()
 while len(os.listdir(ready)) < int(workers):
@@ -46,7 +46,7 @@ for _ in range(int(rounds)):
 # Takes the lock, says so on stdout, and holds it until killed.
 _HOLDER = """
 import sys, time
-from components.atomic_pusher import serving_lock
+from layouts import serving_lock
 with serving_lock.serving_lock(sys.argv[1], 'push',
                                lease_seconds=float(sys.argv[2])):
   print('locked', flush=True)
