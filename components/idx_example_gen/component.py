@@ -8,7 +8,7 @@ Data layout under ``input_base`` (see README "Data" and `layouts.spans`):
   the four files.
 
 The executor resolves the layout, the newest span and the window of
-``train_spans`` spans when it runs (`executor.resolve_window`), so the same
+``train_spans`` spans when it runs (`window.resolve_window`), so the same
 package reads spans on Kubeflow, where no ExampleGen driver runs. The input
 config's patterns only choose what the *local* ExampleGen driver
 fingerprints for the cache (see `make_input_config`).
