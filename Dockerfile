@@ -89,7 +89,7 @@ ENV PATH=/opt/mnist-vae-tfx/bin:$PATH
 
 # Tasks run here, away from any source tree: everything below imports from
 # site-packages. The curated schema is the one file read by path
-# (kubeflow_runner.IMAGE_SCHEMA_FILE). The check fails the build if an
+# (kubeflow_package.IMAGE_SCHEMA_FILE). The check fails the build if an
 # executor or the run_fn does not import, the schema does not parse, or TFX
 # is not the version the pipeline was compiled with.
 WORKDIR /pipeline
@@ -99,8 +99,8 @@ import tfx.version; assert tfx.version.__version__ == '1.16.0', tfx.version.__ve
 import tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor; \
 import pipeline.kfp_entrypoint; \
 import tfx.orchestration.kubeflow.v2.file_based_example_gen.driver; \
-from components.idx_example_gen.executor import Executor; \
-from components.tfds_example_gen.executor import Executor; \
+from components.example_gen.idx_executor import Executor; \
+from components.example_gen.tfds_executor import Executor; \
 from components.data_gate.executor import Executor; \
 from tfx.utils import io_utils; io_utils.SchemaReader().read('/pipeline/schema/schema.pbtxt'); \
 from components.vae_evaluator.executor import Executor; \

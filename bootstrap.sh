@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Creates .venv (Python 3.10) and installs the locked dependencies and this
 # project into it. Idempotent: does nothing when .venv already matches
-# requirements.lock. Needs only the OS image: pyenv's Python 3.10 (selected
-# by .python-version) or a python3.10 on PATH.
+# requirements.lock. Finds Python 3.10 as pyenv's (selected by
+# .python-version), a python3.10 on PATH, or one uv manages; where there is
+# none and uv is on PATH, installs one with `uv python install 3.10`.
+# Otherwise it stops and says how to get one (a stock Debian 12 has 3.11).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -14,23 +16,66 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/python ]
   exit 0
 fi
 
+is_python310() {
+  [ -n "$1" ] && "$1" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null
+}
+
 find_python() {
   local candidate
   for candidate in "$(command -v pyenv >/dev/null 2>&1 && pyenv which python3.10 2>/dev/null)" \
                    "$(command -v python3.10 2>/dev/null)"; do
-    if [ -n "$candidate" ] && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then
+    if is_python310 "$candidate"; then
       echo "$candidate"; return 0
     fi
   done
   return 1
 }
 
+# uv's Python 3.10, if uv is on PATH and has one. `--system` keeps uv from
+# answering with a virtual environment's interpreter (it would otherwise
+# report this very .venv), and the check below refuses one all the same.
+find_uv_python() {
+  local candidate
+  command -v uv >/dev/null 2>&1 || return 1
+  candidate=$(uv python find --system 3.10 2>/dev/null) || return 1
+  if is_python310 "$candidate" &&
+     "$candidate" -c 'import sys; assert sys.prefix == sys.base_prefix' 2>/dev/null; then
+    echo "$candidate"; return 0
+  fi
+  return 1
+}
+
+how_to_get_python() {
+  cat >&2 <<'EOF'
+bootstrap: TFX 1.16 supports Python 3.9-3.10, and this project's lock is for 3.10;
+bootstrap: a stock Debian 12 has only Python 3.11. Get 3.10 in one of these ways, then run ./bootstrap.sh again:
+bootstrap:   uv:    install uv (https://docs.astral.sh/uv/; e.g. 'apt-get install pipx && pipx install uv',
+bootstrap:          which puts it in ~/.local/bin); with uv on PATH, ./bootstrap.sh runs
+bootstrap:          'uv python install 3.10' itself
+bootstrap:   pyenv: 'pyenv install 3.10' (its build needs: apt-get install build-essential libssl-dev
+bootstrap:          zlib1g-dev libbz2-dev libreadline-dev libsqlite3-dev libffi-dev liblzma-dev tk-dev);
+bootstrap:          .python-version selects it
+bootstrap:   any other Python 3.10 as 'python3.10' on PATH
+EOF
+}
+
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then
-  python=$(find_python) || {
-    echo "bootstrap: Python 3.10 not found (tried pyenv and python3.10 on PATH)." >&2
-    echo "bootstrap: TFX 1.16 supports Python 3.9-3.10; install 3.10 (e.g. 'pyenv install 3.10')." >&2
-    exit 1
-  }
+  if ! python=$(find_python) && ! python=$(find_uv_python); then
+    if command -v uv >/dev/null 2>&1; then
+      echo "bootstrap: Python 3.10 not found (tried pyenv and python3.10 on PATH); installing it with 'uv python install 3.10'"
+      if uv python install 3.10 && python=$(find_uv_python); then
+        echo "bootstrap: uv installed $python"
+      else
+        echo "bootstrap: 'uv python install 3.10' did not give a Python 3.10 (it downloads one: is the network reachable?)." >&2
+        how_to_get_python
+        exit 1
+      fi
+    else
+      echo "bootstrap: Python 3.10 not found (tried pyenv, python3.10 on PATH; uv is not on PATH)." >&2
+      how_to_get_python
+      exit 1
+    fi
+  fi
   echo "bootstrap: creating .venv with $python"
   rm -rf .venv
   "$python" -m venv .venv

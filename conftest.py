@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.idx_example_gen import idx
+from components.example_gen import idx
+from components.example_gen import writer as example_writer
+from layouts import model as model_layout
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent
 MNIST_DIR = REPO_ROOT / 'data' / 'mnist'
@@ -111,7 +113,7 @@ def write_tfrecords(path: pathlib.Path, images: np.ndarray,
   path.parent.mkdir(parents=True, exist_ok=True)
   options = tf.io.TFRecordOptions(compression_type='GZIP')
   with tf.io.TFRecordWriter(str(path), options) as writer:
-    for example in idx.iter_examples(images, labels) if len(images) else ():
+    for example in example_writer.iter_examples(images, labels) if len(images) else ():
       writer.write(example.SerializeToString())
 
 
@@ -161,7 +163,7 @@ def export_untrained_model(model_uri: pathlib.Path, seed: int = 0) -> str:
   from models import vae  # pylint: disable=g-import-not-at-top
   hp = vae.Hyperparameters(seed=seed)
   export.export_model(vae.build_vae(hp), hp,
-                      str(model_uri / export.SERVING_MODEL_DIR))
+                      str(model_uri / model_layout.SERVING_MODEL_DIR))
   return str(model_uri)
 
 
@@ -189,7 +191,7 @@ def tiny_mnist(tmp_path) -> pathlib.Path:
 def tfds_mnist(tmp_path_factory):
   """TFDS `mnist` prepared offline from the shipped data/mnist, once per
   session, into a temporary TFDS data directory (about 10 s)."""
-  from components.tfds_example_gen import tfds_source  # pylint: disable=g-import-not-at-top
+  from components.example_gen import tfds_source  # pylint: disable=g-import-not-at-top
   data_dir = tmp_path_factory.mktemp('tensorflow_datasets')
   return tfds_source.prepare('mnist', data_dir=str(data_dir),
                              manual_dir=str(MNIST_DIR))

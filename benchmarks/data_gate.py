@@ -1,53 +1,14 @@
 """Benchmark: the data gate's thresholds, calibrated, and what it costs.
 
-Calibration (`--calibrate`), on TFDV statistics computed as StatisticsGen
-computes them, with the mean image added, checked by
-`components.data_gate.gate.check_split` under the default thresholds (the
-served reference's and the anchor's are the same):
-
-* **Cases**: drops that must pass (MNIST against MNIST: two halves of train,
-  t10k against train, and small head-of-file subsets like the tests' spans)
-  and drops that must fail (inverted images, labels almost all one class,
-  other image distributions), against one reference, the served one; the
-  gate's three drift measures and the verdict of each.
-* **Creep**: MNIST rotated a further 15 degrees with each drop (`rotate`:
-  nearest neighbour, so the pixel-value histogram is kept), drops 1..6
-  (15..90 degrees). Each split of drop k against the moving reference
-  (served: drop k-1's train) and the anchor (drop 0's train), at full size
-  (60,000 / 10,000 images per drop, the same images rotated) and at the
-  tests' sizes (3,000 / 1,000 and 600 / 200, disjoint slices of train and
-  t10k per drop): the drop at which the anchor first stops the creep, and
-  whether the moving reference passes every step.
-* **Anchor MNIST against MNIST**: MNIST drops of several sizes (full,
-  3,000 / 1,000, 600 / 200, 300 t10k images) against an anchor of 60,000 and
-  of 3,000 training images, and the largest value of each measure.
-* **Split sanity on MNIST**: t10k's exact-duplicate overlap with train
-  (`images_lib.image_hashes` of the uint8 images; the counts checked by `np.unique`
-  on the raw rows), the duplicate share within train and within t10k, the
-  same for a drop whose eval split copies its first 1,000 training images,
-  and each one's verdict by `gate.sanity_findings` under the default limits.
-
-Cost (`--timing`): the whole local pipeline on all 70,000 images with
-`--epochs 1`, this checkout against the code before the gate (`--baseline-rev`,
-extracted with `git archive`), each run twice into a fresh output directory:
-first with nothing served, then again with `--no-cache` (so the gate measures
-drift against the model the first run pushed). The gate's cost is the
-difference of the data side (every component but Trainer, VaeEvaluator and
-Pusher) between the two versions, from ML Metadata; rounds are interleaved.
+`--calibrate` checks drops with `gate.check_split` under the default
+thresholds, on TFDV statistics as StatisticsGen computes them: the cases that
+must pass or be stopped (`calibration_cases`), a creep of rotations against
+the moving reference and the anchor (`creep`), MNIST against an anchor
+(`anchor_mnist`), and the split sanity figures (`split_sanity`). `--timing`
+measures what the gate adds to a pipeline run (`timing`). Targets: the
+result's `targets`; figures: BENCHMARKS.md.
 
   .venv/bin/python -m benchmarks.data_gate --calibrate [--timing]
-
-Targets (the result's `targets`): the MNIST cases pass and the bad drops are
-stopped; at full size the moving reference passes every 15-degree step of
-the creep, and at every size the anchor stops it by 90 degrees; MNIST drops
-pass against the anchor; MNIST itself passes the split sanity checks (no
-t10k image in train, no duplicates) and a copied eval split (overlap 1.0) is
-stopped, the hash and `np.unique` counts agreeing; with `--timing`, the gate
-adds at most 10 s to a run on 70,000 images.
-
-Results go to benchmarks/results/data_gate_<date>.json; BENCHMARKS.md and the
-README ("Data gate") quote them; `python -m benchmarks.render` renders one as
-markdown (`markdown_lines`).
 """
 
 import argparse
@@ -56,7 +17,6 @@ import datetime
 import hashlib
 import logging
 import os
-import pathlib
 import subprocess
 import sys
 import tempfile
@@ -66,20 +26,18 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
-from scipy import ndimage
 from sklearn import datasets
 
 from benchmarks import recording
-from benchmarks import stage_timings
+from components import config as config_lib
 from components.data_gate import gate
 from components.data_gate import images as images_lib
-from components.idx_example_gen import idx
+from components.example_gen import writer as example_writer
 from pipeline import data_schema
+from pipeline import run_summary
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-MNIST_DIR = REPO_ROOT / 'data' / 'mnist'
 TARGET_SECONDS = 10.0
 # The code just before the data gate landed.
 DEFAULT_BASELINE_REV = '1af02e3'
@@ -98,20 +56,13 @@ CREEP_SIZES = (('full size', 60000, 10000), ('the tests\' size', 3000, 1000),
                ('small', 600, 200))
 
 
-def load(prefix: str) -> Drop:
-  images = idx.read_images_header(str(MNIST_DIR / f'{prefix}-images-idx3-ubyte.gz'))
-  labels = idx.read_labels_header(str(MNIST_DIR / f'{prefix}-labels-idx1-ubyte.gz'))
-  return (idx.read_items(images, 0, images.count),
-          idx.read_items(labels, 0, labels.count))
-
-
 def statistics(drop: Drop, directory: str, name: str):
   """TFDV statistics with the curated schema, plus the mean image."""
   images, labels = drop
   path = os.path.join(directory, f'{name}.tfrecord.gz')
   options = tf.io.TFRecordOptions(compression_type='GZIP')
   with tf.io.TFRecordWriter(path, options) as writer:
-    for example in idx.iter_examples(images, labels):
+    for example in example_writer.iter_examples(images, labels):
       writer.write(example.SerializeToString())
   stats = tfdv.generate_statistics_from_tfrecord(
       path, stats_options=tfdv.StatsOptions(
@@ -198,16 +149,6 @@ class StatisticsCache:
     return self._cache[key]
 
 
-def rotate(images: np.ndarray, angle: float) -> np.ndarray:
-  """`images` [n, 28, 28] rotated by `angle` degrees about their centre,
-  nearest neighbour within the 28x28 frame: no new pixel values, so the
-  pixel-value histogram is kept but for the few pixels that leave or enter
-  the frame's corners (the drops of the creep)."""
-  if angle % 360 == 0:
-    return images
-  return ndimage.rotate(images, angle, axes=(1, 2), reshape=False, order=0)
-
-
 def _measures(drift: Dict[str, Dict[str, Any]]) -> Dict[str, float]:
   measured = {m['measure']: m['value'] for m in drift.values()}
   return {key: float(measured[measure]) for key, measure in MEASURES.items()}
@@ -220,7 +161,8 @@ def _check(cache: StatisticsCache, drop: Drop,
   it passes (no drift or sanity finding from it); and the schema findings."""
   result = gate.check_split(
       'drop', cache(drop), data_schema.curated_schema(),
-      [gate.Reference(name, description, cache(reference), gate.Thresholds())
+      [gate.Reference(name, description, cache(reference),
+                      config_lib.Thresholds())
        for name, description, reference in references])
   checked = {'images': len(drop[0])}
   for name, _, _ in references:
@@ -270,7 +212,7 @@ def creep(cache: StatisticsCache, train: Drop, test: Drop, name: str,
   def split(source: Drop, size: int, k: int) -> Drop:
     start = k * size if disjoint else 0
     images, labels = _slice(source, start, start + size)
-    return rotate(images, k * CREEP_STEP), labels
+    return recording.rotate(images, k * CREEP_STEP), labels
 
   anchor = split(train, train_size, 0)
   previous = anchor
@@ -374,7 +316,7 @@ def _sanity(train_images: np.ndarray, eval_images: np.ndarray
       for name, images, hashes in (('train', train_images, train_hashes),
                                    ('eval', eval_images, eval_hashes))}
   findings, _ = gate.sanity_findings(splits, 'eval', train_hashes,
-                                     gate.SanityLimits())
+                                     config_lib.SanityLimits())
   return {
       'train_images': len(train_images), 'eval_images': len(eval_images),
       'eval_in_train_share': images_lib.overlap_share(eval_hashes, train_hashes),
@@ -404,21 +346,20 @@ def split_sanity(train: Drop, test: Drop) -> Dict[str, Any]:
   return cases
 
 
-def calibration(sizes: Sequence[Tuple[str, int, int]] = CREEP_SIZES
-                ) -> Dict[str, Any]:
+def calibration() -> Dict[str, Any]:
   """Every part of `--calibrate`, and how long it took."""
   start = time.perf_counter()
-  train, test = load('train'), load('t10k')
+  train, test = recording.read_mnist('train'), recording.read_mnist('t10k')
   with tempfile.TemporaryDirectory(prefix='data_gate_') as directory:
     cache = StatisticsCache(directory)
     result = {
         'calibration': calibrate(cache, train, test),
-        'creep': [creep(cache, train, test, *size) for size in sizes],
+        'creep': [creep(cache, train, test, *size) for size in CREEP_SIZES],
         'anchor_mnist': anchor_mnist(cache, train, test),
         'split_sanity': split_sanity(train, test),
     }
   cases = result['calibration']
-  sanity = result['split_sanity']
+  mnist, copied = result['split_sanity'].values()
   result['targets'] = {
       'cases_as_required': all(r['as_required'] is not False for r in cases),
       'creep_full_served_passes_every_step': all(
@@ -429,14 +370,10 @@ def calibration(sizes: Sequence[Tuple[str, int, int]] = CREEP_SIZES
           c['anchor_first_stops_at_drop'] * CREEP_STEP <= 90
           for c in result['creep']),
       'anchor_mnist_all_pass': result['anchor_mnist']['all_pass'],
-      'mnist_passes_split_sanity':
-          sanity['MNIST: t10k (eval) and train']['passes_defaults'],
-      'copied_eval_stopped': sanity[
-          'eval = a copy of the first 1,000 train images'][
-              'eval_in_train_share'] == 1.0 and not sanity[
-                  'eval = a copy of the first 1,000 train images'][
-                      'passes_defaults'],
-      'overlap_counts_agree': all(c['counts_agree'] for c in sanity.values()),
+      'mnist_passes_split_sanity': mnist['passes_defaults'],
+      'copied_eval_stopped': (copied['eval_in_train_share'] == 1.0 and
+                              not copied['passes_defaults']),
+      'overlap_counts_agree': mnist['counts_agree'] and copied['counts_agree'],
   }
   result['calibration_seconds'] = time.perf_counter() - start
   return result
@@ -444,10 +381,26 @@ def calibration(sizes: Sequence[Tuple[str, int, int]] = CREEP_SIZES
 
 def _extract(rev: str, directory: str) -> str:
   os.makedirs(directory)
-  archive = subprocess.run(['git', 'archive', rev], cwd=REPO_ROOT, check=True,
+  archive = subprocess.run(['git', 'archive', rev], cwd=recording.REPO_ROOT,
+                           check=True,
                            capture_output=True).stdout
   subprocess.run(['tar', '-x', '-C', directory], input=archive, check=True)
   return directory
+
+
+def _component_seconds(metadata_path: str) -> Dict[str, float]:
+  """Each component's seconds (created to last updated) in the newest run."""
+  store = run_summary.open_store(metadata_path)
+  run = max(store.get_contexts_by_type('pipeline_run'), key=lambda c: c.id)
+  node_type = store.get_context_type('node')
+  seconds = {}
+  for execution in store.get_executions_by_context(run.id):
+    [node] = [c for c in store.get_contexts_by_execution(execution.id)
+              if c.type_id == node_type.id]
+    seconds[node.name.split('.', 1)[1]] = (
+        execution.last_update_time_since_epoch -
+        execution.create_time_since_epoch) / 1000.0
+  return seconds
 
 
 def _run(repo: str, output_dir: str, no_cache: bool) -> Dict[str, Any]:
@@ -462,9 +415,7 @@ def _run(repo: str, output_dir: str, no_cache: bool) -> Dict[str, Any]:
                              env=dict(os.environ, PYTHONPATH=repo))
   if completed.returncode != 0:
     raise RuntimeError(f'{command} failed: {completed.stderr[-3000:]}')
-  timings = stage_timings.stage_timings(
-      os.path.join(output_dir, 'metadata.sqlite'))
-  seconds = {c['name']: c['seconds'] for c in timings['components']}
+  seconds = _component_seconds(os.path.join(output_dir, 'metadata.sqlite'))
   return {
       'process_seconds': time.perf_counter() - start,
       'components': seconds,
@@ -474,10 +425,13 @@ def _run(repo: str, output_dir: str, no_cache: bool) -> Dict[str, Any]:
 
 
 def timing(baseline_rev: str, rounds: int) -> Dict[str, Any]:
+  """The data side's seconds (all but MODEL_SIDE) of pipeline runs on 70,000
+  images, `--epochs 1`, nothing served then served: this checkout against
+  `baseline_rev` (before the gate), in interleaved rounds."""
   runs: Dict[str, List[Dict[str, Any]]] = {'baseline': [], 'gate': []}
   with tempfile.TemporaryDirectory(prefix='data_gate_timing_') as root:
     repos = {'baseline': _extract(baseline_rev, os.path.join(root, 'base')),
-             'gate': str(REPO_ROOT)}
+             'gate': str(recording.REPO_ROOT)}
     for round_ in range(rounds):
       for version, repo in repos.items():
         output_dir = os.path.join(root, f'{version}-{round_}')
@@ -503,6 +457,12 @@ def _verdict(passes: bool) -> str:
   return 'passes' if passes else 'stopped'
 
 
+def _measure_cells(m: Dict[str, Any]) -> List[str]:
+  """The three measures of a check and its verdict, as table cells."""
+  return [f'{m["label_linf"]:.3g}', f'{m["pixel_jsd"]:.3g}',
+          f'{m["mean_image_linf"]:.3g}', _verdict(m['passes'])]
+
+
 def _creep_lines(creep_: Dict[str, Any]) -> List[str]:
   slices = ('disjoint slices of train and t10k per drop'
             if creep_['disjoint_drops'] else 'the same images in every drop')
@@ -511,22 +471,22 @@ def _creep_lines(creep_: Dict[str, Any]) -> List[str]:
            f'k rotated by k x {creep_["step_degrees"]} degrees. Each split '
            'against the moving reference (served: drop k-1\'s train) and the '
            'anchor (drop 0\'s train); the measures of the eval (t10k) split, '
-           'the mean-image L-inf of the train split.', '',
-           '| drop | rotated | served: label L-inf | pixel JSD | mean-image '
-           'L-inf | served | anchor: label L-inf | pixel JSD | mean-image '
-           'L-inf | anchor | train split mean-image L-inf: served / anchor |',
-           '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+           'the mean-image L-inf of the train split.', '']
+  rows = []
   for row in creep_['drops']:
-    cells = [str(row['drop']), f'{row["angle"]} deg']
+    cells = [row['drop'], f'{row["angle"]} deg']
     for reference in (gate.SERVED, gate.ANCHOR):
-      m = row['splits']['eval'][reference]
-      cells += [f'{m["label_linf"]:.3g}', f'{m["pixel_jsd"]:.3g}',
-                f'{m["mean_image_linf"]:.3g}', _verdict(m['passes'])]
+      cells += _measure_cells(row['splits']['eval'][reference])
     train = row['splits']['train']
     cells.append(' / '.join(
         f'{train[r]["mean_image_linf"]:.3g} ({_verdict(train[r]["passes"])})'
         for r in (gate.SERVED, gate.ANCHOR)))
-    lines.append('| ' + ' | '.join(cells) + ' |')
+    rows.append(cells)
+  lines += recording.table(
+      ('drop', 'rotated', 'served: label L-inf', 'pixel JSD',
+       'mean-image L-inf', 'served', 'anchor: label L-inf', 'pixel JSD',
+       'mean-image L-inf', 'anchor',
+       'train split mean-image L-inf: served / anchor'), rows)
   stop = creep_['anchor_first_stops_at_drop']
   stop_text = ('never' if stop is None else
                f'at drop {stop} ({stop * creep_["step_degrees"]} degrees)')
@@ -534,30 +494,27 @@ def _creep_lines(creep_: Dict[str, Any]) -> List[str]:
   eval_stop = creep_['anchor_first_stops_eval_at_drop']
   lines += ['', f'The anchor first stops the creep {stop_text} (the eval '
             f'split: {"never" if eval_stop is None else f"drop {eval_stop}"}'
-            '); the served '
-            'reference passes every step: '
+            '); the served reference passes every step: '
             f'{"yes" if creep_["served_passes_every_step"] else "no"} '
-            f'(largest step, mean-image L-inf: eval '
-            f'{largest["eval"]["mean_image_linf"]:.3g}, train '
-            f'{largest["train"]["mean_image_linf"]:.3g}; pixel JSD: eval '
-            f'{largest["eval"]["pixel_jsd"]:.3g}, train '
-            f'{largest["train"]["pixel_jsd"]:.3g}).']
+            '(largest step, ' + '; '.join(
+                f'{label}: eval {largest["eval"][m]:.3g}, train '
+                f'{largest["train"][m]:.3g}' for m, label in (
+                    ('mean_image_linf', 'mean-image L-inf'),
+                    ('pixel_jsd', 'pixel JSD'))) + ').']
   return lines
 
 
 def _anchor_lines(anchor: Dict[str, Any]) -> List[str]:
   lines = ['', 'MNIST against an anchor of MNIST training images (each split '
            'of each drop; * = the split\'s images are in the anchor too):', '',
-           '| anchor | drop (train / t10k) | split | images | label L-inf | '
-           'pixel JSD | mean-image L-inf | under the defaults |',
-           '| --- | --- | --- | --- | --- | --- | --- | --- |']
-  for row in anchor['rows']:
-    shared = ' *' if row['shares_images_with_anchor'] else ''
-    lines.append(
-        f'| {row["anchor"]} | {row["drop"]} | {row["split"]}{shared} | '
-        f'{row["images"]:,} | {row["label_linf"]:.3g} | '
-        f'{row["pixel_jsd"]:.3g} | {row["mean_image_linf"]:.3g} | '
-        f'{_verdict(row["passes"])} |')
+           *recording.table(
+               ('anchor', 'drop (train / t10k)', 'split', 'images',
+                'label L-inf', 'pixel JSD', 'mean-image L-inf',
+                'under the defaults'),
+               ([row['anchor'], row['drop'], row['split'] + (
+                   ' *' if row['shares_images_with_anchor'] else ''),
+                 f'{row["images"]:,}', *_measure_cells(row)]
+                for row in anchor['rows']))]
   largest = anchor['largest']
   lines += ['', f'Largest against the anchor: label L-inf '
             f'{largest["label_linf"]:.3g}, pixel JSD {largest["pixel_jsd"]:.3g}'
@@ -569,24 +526,21 @@ def _anchor_lines(anchor: Dict[str, Any]) -> List[str]:
 def _sanity_lines(sanity: Dict[str, Dict[str, Any]]) -> List[str]:
   lines = ['', 'Split sanity (exact duplicates by content hash, '
            '`images_lib.image_hashes`; counts checked by `np.unique` on the raw '
-           'rows):', '',
-           '| drop | train / eval images | eval also in train | duplicates in '
-           'train | duplicates in eval | counts agree | under the defaults |',
-           '| --- | --- | --- | --- | --- | --- | --- |']
-  for name, case in sanity.items():
-    lines.append(
-        f'| {name} | {case["train_images"]:,} / {case["eval_images"]:,} | '
-        f'{case["eval_in_train_share"]:.4g} ({case["eval_in_train_count"]:,})'
-        f' | {case["train_duplicate_share"]:.4g} '
-        f'({case["train_duplicate_count"]:,}) | '
-        f'{case["eval_duplicate_share"]:.4g} ({case["eval_duplicate_count"]:,})'
-        f' | {"yes" if case["counts_agree"] else "NO"} | '
-        f'{_verdict(case["passes_defaults"])} |')
-  return lines
+           'rows):', '']
+  return lines + recording.table(
+      ('drop', 'train / eval images', 'eval also in train',
+       'duplicates in train', 'duplicates in eval', 'counts agree',
+       'under the defaults'),
+      ([name, f'{case["train_images"]:,} / {case["eval_images"]:,}',
+        *(f'{case[f"{k}_share"]:.4g} ({case[f"{k}_count"]:,})'
+          for k in ('eval_in_train', 'train_duplicate', 'eval_duplicate')),
+        'yes' if case['counts_agree'] else 'NO',
+        _verdict(case['passes_defaults'])]
+       for name, case in sanity.items()))
 
 
 def markdown_lines(result: Dict[str, Any]) -> List[str]:
-  """This run as markdown (`python -m benchmarks.render <json>`)."""
+  """This run as markdown, as printed at its end."""
   thresholds = result['thresholds']
   title = 'the data gate\'s thresholds' + (
       ' and cost' if result.get('timing') else ', calibrated')
@@ -594,30 +548,25 @@ def markdown_lines(result: Dict[str, Any]) -> List[str]:
            '', *recording.header_lines(result),
            f'- Default thresholds: label L-inf {thresholds["max_label_linf"]}, '
            f'pixel JSD {thresholds["max_pixel_jsd"]}, mean-image L-inf '
-           f'{thresholds["max_mean_image_linf"]}'
-           + (' (the same for the served reference and the anchor)'
-              if 'anchor' in thresholds else '') + '.']
-  if 'max_eval_in_train' in thresholds:
-    lines.append(
-        f'- Split sanity limits: eval images also in train at most '
-        f'{thresholds["max_eval_in_train"]}, duplicate share at most '
-        f'{thresholds["max_duplicate_share"]}, at least '
-        f'{thresholds["min_split_examples"]} examples per split.')
+           f'{thresholds["max_mean_image_linf"]} (the same for the served '
+           'reference and the anchor).',
+           f'- Split sanity limits: eval images also in train at most '
+           f'{thresholds["max_eval_in_train"]}, duplicate share at most '
+           f'{thresholds["max_duplicate_share"]}, at least '
+           f'{thresholds["min_split_examples"]} examples per split.']
   if 'calibration_seconds' in result:
     lines.append(f'- Calibration wall time: '
                  f'{result["calibration_seconds"]:.0f} s.')
   if result.get('calibration'):
     required = {True: 'pass', False: 'stop', None: 'no requirement'}
-    lines += ['', '| case | reference / drop images | label L-inf | '
-              'pixel JSD | mean-image L-inf | required | under the defaults |',
-              '| --- | --- | --- | --- | --- | --- | --- |']
-    for row in result['calibration']:
-      verdict = 'passes' if row['passes_defaults'] else 'stopped'
-      lines.append(
-          f'| {row["case"]} | {row["reference_images"]:,} / '
-          f'{row["drop_images"]:,} | {row["label_linf"]:.3g} | '
-          f'{row["pixel_jsd"]:.3g} | {row["mean_image_linf"]:.3g} | '
-          f'{required[row["must_pass"]]} | {verdict} |')
+    lines += ['', *recording.table(
+        ('case', 'reference / drop images', 'label L-inf', 'pixel JSD',
+         'mean-image L-inf', 'required', 'under the defaults'),
+        ([row['case'], f'{row["reference_images"]:,} / '
+          f'{row["drop_images"]:,}',
+          *_measure_cells({**row, 'passes': row['passes_defaults']})[:3],
+          required[row['must_pass']], _verdict(row['passes_defaults'])]
+         for row in result['calibration']))]
   for creep_ in result.get('creep', ()):
     lines += _creep_lines(creep_)
   if result.get('anchor_mnist'):
@@ -660,8 +609,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument('--baseline-rev', default=DEFAULT_BASELINE_REV)
   parser.add_argument('--rounds', type=int, default=2)
   parser.add_argument('--tag', default='')
-  parser.add_argument('--results-dir', default=str(REPO_ROOT / 'benchmarks' /
-                                                   'results'))
+  parser.add_argument('--results-dir', default=str(recording.RESULTS_DIR))
   args = parser.parse_args(argv)
   if not (args.calibrate or args.timing):
     parser.error('give --calibrate and/or --timing')
@@ -671,28 +619,23 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   args = parse_args(argv)
   now = datetime.datetime.now(datetime.timezone.utc)
-  run_name = f'data_gate_{now:%Y-%m-%d}' + (f'_{args.tag}' if args.tag else '')
+  run_name = recording.run_name('data_gate', now, args.tag)
+  thresholds = dataclasses.asdict(config_lib.Thresholds())
+  limits = config_lib.SanityLimits()
   result = {
       **recording.result_header('benchmarks.data_gate', run_name, now, argv),
-      'thresholds': {'max_label_linf': gate.DEFAULT_MAX_LABEL_LINF,
-                     'max_pixel_jsd': gate.DEFAULT_MAX_PIXEL_JSD,
-                     'max_mean_image_linf': gate.DEFAULT_MAX_MEAN_IMAGE_LINF,
-                     'served': dataclasses.asdict(gate.Thresholds()),
-                     'anchor': dataclasses.asdict(gate.Thresholds()),
-                     'max_eval_in_train': gate.DEFAULT_MAX_EVAL_IN_TRAIN,
-                     'max_duplicate_share': gate.DEFAULT_MAX_DUPLICATE_SHARE,
-                     'min_split_examples': gate.DEFAULT_MIN_SPLIT_EXAMPLES},
+      'thresholds': {**thresholds, 'served': thresholds, 'anchor': thresholds,
+                     'max_eval_in_train': limits.max_eval_in_train,
+                     'max_duplicate_share': limits.max_duplicate_share,
+                     'min_split_examples': limits.min_examples},
   }
   if args.calibrate:
     result.update(calibration())
   if args.timing:
     result['timing'] = timing(args.baseline_rev, args.rounds)
-  recording.write_results(result, args.results_dir)
-  print('\n'.join(markdown_lines(result)))
-  return result
+  return recording.report(result, args.results_dir, markdown_lines(result))
 
 
 if __name__ == '__main__':
-  logging.basicConfig(level=logging.INFO,
-                      format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+  recording.configure_logging()
   main()

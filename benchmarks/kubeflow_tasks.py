@@ -1,25 +1,14 @@
 """Benchmark: every Kubeflow task on the full data set, as KFP would run it.
 
-Compiles the pipeline with `kubeflow_runner.py compile` defaults (30 epochs,
-Beam's DirectRunner in multi-processing mode with one worker per core of the
-task's CPU limit, 2) and
-executes it with the launcher emulation of the tests (tests/kfp_launcher.py:
-each task's compiled command in its own process, the project's
-entrypoint), on all 70,000 images, into a local pipeline root. For each task
-it records the wall time and the peak resident memory of the task's
-processes (the task's own and Beam's workers), which is what the
-`--trainer-memory-gb` and `--data-memory-gb` defaults must hold; and the
-held-out -ELBO from the evaluator's metrics.json.
+Compiles the pipeline with `kubeflow_runner.py compile` defaults and runs it
+task by task with the launcher emulation (pipeline/kfp_launcher.py: each task's
+compiled command in its own process) on all 70,000 images into a local
+pipeline root. Per task: wall time and peak resident memory of its processes
+(Beam's workers included), which the compiled memory limits must hold; and
+the held-out -ELBO of the evaluator's metrics.json. Targets and figures:
+BENCHMARKS.md, "Speed and cost targets". Run it alone on the machine.
 
   .venv/bin/python -m benchmarks.kubeflow_tasks [--epochs N]
-
-Targets: the compiled pipeline runs task by task as KFP runs it, and the
-compiled memory limits hold each task's peak with about 2x to spare
-(BENCHMARKS.md, "Speed and cost targets").
-
-Results go to benchmarks/results/kubeflow_tasks_<date>.json; BENCHMARKS.md
-and docs/kubeflow.md quote them; `python -m benchmarks.render` renders one as
-markdown (`markdown_lines`). Run it alone on the machine.
 """
 
 import argparse
@@ -30,9 +19,9 @@ import pathlib
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
+from benchmarks import kfp_package
 from benchmarks import recording
-from conftest import MNIST_DIR
-from tests import kfp_launcher
+from pipeline import kfp_launcher
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +30,13 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--epochs', type=int, default=None,
                       help='training epochs (default: the compile default)')
-  parser.add_argument('--results-dir', default='benchmarks/results')
+  parser.add_argument('--results-dir', default=str(recording.RESULTS_DIR))
   parser.add_argument('--tag', default='')
   return parser.parse_args(argv)
 
 
 def markdown_lines(result: Dict[str, Any]) -> List[str]:
-  """This run as markdown (`python -m benchmarks.render <json>`)."""
+  """This run as markdown, as printed at its end."""
   lines = [
       f'### `{result["run_name"]}`: every Kubeflow task, '
       f'{result["epochs"]} epochs, all 70,000 images', '',
@@ -77,17 +66,16 @@ def markdown_lines(result: Dict[str, Any]) -> List[str]:
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   args = parse_args(argv)
   now = datetime.datetime.now(datetime.timezone.utc)
-  run_name = f'kubeflow_tasks_{now:%Y-%m-%d}' + (
-      f'_{args.tag}' if args.tag else '')
+  run_name = recording.run_name('kubeflow_tasks', now, args.tag)
   flags = ['--epochs', str(args.epochs)] if args.epochs else []
   with tempfile.TemporaryDirectory(prefix='kubeflow-tasks-') as tmp:
     tmp = pathlib.Path(tmp)
-    package = kfp_launcher.compile_package(
+    package = kfp_package.compile_package(
         str(tmp / 'pipeline.yaml'), serving_root=str(tmp / 'serving'),
         pipeline_root=str(tmp / 'root'), flags=flags)
     run = kfp_launcher.Run(
         package, pipeline_root=str(tmp / 'root'),
-        runtime_parameters={'data_root': f'{MNIST_DIR}/'},
+        runtime_parameters={'data_root': f'{recording.MNIST_DIR}/'},
         workdir=tmp / 'pods', timeout=3 * 3600)
     for task in kfp_launcher.topological_order(
         run.spec['root']['dag']['tasks']):
@@ -108,20 +96,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       'beam_args': [a for a in run.spec['deploymentSpec']['executors'][
           'StatisticsGen_executor']['container']['args']
                     if a.startswith('--direct')],
-      'tasks': run.stats,
-      'compiled_resources': resources,
+      'tasks': run.stats, 'compiled_resources': resources,
       'total_seconds': round(sum(s['seconds'] for s in run.stats.values()), 1),
-      'neg_elbo': metrics['neg_elbo'],
-      'iwae_bound': metrics['iwae_bound'],
-      'blessed': metrics['blessed'],
+      **{key: metrics[key] for key in ('neg_elbo', 'iwae_bound', 'blessed')},
       'pushed_versions': pushed,
   }
-  recording.write_results(result, args.results_dir)
-  print('\n'.join(markdown_lines(result)))
-  return result
+  return recording.report(result, args.results_dir, markdown_lines(result))
 
 
 if __name__ == '__main__':
-  logging.basicConfig(level=logging.INFO,
-                      format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+  recording.configure_logging()
   main()

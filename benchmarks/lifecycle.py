@@ -1,11 +1,8 @@
 """A simulated month of nightly runs on one serving root, faults in between.
 
-Each step is a nightly `local_runner.py` run on small data (a few thousand
-images, 1 epoch), an operator's action, or an event of the world (a bad or
-foreign data drop, `kill -9` during training or during a push, a concurrent
-run on another output dir sharing the serving root, a rollback while a push
-is in flight, a corrupted newest version, a lost pipeline root). After every
-step five invariants are checked on the serving root itself:
+Each step is a nightly `local_runner.py` run on a small drop, an operator's
+action, or a fault (FAULTS). After every step five invariants are checked
+on the serving root itself:
 
 1. the newest complete version holds a model some run blessed, or one an
    operator's rollback restored;
@@ -15,13 +12,7 @@ step five invariants are checked on the serving root itself:
 4. every exit code is the documented one for its cause;
 5. no version is lost except by retention (the newest `--keep-versions`).
 
-    .venv/bin/python -m benchmarks.lifecycle                   # local root, 23 steps
-    .venv/bin/python -m benchmarks.lifecycle --store s3        # moto's S3 server
-
-The result file (benchmarks/results/lifecycle_<date>_<store>.json) lists
-every step with its exit codes, the faults injected and the checks made,
-and the violations (none expected). `tests/lifecycle_test.py` runs a short
-scenario with the same machinery.
+    .venv/bin/python -m benchmarks.lifecycle [--store s3]
 """
 
 import argparse
@@ -43,18 +34,16 @@ from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence,
 
 import numpy as np
 
-from benchmarks import data_gate
 from benchmarks import recording
 from benchmarks import s3_server
-from components.idx_example_gen import idx
+from components.example_gen import idx
 from layouts import model as model_layout
+from layouts import rejections
 from layouts import serving as serving_layout
 from pipeline import exit_codes
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-MNIST_DIR = REPO_ROOT / 'data' / 'mnist'
 KEEP_VERSIONS = 5
 # Each drop: this many train and eval images, cut from MNIST in turn.
 DROP_TRAIN, DROP_EVAL = 2000, 500
@@ -66,10 +55,6 @@ NIGHT_FLAGS = ('--epochs', '1', '--warm-start', '--bless-threshold', '1000',
 # How slowly the push harness copies (seconds per file), for pushes that
 # must still be in flight when something else happens.
 SLOW_COPY_SECONDS = 0.25
-
-
-DROP_KINDS = ('good', 'bad', 'foreign', 'eval copies train', 'empty eval',
-              'tiny eval')
 
 
 @dataclasses.dataclass
@@ -113,23 +98,29 @@ class World:
   def out(self, name: str = 'a') -> pathlib.Path:
     return self.root / f'out-{name}'
 
+  def summary(self, out: str = 'a') -> Optional[Dict[str, Any]]:
+    """The `run_summary.json` of an output dir's last run (None: none)."""
+    path = self.out(out) / 'run_summary.json'
+    return json.loads(path.read_text()) if path.exists() else None
+
+  @property
+  def s3_prefix(self) -> str:
+    """The serving root's key prefix in the bucket."""
+    return self.serving[len(f's3://{s3_server.BUCKET}/'):] + '/'
+
   # The world's events.
   def drop(self, kind: str = 'good', rotate: float = 0.0) -> pathlib.Path:
     """Writes the next span: the next slice of MNIST, rotated by `rotate`
-    degrees, or a broken one (DROP_KINDS)."""
+    degrees, or a broken one ('bad', 'foreign', 'eval copies train', 'empty
+    eval', 'tiny eval')."""
     span, self.next_span = self.next_span, self.next_span + 1
     directory = self.data_dir / f'span-{span}'
     directory.mkdir()
     written = {}
     for prefix, count in zip(('train', 't10k'), self.drop_size):
       start = ((span - 1) * count) % (60000 if prefix == 'train' else 10000)
-      images = idx.read_images_header(
-          str(MNIST_DIR / f'{prefix}-images-idx3-ubyte.gz'))
-      labels = idx.read_labels_header(
-          str(MNIST_DIR / f'{prefix}-labels-idx1-ubyte.gz'))
-      pixels = data_gate.rotate(idx.read_items(images, start, start + count),
-                                rotate)
-      classes = idx.read_items(labels, start, start + count).copy()
+      pixels, classes = recording.read_mnist(prefix, start, start + count)
+      pixels, classes = recording.rotate(pixels, rotate), classes.copy()
       if kind == 'bad':
         classes[5] = 10
       elif kind == 'foreign':
@@ -147,7 +138,7 @@ class World:
     return directory
 
   def night_command(self, out: str = 'a', *extra: str) -> List[str]:
-    return [sys.executable, str(REPO_ROOT / 'local_runner.py'),
+    return [sys.executable, str(recording.REPO_ROOT / 'local_runner.py'),
             '--data-dir', str(self.data_dir), '--output-dir',
             str(self.out(out)), '--serving-dir', self.serving,
             *self.night_flags, *extra]
@@ -155,7 +146,7 @@ class World:
   def run(self, command: List[str], expected: int) -> Outcome:
     """Runs a command to its end; records its exit code."""
     started = time.monotonic()
-    done = subprocess.run(command, cwd=REPO_ROOT, env=self.env,
+    done = subprocess.run(command, cwd=recording.REPO_ROOT, env=self.env,
                           capture_output=True, text=True, timeout=900,
                           check=False)
     outcome = self._record(command, expected, done.returncode, started)
@@ -163,6 +154,12 @@ class World:
       logger.error('%s exited %d, expected %d:\n%s', command[1:3],
                    done.returncode, expected, done.stderr[-4000:])
     return outcome
+
+  def popen(self, command: List[str], **kwargs) -> subprocess.Popen:
+    """A process of the step, started in the repository with the world's
+    environment."""
+    return subprocess.Popen(command, cwd=recording.REPO_ROOT, env=self.env,
+                            text=True, **kwargs)
 
   def _record(self, command, expected, actual, started) -> Outcome:
     outcome = Outcome(' '.join(os.path.basename(str(c)) if i < 2 else str(c)
@@ -173,22 +170,16 @@ class World:
 
   def night(self, out: str = 'a', *extra: str, expected: int = 0) -> Outcome:
     """One nightly run; learns which model it blessed."""
-    summary_path = self.out(out) / 'run_summary.json'
-    if summary_path.exists():
-      summary_path.unlink()
+    (self.out(out) / 'run_summary.json').unlink(missing_ok=True)
     outcome = self.run(self.night_command(out, *extra), expected)
     self.learn(out)
     return outcome
 
   def learn(self, out: str) -> None:
     """Adds the model a run blessed (its identity) to what may be served."""
-    summary_path = self.out(out) / 'run_summary.json'
-    if not summary_path.exists():
-      return
-    summary = json.loads(summary_path.read_text())
-    if summary.get('blessed') and summary.get('model_uri'):
-      self.blessed.add(serving_layout.model_identity(os.path.join(
-          summary['model_uri'], model_layout.SERVING_MODEL_DIR)))
+    identity = _blessed_identity(self.summary(out))
+    if identity:
+      self.blessed.add(identity)
 
   def rollback(self, *extra: str, expected: int = 0) -> Outcome:
     """The operator's rollback; learns what it restored and rejected."""
@@ -208,10 +199,8 @@ class World:
     """A push of `model_uri`, copying slowly, under way for the block."""
     command = [sys.executable, '-m', 'benchmarks.lifecycle', 'push-slowly',
                model_uri, self.serving]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=self.env,
-                               stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = self.popen(command, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, start_new_session=True)
     started = time.monotonic()
     try:
       yield process
@@ -243,7 +232,7 @@ class World:
           if name.startswith('.tmp-push-') or (
               name.isdigit() and not serving_layout.is_complete(
                   os.path.join(self.serving, name))))
-    prefix = self.serving[len(f's3://{s3_server.BUCKET}/'):] + '/'
+    prefix = self.s3_prefix
     by_version: Dict[str, List[str]] = {}
     for key in self.s3.keys(prefix):
       version, _, rest = key[len(prefix):].partition('/')
@@ -257,9 +246,8 @@ class World:
     """The serving root as it is now (an S3 root is downloaded first)."""
     if self.s3 is None:
       return View.of(self.serving)
-    prefix = self.serving[len(f's3://{s3_server.BUCKET}/'):] + '/'
     return View.of(str(self.s3.download(
-        prefix, pathlib.Path(tempfile.mkdtemp(dir=self.root)))))
+        self.s3_prefix, pathlib.Path(tempfile.mkdtemp(dir=self.root)))))
 
   def blessed_model_to_push(self) -> str:
     """The newest runs' blessed model that a push may still publish: not
@@ -269,19 +257,21 @@ class World:
               if view.complete else None)
     candidates = []
     for out in ('b', 'a'):
-      summary_path = self.out(out) / 'run_summary.json'
-      if not summary_path.exists():
-        continue
-      summary = json.loads(summary_path.read_text())
-      if not (summary.get('blessed') and summary.get('model_uri')):
-        continue
-      identity = serving_layout.model_identity(os.path.join(
-          summary['model_uri'], model_layout.SERVING_MODEL_DIR))
-      if identity not in view.rejected:
+      summary = self.summary(out)
+      identity = _blessed_identity(summary)
+      if identity and identity not in view.rejected:
         candidates.append((identity == served, summary['model_uri']))
     if not candidates:
       raise RuntimeError('no blessed model left that may be pushed')
     return min(candidates)[1]
+
+
+def _blessed_identity(summary: Optional[Dict[str, Any]]) -> Optional[str]:
+  """The identity of the model a run blessed (None: it blessed none)."""
+  if not (summary and summary.get('blessed') and summary.get('model_uri')):
+    return None
+  return serving_layout.model_identity(os.path.join(
+      summary['model_uri'], model_layout.SERVING_MODEL_DIR))
 
 
 @dataclasses.dataclass
@@ -297,7 +287,7 @@ class View:
   def of(cls, serving_dir: str) -> 'View':
     found = serving_layout.scan(serving_dir)
     return cls(serving_dir, found.complete, found.incomplete,
-               set(serving_layout.rejected_models(serving_dir)))
+               set(rejections.rejected_models(serving_dir)))
 
 
 def check(world: World, step: str, outcomes: Sequence[Outcome]) -> List[str]:
@@ -323,10 +313,7 @@ def check(world: World, step: str, outcomes: Sequence[Outcome]) -> List[str]:
       violations.append(f'3: version {version}, seen incomplete, now counts')
   world.seen_incomplete |= set(view.incomplete)
   for out in ('a', 'b'):
-    summary_path = world.out(out) / 'run_summary.json'
-    if not summary_path.exists():
-      continue
-    summary = json.loads(summary_path.read_text())
+    summary = world.summary(out) or {}
     reference = ((summary.get('data_gate') or {}).get('reference') or {}).get(
         'version_dir')
     used = [reference, summary.get('pushed_model')]
@@ -348,7 +335,7 @@ def check(world: World, step: str, outcomes: Sequence[Outcome]) -> List[str]:
   return violations
 
 
-# The steps: name, kind of fault ('' for none), action.
+# A step acts on the world; returns what each of its processes did.
 Step = Callable[[World], Sequence[Outcome]]
 
 
@@ -380,9 +367,8 @@ def _kill_during_training(world: World) -> Sequence[Outcome]:
   world.drop()
   command = world.night_command('a', '--epochs', '3')
   started = time.monotonic()
-  process = subprocess.Popen(command, cwd=REPO_ROOT, env=world.env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, start_new_session=True)
+  process = world.popen(command, stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT, start_new_session=True)
   for line in process.stdout:
     if line.startswith('Epoch 2/3'):
       break
@@ -409,9 +395,8 @@ def _concurrent_nights(world: World) -> Sequence[Outcome]:
   """Two runs on two output dirs share the serving root, at once."""
   world.drop()
   started = time.monotonic()
-  processes = [(out, command, subprocess.Popen(
-      command, cwd=REPO_ROOT, env=world.env, stdout=subprocess.DEVNULL,
-      stderr=subprocess.PIPE, text=True))
+  processes = [(out, command, world.popen(
+      command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
                for out, command in (
                    ('a', world.night_command('a')),
                    ('b', world.night_command('b', '--seed', '7')))]
@@ -444,7 +429,7 @@ def _corrupt_newest(world: World) -> Sequence[Outcome]:
     data = pathlib.Path(path).read_bytes()
     pathlib.Path(path).write_bytes(data[:-16] + b'\xff' * 16)
   else:
-    key = path[len(f's3://{s3_server.BUCKET}/'):]
+    key = f'{world.s3_prefix}{newest}/{relative}'
     body = world.s3.client.get_object(Bucket=s3_server.BUCKET,
                                       Key=key)['Body'].read()
     world.s3.client.put_object(Bucket=s3_server.BUCKET, Key=key,
@@ -483,11 +468,6 @@ OBJECT_STORE: List[Step] = [
     _rollback_during_push, _unchanged_night, _rollback, _unchanged_night,
     _good_night, _rollback,
 ]
-# The test suite's scenario (tests/lifecycle_test.py).
-SHORT: List[Step] = [
-    _good_night, _good_night, _rollback, _unchanged_night, _rollback,
-    _lost_pipeline_root,
-]
 
 
 # Invariants checked by `check`.
@@ -498,15 +478,8 @@ Checker = Callable[[World, str, Sequence[Outcome]], List[str]]
 def run_scenario(world: World, steps: Sequence[Step],
                  checkers: Sequence[Tuple[Checker, int]] = ((check, CHECKS),),
                  faults: Optional[Dict[Step, str]] = None) -> Dict[str, Any]:
-  """Runs `steps` in order, checking the invariants after each.
-
-  Args:
-    world: the world the steps act on.
-    steps: the scenario.
-    checkers: (checker, how many invariants it checks): each returns the
-      violations after a step.
-    faults: step -> the kind of fault it injects (default FAULTS).
-  """
+  """Runs `steps` in order, each `checkers` (checker, how many invariants
+  it checks) after each; `faults`: step -> the kind of fault it injects."""
   faults = FAULTS if faults is None else faults
   per_step = sum(count for _, count in checkers)
   records = []
@@ -526,32 +499,10 @@ def run_scenario(world: World, steps: Sequence[Step],
         'checks': per_step, 'violations': violations,
     })
   kinds = sorted({r['fault'] for r in records if r['fault']})
-  return {
-      'steps': records,
-      'faults': kinds,
-      'totals': {'steps': len(records), 'fault_kinds': len(kinds),
-                 'invariant_checks': per_step * len(records),
-                 'violations': sum(len(r['violations']) for r in records)},
-  }
-
-
-def markdown_lines(result: Dict[str, Any]) -> List[str]:
-  """This run as markdown (`python -m benchmarks.render <json>`)."""
-  totals = result['totals']
-  lines = [f'### `{result["run_name"]}`: the serving root\'s life on '
-           f'{result["store"]}', '', *recording.header_lines(result),
-           f'- {totals["steps"]} steps, {totals["fault_kinds"]} kinds of '
-           f'fault ({", ".join(result["faults"])}), '
-           f'{totals["invariant_checks"]} invariant checks, '
-           f'**{totals["violations"]} violations**.', '',
-           '| step | fault | exit codes (expected) | complete versions | '
-           'seconds |', '| --- | --- | --- | --- | --- |']
-  for step in result['steps']:
-    codes = ', '.join(f'{o["actual"]} ({o["expected"]})'
-                      for o in step['exit_codes'])
-    lines.append(f'| {step["step"]}. {step["name"]} | {step["fault"] or "-"} '
-                 f'| {codes} | {len(step["versions"])} | {step["seconds"]} |')
-  return lines
+  return {'steps': records, 'faults': kinds,
+          'totals': {'steps': len(records), 'fault_kinds': len(kinds),
+                     'invariant_checks': per_step * len(records),
+                     'violations': sum(len(r['violations']) for r in records)}}
 
 
 def push_slowly(model_uri: str, serving_dir: str) -> int:
@@ -575,25 +526,30 @@ def push_slowly(model_uri: str, serving_dir: str) -> int:
   return 0
 
 
+def scenario_parser(doc: str) -> argparse.ArgumentParser:
+  """The flags of a scenario's command line."""
+  parser = argparse.ArgumentParser(description=doc.split('\n\n')[0])
+  parser.add_argument('--steps', type=int, default=None,
+                      help='run only the first N steps')
+  parser.add_argument('--results-dir', default=str(recording.RESULTS_DIR))
+  parser.add_argument('--work-dir', default=None,
+                      help='where the scenario runs (default: a temp dir)')
+  return parser
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   if argv[:1] == ['push-slowly']:
     return push_slowly(*argv[1:])
-  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser = scenario_parser(__doc__)
   parser.add_argument('--store', choices=('local', 's3'), default='local')
-  parser.add_argument('--steps', type=int, default=None,
-                      help='run only the first N steps')
-  parser.add_argument('--results-dir',
-                      default=str(REPO_ROOT / 'benchmarks' / 'results'))
-  parser.add_argument('--work-dir', default=None,
-                      help='where the scenario runs (default: a temp dir)')
   args = parser.parse_args(argv)
   recording.configure_logging()
   steps = (MONTH if args.store == 'local' else OBJECT_STORE)[:args.steps]
   now = datetime.datetime.now(datetime.timezone.utc)
   result = recording.result_header(
-      'benchmarks.lifecycle',
-      f'lifecycle_{now.strftime("%Y-%m-%d")}_{args.store}', now, argv)
+      'benchmarks.lifecycle', recording.run_name('lifecycle', now, args.store),
+      now, argv)
   root = pathlib.Path(args.work_dir or tempfile.mkdtemp(prefix='lifecycle-'))
   with contextlib.ExitStack() as stack:
     s3 = None

@@ -1,9 +1,8 @@
 """Many drops on one serving root: a creep, broken splits, an accepted change
 and re-anchoring, and increments trained on a window of spans.
 
-The machinery of `benchmarks/lifecycle.py` (real `local_runner.py` runs on
-small drops, 1 epoch), with drops that change in ways the data gate must
-see, and two invariants more after every step:
+The machinery of benchmarks/lifecycle.py, with drops the data gate must see,
+and two invariants more after every step:
 
 6. the drift anchor (`layouts.anchor`) is what the operator's actions made
    it: the first pushed version's data, then the data of a pushed run with
@@ -12,20 +11,13 @@ see, and two invariants more after every step:
 7. no pushed model was trained on a span the gate stopped: every span of
    the run's window (`run_summary.json`, `spans`) has a passing verdict.
 
-Drops of 3,000 train and 1,000 eval images. The nightly runs widen the
-moving reference's mean-image threshold to 0.4, so that each 15-degree step
-of the creep passes it (at this size a step measures up to 0.29, and MNIST
-against MNIST up to 0.16: README "Data gate"): what stops the creep must be
-the anchor.
+The nightly runs widen the moving reference's mean-image threshold
+(MOVING_MEAN_IMAGE_LINF), so that what stops the creep must be the anchor.
 
     .venv/bin/python -m benchmarks.lifecycle_drops
-
-The result goes to benchmarks/results/lifecycle_<date>_drops.json.
 """
 
-import argparse
 import datetime
-import json
 import logging
 import pathlib
 import sys
@@ -43,14 +35,14 @@ logger = logging.getLogger(__name__)
 
 # Degrees each drop of the creep turns further.
 CREEP_DEGREES = 15.0
-# The moving reference's mean-image threshold in these runs (see above).
+# The moving reference's mean-image threshold: above a 15-degree step at
+# DROP_SIZE, so that only the anchor stops the creep.
 MOVING_MEAN_IMAGE_LINF = '0.4'
 NIGHT_FLAGS = lifecycle.NIGHT_FLAGS + (
     '--max-mean-image-linf', MOVING_MEAN_IMAGE_LINF)
 WINDOW = 3
 CHECKS = 2
-# The size of the data gate calibration's creep at the tests' size
-# (benchmarks/data_gate.py): there the anchor stops it at the second drop.
+# The data gate calibration's creep at the tests' size (data_gate.py).
 DROP_SIZE = (3000, 1000)
 
 
@@ -68,12 +60,10 @@ class DropsWorld(lifecycle.World):
   def night(self, out: str = 'a', *extra: str,
             expected: int = 0) -> lifecycle.Outcome:
     outcome = super().night(out, *extra, expected=expected)
-    summary_path = self.out(out) / 'run_summary.json'
-    if outcome.actual == exit_codes.OK and summary_path.exists():
-      pushed = json.loads(summary_path.read_text()).get('pushed_model')
-      if pushed and (self.expected_anchor is None or
-                     '--accept-drift' in extra):
-        self.expected_anchor = self.statistics_of(pushed)
+    pushed = (outcome.actual == exit_codes.OK and
+              (self.summary(out) or {}).get('pushed_model'))
+    if pushed and (self.expected_anchor is None or '--accept-drift' in extra):
+      self.expected_anchor = self.statistics_of(pushed)
     return outcome
 
   def statistics_of(self, version_dir: str):
@@ -108,15 +98,12 @@ def check_drops(world: DropsWorld, step: str,
     violations.append('6: the anchor is not what the operator\'s actions '
                       'made it')
   passed = spans_layout.passed_digests(root)
-  summary_path = world.out('a') / 'run_summary.json'
-  if summary_path.exists():
-    summary = json.loads(summary_path.read_text())
-    if summary.get('pushed_model'):
-      for span in summary.get('spans') or ():
-        if span['digest'] not in passed:
-          violations.append(f'7: {summary["pushed_model"]} was trained on '
-                            f'span {span["span"]}, which the gate did not '
-                            'pass')
+  summary = world.summary('a') or {}
+  if summary.get('pushed_model'):
+    for span in summary.get('spans') or ():
+      if span['digest'] not in passed:
+        violations.append(f'7: {summary["pushed_model"]} was trained on '
+                          f'span {span["span"]}, which the gate did not pass')
   for violation in violations:
     logger.error('%s: invariant %s', step, violation)
   return violations
@@ -197,27 +184,14 @@ def run(world: DropsWorld, steps: Sequence[lifecycle.Step]) -> Dict[str, Any]:
                      (check_drops, CHECKS)), FAULTS)
 
 
-def markdown_lines(result: Dict[str, Any]) -> List[str]:
-  """This run as markdown (`python -m benchmarks.render <json>`)."""
-  return lifecycle.markdown_lines(result)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
-  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--steps', type=int, default=None,
-                      help='run only the first N steps')
-  parser.add_argument('--results-dir',
-                      default=str(lifecycle.REPO_ROOT / 'benchmarks' /
-                                  'results'))
-  parser.add_argument('--work-dir', default=None,
-                      help='where the scenario runs (default: a temp dir)')
-  args = parser.parse_args(argv)
+  args = lifecycle.scenario_parser(__doc__).parse_args(argv)
   recording.configure_logging()
   now = datetime.datetime.now(datetime.timezone.utc)
   result = recording.result_header(
-      'benchmarks.lifecycle_drops',
-      f'lifecycle_{now.strftime("%Y-%m-%d")}_drops', now, argv)
+      'benchmarks.lifecycle_drops', recording.run_name('lifecycle', now,
+                                                       'drops'), now, argv)
   root = pathlib.Path(args.work_dir or tempfile.mkdtemp(prefix='drops-'))
   world = DropsWorld(root, 'local')
   result.update(store='local', serving_dir=world.serving,

@@ -1,40 +1,18 @@
 """Benchmark: training recipes over seeds, scored held out by the evaluator.
 
-Each run trains one recipe with one seed on the 60,000 images of ExampleGen's
-`Split-train`, in a child process of its own, and times the training. The
-trained model is exported as the Trainer exports it and scored on the 10,000
-held-out `Split-eval` images by the VaeEvaluator's own scorer
-(`components.vae_evaluator.metrics.evaluate`, its k = 8 draws, its seeding):
-the -ELBO here is the figure `metrics.json` would show for that model.
-
-Recipes:
-
-- `seed_script`: the seed's keras.io script as it was (its `VAE` with the KL
-  averaged over the latent dimensions, i.e. a KL weight of 1/2, float32,
-  `Adam()`, `fit(x, batch_size=128, epochs=30)` on an in-memory array), on
-  the same 60,000 train images. Only its weights are scored.
-- every other name in RECIPES: `models.train.train`, the code the TFX
-  Trainer runs, with `Hyperparameters(**overrides, seed=seed)`.
-- `--recipe NAME:key=value,...` adds a recipe of Hyperparameters overrides.
-
-Runs are interleaved (seed 1: every recipe, then seed 2: every recipe, ...),
-so that a slow spell of the machine hits all recipes alike. With `--jobs 1`
-(the default) one run at a time: use that for times. `--jobs 2` halves the
-wall time of a study whose times do not matter.
-
-`--curve` also scores the weights after every epoch (the EMA weights where the
-recipe averages; after training, untimed) for the per-epoch held-out curve,
-and `--reference A --candidate B` then reports, per seed, the epoch and the
-training time at which B's held-out -ELBO first reaches A's final value.
-
-Run from the repository root:
+Each run trains one recipe with one seed on ExampleGen's 60,000-image
+`Split-train`, in a child process of its own, timed; the model, exported as
+the Trainer exports it, is scored on the 10,000 `Split-eval` images by the
+VaeEvaluator's scorer (`metrics.evaluate`): the -ELBO `metrics.json` would
+show. `seed_script` is the seed's script as it was (benchmarks/seed.py);
+every other recipe is `models.train.train` with Hyperparameters overrides
+(RECIPES, or `--recipe NAME:key=value,...`). Runs interleave by seed; keep
+`--jobs 1` when times matter. `--curve` also scores the weights after every
+epoch, and `--reference A --candidate B` reports when B first reaches A's
+final -ELBO. Figures: BENCHMARKS.md, "Quality".
 
   .venv/bin/python -m benchmarks.recipes --recipes today,one_cycle_b \\
       --seeds 1 2 3 --curve --reference today --candidate one_cycle_b
-
-Results go to benchmarks/results/recipes_<date>[_<tag>].json; print them with
-`.venv/bin/python -m benchmarks.render <file>`. Not a test: a 30-epoch run
-takes 5-10 minutes on 2 cores.
 """
 
 import argparse
@@ -57,7 +35,8 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import recording
-from components.vae_evaluator import component as evaluator_component
+from benchmarks import seed as seed_lib
+from components import config as config_lib
 from components.vae_evaluator import executor as evaluator_executor
 from components.vae_evaluator import metrics
 from models import data
@@ -67,8 +46,6 @@ from models import vae as vae_lib
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-MNIST_DIR = REPO_ROOT / 'data' / 'mnist'
 SEED_SCRIPT = 'seed_script'
 TARGET_NEGATIVE_ELBO = 148.0
 GOAL_NEGATIVE_ELBO = 145.0
@@ -85,28 +62,19 @@ RECIPES: Dict[str, Optional[Dict[str, Any]]] = {
     SEED_SCRIPT: None,
     'today': TODAY,
     'default': {},
-    'today_float32': {**TODAY, 'precision': 'float32'},
     'ema': {**TODAY, 'ema_momentum': 0.999},
-    'cosine': {**TODAY, 'lr_schedule': 'cosine'},
     'one_cycle_3e-3': {**TODAY, 'lr_schedule': 'cosine', 'learning_rate': 3e-3,
                        'lr_warmup_fraction': 2 / 30},
     'one_cycle_3e-3_ema': {**TODAY, 'lr_schedule': 'cosine',
                            'learning_rate': 3e-3, 'lr_warmup_fraction': 2 / 30,
                            'ema_momentum': 0.999},
-    'kl_linear_10': {**TODAY, 'kl_warmup_epochs': 10},
     'kl_cyclical_4x4': {**TODAY, 'kl_warmup_epochs': 4, 'kl_cycles': 4},
     'batch_256_2e-3': {**TODAY, 'batch_size': 256, 'learning_rate': 2e-3},
-    'spe_7': {**TODAY, 'steps_per_execution': 7},
     # B of the side-by-side run of 2026-11-25 (then the default).
     'one_cycle_b': {**TODAY, 'lr_schedule': 'cosine', 'learning_rate': 3e-3,
                     'lr_warmup_fraction': 0.07, 'steps_per_execution': 7,
                     'validation_fraction': 0.02},
 }
-
-
-# --------------------------------------------------------------------------
-# One run (in a child process).
-# --------------------------------------------------------------------------
 
 
 class WeightsPerEpoch(keras.callbacks.Callback):
@@ -146,7 +114,7 @@ class KerasScorable:
 
 def eval_dataset(examples_dir: pathlib.Path) -> tf.data.Dataset:
   """The held-out split, batched as the VaeEvaluator batches it."""
-  k = evaluator_component.DEFAULT_IWAE_SAMPLES
+  k = config_lib.EvaluationConfig().iwae_samples
   return data.make_dataset(
       str(examples_dir / 'Split-eval' / '*'),
       max(1, evaluator_executor.SAMPLES_PER_CALL // k), shuffle=False,
@@ -156,27 +124,17 @@ def eval_dataset(examples_dir: pathlib.Path) -> tf.data.Dataset:
 def score(model, examples_dir: pathlib.Path, seed: int) -> Dict[str, float]:
   """The evaluator's metrics of `model` on the held-out split."""
   evaluation = metrics.evaluate(model, eval_dataset(examples_dir),
-                                evaluator_component.DEFAULT_IWAE_SAMPLES,
+                                config_lib.EvaluationConfig().iwae_samples,
                                 seed)
   return {key: float(value) for key, value in evaluation.metrics.items()}
 
 
-def _load_train_images() -> np.ndarray:
-  """The 60,000 train images as the seed fed them: float32 [N, 28, 28, 1]."""
-  from components.idx_example_gen import idx  # pylint: disable=g-import-not-at-top
-  header = idx.read_images_header(str(MNIST_DIR / 'train-images-idx3-ubyte.gz'))
-  images = idx.read_items(header, 0, header.count)
-  return np.expand_dims(images, -1).astype('float32') / 255
-
-
 def train_seed_script(seed: int, epochs: int, callbacks) -> vae_lib.VAE:
   """The seed's script, on the train images; its weights in our VAE."""
-  from benchmarks import throughput  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(seed)
-  seed_vae = throughput.SeedVAE(throughput.seed_encoder(),
-                                throughput.seed_decoder())
+  seed_vae = seed_lib.SeedVAE(seed_lib.seed_encoder(), seed_lib.seed_decoder())
   seed_vae.compile(optimizer=keras.optimizers.Adam())
-  seed_vae.fit(_load_train_images(), epochs=epochs, batch_size=128,
+  seed_vae.fit(seed_lib.seed_digits(('train',)), epochs=epochs, batch_size=128,
                callbacks=callbacks, verbose=0)
   ours = vae_lib.build_uncompiled_vae(2)
   ours.encoder.set_weights(seed_vae.encoder.get_weights())
@@ -230,11 +188,6 @@ def run_one(recipe: str, overrides: Optional[Dict[str, Any]], seed: int,
   return result
 
 
-# --------------------------------------------------------------------------
-# The study (parent process).
-# --------------------------------------------------------------------------
-
-
 def ensure_examples(work_dir: pathlib.Path) -> pathlib.Path:
   """ExampleGen's output for the shipped MNIST, written once into work_dir."""
   examples = work_dir / 'examples'
@@ -244,20 +197,23 @@ def ensure_examples(work_dir: pathlib.Path) -> pathlib.Path:
   from tfx.dsl.components.base import base_beam_executor  # pylint: disable=g-import-not-at-top
   from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
   from tfx.types import standard_component_specs  # pylint: disable=g-import-not-at-top
+  from tfx.utils import proto_utils  # pylint: disable=g-import-not-at-top
   import local_runner  # pylint: disable=g-import-not-at-top
-  from components.idx_example_gen import component as idx_component  # pylint: disable=g-import-not-at-top
-  from components.idx_example_gen import executor as idx_executor  # pylint: disable=g-import-not-at-top
-  from conftest import executor_properties  # pylint: disable=g-import-not-at-top
+  from components.example_gen import component as example_gen_lib  # pylint: disable=g-import-not-at-top
+  from components.example_gen import idx_executor  # pylint: disable=g-import-not-at-top
   logger.info('Writing the MNIST examples to %s', examples)
   artifact = standard_artifacts.Examples()
   artifact.uri = str(examples)
   context = base_beam_executor.BaseBeamExecutor.Context(
       beam_pipeline_args=local_runner.default_beam_args(),
       tmp_dir=str(work_dir / 'examples-tmp'))
+  # What the component hands its executor: protos as JSON, unset ones left out.
+  properties = example_gen_lib.IdxExampleGen(
+      input_base=str(recording.MNIST_DIR)).exec_properties
   idx_executor.Executor(context).Do(
       {}, {standard_component_specs.EXAMPLES_KEY: [artifact]},
-      executor_properties(idx_component.IdxExampleGen(
-          input_base=str(MNIST_DIR))))
+      {key: proto_utils.proto_to_json(value) if hasattr(value, 'DESCRIPTOR')
+       else value for key, value in properties.items() if value is not None})
   return examples
 
 
@@ -279,17 +235,16 @@ def _child(recipe: str, overrides, seed: int, args) -> Dict[str, Any]:
   """Runs one (recipe, seed) in a fresh Python process."""
   with tempfile.NamedTemporaryFile(suffix='.json', delete=False) as f:
     out = f.name
+  child = {'recipe': recipe, 'overrides': overrides, 'seed': seed, 'out': out}
   command = [sys.executable, '-m', 'benchmarks.recipes', '--child',
-             '--child-recipe', recipe, '--child-overrides',
-             json.dumps(overrides), '--child-seed', str(seed),
-             '--child-out', out, '--work-dir', str(args.work_dir)]
+             json.dumps(child), '--work-dir', str(args.work_dir)]
   if args.curve and args.candidate in (None, recipe):
     command.append('--curve')
   if args.epochs:
     command += ['--epochs', str(args.epochs)]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
   logger.info('Start %s seed %d', recipe, seed)
-  done = subprocess.run(command, env=env, cwd=REPO_ROOT,
+  done = subprocess.run(command, env=env, cwd=recording.REPO_ROOT,
                         capture_output=True, text=True, check=False)
   if done.returncode != 0:
     raise RuntimeError(f'{recipe} seed {seed} failed ({done.returncode}):\n'
@@ -350,12 +305,9 @@ def catch_up(runs: Sequence[Dict[str, Any]], reference: str,
 def markdown_lines(result: Dict[str, Any]) -> List[str]:
   """A table of the recipes: held-out -ELBO and training time over seeds."""
   lines = [f'### `{result["run_name"]}`: training recipes over seeds, '
-           'held out', ''] + recording.header_lines(result) + [
-      '',
-      '| Recipe | Seeds | Held-out -ELBO mean (sd; min-max) | Training time '
-      'mean (min-max) |',
-      '| --- | --- | --- | --- |',
-  ]
+           'held out', '', *recording.header_lines(result), '',
+           '| Recipe | Seeds | Held-out -ELBO mean (sd; min-max) | Training '
+           'time mean (min-max) |', '| --- | --- | --- | --- |']
   for recipe, s in result['summary'].items():
     e, t = s['held_out_neg_elbo'], s['train_seconds']
     lines.append(
@@ -398,23 +350,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                       default=pathlib.Path(tempfile.gettempdir()) /
                       'mnist-vae-recipes',
                       help='where the examples are written once')
-  parser.add_argument('--results-dir', default=str(REPO_ROOT / 'benchmarks' /
-                                                   'results'))
-  parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
-  parser.add_argument('--child-recipe', help=argparse.SUPPRESS)
-  parser.add_argument('--child-overrides', help=argparse.SUPPRESS)
-  parser.add_argument('--child-seed', type=int, help=argparse.SUPPRESS)
-  parser.add_argument('--child-out', help=argparse.SUPPRESS)
+  parser.add_argument('--results-dir', default=str(recording.RESULTS_DIR))
+  # One run in a child process: {recipe, overrides, seed, out} as JSON.
+  parser.add_argument('--child', help=argparse.SUPPRESS)
   return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   args = parse_args(argv)
   if args.child:
-    result = run_one(args.child_recipe, json.loads(args.child_overrides),
-                     args.child_seed, args.work_dir / 'examples', args.curve,
-                     args.epochs)
-    with open(args.child_out, 'w') as f:
+    child = json.loads(args.child)
+    result = run_one(child['recipe'], child['overrides'], child['seed'],
+                     args.work_dir / 'examples', args.curve, args.epochs)
+    with open(child['out'], 'w') as f:
       json.dump(result, f)
     return result
   recipes = {name: RECIPES[name] for name in filter(None,
@@ -422,7 +370,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   for text in args.recipe:
     recipes.update(parse_recipe(text))
   now = datetime.datetime.now(datetime.timezone.utc)
-  run_name = f"recipes_{now:%Y-%m-%d}" + (f'_{args.tag}' if args.tag else '')
+  run_name = recording.run_name('recipes', now, args.tag)
   ensure_examples(args.work_dir)
   order = [(recipe, seed) for seed in args.seeds for recipe in recipes]
   load_before = os.getloadavg()
@@ -437,19 +385,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       'load_average_1min': {'start': load_before[0],
                             'end': os.getloadavg()[0]},
       'scorer': ('components.vae_evaluator.metrics.evaluate, k = '
-                 f'{evaluator_component.DEFAULT_IWAE_SAMPLES}, seeded by the '
+                 f'{config_lib.EvaluationConfig().iwae_samples}, seeded by the '
                  'training seed, on the 10,000 Split-eval images'),
       'target_neg_elbo': TARGET_NEGATIVE_ELBO,
       'goal_neg_elbo': GOAL_NEGATIVE_ELBO,
-      'summary': summarize(runs),
-      'runs': runs,
+      'summary': summarize(runs), 'runs': runs,
   }
   if args.reference and args.candidate:
     result.update(reference=args.reference, candidate=args.candidate,
                   catch_up=catch_up(runs, args.reference, args.candidate))
-  recording.write_results(result, args.results_dir)
-  print('\n'.join(markdown_lines(result)))
-  return result
+  return recording.report(result, args.results_dir, markdown_lines(result))
 
 
 if __name__ == '__main__':

@@ -1,12 +1,6 @@
-"""Timing and recording benchmark results: epoch times, machine, versions,
-JSON files.
-
-Shared by every script in benchmarks/, so each run is recorded the same way.
-A script writes its result as JSON to benchmarks/results/ and prints a short
-summary; `python -m benchmarks.render <json>` renders a result as markdown
-(with the script's `markdown_lines` when it has one). BENCHMARKS.md quotes
-the figures that matter and names the files; it is not written by scripts.
-"""
+"""What every benchmark shares: the repository's paths, MNIST, epoch times,
+and how a result is recorded (JSON in benchmarks/results/, with the machine,
+versions and command of the run). BENCHMARKS.md quotes the figures."""
 
 import datetime
 import json
@@ -17,58 +11,84 @@ import platform
 import shlex
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import keras
+import numpy as np
 import tensorflow as tf
+import tfx
+from scipy import ndimage
+
+from components.example_gen import idx
 
 logger = logging.getLogger(__name__)
 
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+MNIST_DIR = REPO_ROOT / 'data' / 'mnist'
+RESULTS_DIR = REPO_ROOT / 'benchmarks' / 'results'
 
-def cpu_model() -> str:
+
+def read_mnist(prefix: str, start: int = 0, stop: Optional[int] = None,
+               mnist_dir: pathlib.Path = MNIST_DIR
+               ) -> Tuple[np.ndarray, np.ndarray]:
+  """Items [start, stop) of MNIST's `prefix` ('train' or 't10k') files:
+  uint8 images [n, 28, 28] and labels [n] (read-only arrays)."""
+  images = idx.read_images_header(
+      str(mnist_dir / f'{prefix}-images-idx3-ubyte.gz'))
+  labels = idx.read_labels_header(
+      str(mnist_dir / f'{prefix}-labels-idx1-ubyte.gz'))
+  stop = images.count if stop is None else stop
+  return (idx.read_items(images, start, stop),
+          idx.read_items(labels, start, stop))
+
+
+def rotate(images: np.ndarray, angle: float) -> np.ndarray:
+  """`images` [n, 28, 28] rotated by `angle` degrees about their centre,
+  nearest neighbour within the 28x28 frame: no new pixel values, so the
+  pixel-value histogram is kept but for the few pixels that leave or enter
+  the frame's corners (the drops of a creep)."""
+  if angle % 360 == 0:
+    return images
+  return ndimage.rotate(images, angle, axes=(1, 2), reshape=False, order=0)
+
+
+def run_name(prefix: str, now: datetime.datetime, tag: str = '') -> str:
+  """`<prefix>_<date>[_<tag>]`, the name of a run and of its result file."""
+  return f'{prefix}_{now:%Y-%m-%d}' + (f'_{tag}' if tag else '')
+
+
+def _cpu_model() -> str:
   """The CPU's model name, from /proc/cpuinfo."""
   try:
     with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or 'unknown'
-
-
-def _tfx_version() -> str:
-  try:
-    from tfx import version  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return 'not installed'
-  return version.__version__
+      return next(line.split(':', 1)[1].strip() for line in f
+                  if line.startswith('model name'))
+  except (OSError, StopIteration):
+    return platform.processor() or 'unknown'
 
 
 def machine_info() -> Dict[str, Any]:
   """Machine and versions, as recorded by every benchmark."""
   return {
-      'machine': {'cpus': os.cpu_count(), 'cpu_model': cpu_model(),
+      'machine': {'cpus': os.cpu_count(), 'cpu_model': _cpu_model(),
                   'platform': platform.platform()},
       'versions': {'python': platform.python_version(),
                    'tensorflow': tf.__version__, 'keras': keras.__version__,
-                   'tfx': _tfx_version()},
+                   'tfx': tfx.__version__},
   }
 
 
-def result_header(module: str, run_name: str, now: datetime.datetime,
+def result_header(module: str, name: str, now: datetime.datetime,
                   argv: Optional[Sequence[str]]) -> Dict[str, Any]:
-  """What every result records first: run, file, date, command, machine.
-
-  `module` (e.g. 'benchmarks.throughput') is recorded too: benchmarks.render
-  imports it to render the result with its `markdown_lines`.
-  """
+  """What every result records first: run, module, file, date, the
+  command as typed from the repository root, machine."""
+  args = sys.argv[1:] if argv is None else list(argv)
   return {
-      'run_name': run_name,
+      'run_name': name,
       'module': module,
-      'results_file': f'{run_name}.json',
+      'results_file': f'{name}.json',
       'date_utc': now.strftime('%Y-%m-%d %H:%M UTC'),
-      'command': command_line(module, argv),
+      'command': shlex.join(['.venv/bin/python', '-m', module] + args),
       **machine_info(),
   }
 
@@ -86,10 +106,10 @@ def header_lines(result: Dict[str, Any]) -> List[str]:
   ]
 
 
-def command_line(module: str, argv: Optional[Sequence[str]]) -> str:
-  """The command that ran, as typed from the repository root."""
-  args = sys.argv[1:] if argv is None else list(argv)
-  return shlex.join(['.venv/bin/python', '-m', module] + args)
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> List[str]:
+  """A markdown table of `rows` (cells as str) under `header`."""
+  return ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header),
+          *('| ' + ' | '.join(map(str, row)) + ' |' for row in rows)]
 
 
 def write_results(result: Dict[str, Any], results_dir: str) -> pathlib.Path:
@@ -101,6 +121,14 @@ def write_results(result: Dict[str, Any], results_dir: str) -> pathlib.Path:
     json.dump(result, f, indent=2)
   logger.info('Wrote %s', path)
   return path
+
+
+def report(result: Dict[str, Any], results_dir: str,
+           lines: Sequence[str]) -> Dict[str, Any]:
+  """Writes `result` (`write_results`), prints `lines`, returns `result`."""
+  write_results(result, results_dir)
+  print('\n'.join(lines))
+  return result
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -119,10 +147,7 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def configure_logging() -> None:
-  """INFO progress lines for a benchmark's `__main__`.
-
-  `force`: importing TensorFlow and TFX has already configured the root
-  logger, and a plain basicConfig would leave INFO progress unshown.
-  """
+  """INFO progress lines for a benchmark's `__main__` (`force`: importing
+  TensorFlow and TFX has already configured the root logger)."""
   logging.basicConfig(level=logging.INFO, force=True,
                       format='%(asctime)s %(levelname)s %(name)s: %(message)s')

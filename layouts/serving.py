@@ -41,7 +41,7 @@ Beside the versions, in the serving root itself (names that are not all
 digits, which TensorFlow Serving ignores):
 
     <serving_dir>/rejections.json    the models an operator rolled back from
-                                     (and took back), see `rejected_models`
+                                     (and took back), see `layouts.rejections`
     <serving_dir>/.serving.lock      the writers' lock (`layouts.serving_lock`)
     <serving_dir>/drift_anchor.json  the data gate's fixed reference
                                      (`layouts.anchor`)
@@ -54,12 +54,11 @@ served), and the Pusher publishes only if that is still the newest complete
 version.
 """
 
-import datetime
 import hashlib
 import json
 import logging
 import os
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterator, NamedTuple, Optional, Tuple
 
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import statistics_pb2
@@ -79,7 +78,6 @@ MODEL_FILES_DIR = os.path.join('assets.extra', 'model')
 REFERENCE_STATS_FILE = os.path.join('assets.extra',
                                     'mnist_vae_reference_stats.pb')
 SAVED_MODEL_FILE = 'saved_model.pb'
-REJECTIONS_FILE = 'rejections.json'
 # Custom property of the blessing: the version directory the evaluator
 # measured the candidate against ('' when nothing was served).
 BLESSING_SERVED_VERSION_KEY = 'served_version_dir'
@@ -92,9 +90,6 @@ RECORD_FILES_KEY = 'files'
 MODEL_URI_KEY = 'model_uri'
 RESTORED_VERSION_KEY = 'restored_version'
 ROLLED_BACK_FROM_KEY = 'rolled_back_from'
-# Actions of the rejections journal.
-REJECT = 'reject'
-UNREJECT = 'unreject'
 # The checkpoint entry that describes the object graph, not a weight.
 _OBJECT_GRAPH_KEY = '_CHECKPOINTABLE_OBJECT_GRAPH'
 _HASH_CHUNK = 1 << 20
@@ -376,41 +371,6 @@ def read_reference_statistics(
     return None
   with tf.io.gfile.GFile(path, 'rb') as f:
     return statistics_pb2.DatasetFeatureStatisticsList.FromString(f.read())
-
-
-def read_rejections(serving_dir: str) -> List[Dict[str, Any]]:
-  """The rejections journal: every reject and unreject, oldest first."""
-  journal = read_json(os.path.join(serving_dir, REJECTIONS_FILE))
-  return journal['entries'] if journal else []
-
-
-def rejected_models(serving_dir: str) -> Dict[str, Dict[str, Any]]:
-  """Identity -> the journal entry that rejected it, for every model that is
-  rejected now (rejected, and not taken back since)."""
-  rejected: Dict[str, Dict[str, Any]] = {}
-  for entry in read_rejections(serving_dir):
-    if entry['action'] == REJECT:
-      rejected[entry[RECORD_MODEL_KEY]] = entry
-    else:
-      rejected.pop(entry[RECORD_MODEL_KEY], None)
-  return rejected
-
-
-def record_rejection(serving_dir: str, action: str, model_sha256: str,
-                     **details: Any) -> Dict[str, Any]:
-  """Appends a reject or unreject entry to the journal; returns it.
-
-  The caller holds the serving root's lock. The journal is replaced whole (a
-  single object write on object stores; a rename locally).
-  """
-  if action not in (REJECT, UNREJECT):
-    raise ValueError(f'action must be {REJECT!r} or {UNREJECT!r}: {action!r}')
-  entry = {'action': action, RECORD_MODEL_KEY: model_sha256,
-           'at': datetime.datetime.now(datetime.timezone.utc).isoformat(),
-           **details}
-  replace_json(os.path.join(serving_dir, REJECTIONS_FILE),
-               {'entries': read_rejections(serving_dir) + [entry]})
-  return entry
 
 
 def replace_json(path: str, value: Any) -> None:

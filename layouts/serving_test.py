@@ -6,12 +6,12 @@ import pathlib
 import pytest
 
 from components.atomic_pusher import executor as pusher
+from layouts import model as model_layout
 from layouts import serving as serving_layout
-from models import export
 
 
 def _push(model_uri, serving):
-  return pusher.push(str(pathlib.Path(model_uri, export.SERVING_MODEL_DIR)),
+  return pusher.push(str(pathlib.Path(model_uri, model_layout.SERVING_MODEL_DIR)),
                      str(serving), {'model_uri': model_uri})
 
 
@@ -36,17 +36,17 @@ def test_versions_pushed_before_records_count_once_whole(exported_model,
                                                          tmp_path):
   serving = tmp_path / 'serving'
   legacy = serving / '1700000000'
-  pusher.copy_tree(str(pathlib.Path(exported_model, export.SERVING_MODEL_DIR)),
+  pusher.copy_tree(str(pathlib.Path(exported_model, model_layout.SERVING_MODEL_DIR)),
                    str(legacy), {'saved_model.pb'})
   serving_layout.write_push_info(str(legacy), {'model_uri': exported_model})
   assert serving_layout.versions(str(serving)) == {}  # no saved_model.pb yet
   (legacy / 'saved_model.pb').write_bytes(
-      pathlib.Path(exported_model, export.SERVING_MODEL_DIR,
+      pathlib.Path(exported_model, model_layout.SERVING_MODEL_DIR,
                    'saved_model.pb').read_bytes())
   assert serving_layout.versions(str(serving)) == {1700000000: str(legacy)}
   assert serving_layout.identity_of(str(legacy)) == (
       serving_layout.model_identity(str(pathlib.Path(
-          exported_model, export.SERVING_MODEL_DIR))))
+          exported_model, model_layout.SERVING_MODEL_DIR))))
   serving_layout.verify_version(str(legacy))
   (legacy / 'variables' / 'variables.index').unlink()
   with pytest.raises(serving_layout.VersionCorruptError,
@@ -56,12 +56,12 @@ def test_versions_pushed_before_records_count_once_whole(exported_model,
 
 def test_identity_is_the_weights_not_the_path(exported_model,
                                               other_exported_models, tmp_path):
-  model_dir = pathlib.Path(exported_model, export.SERVING_MODEL_DIR)
+  model_dir = pathlib.Path(exported_model, model_layout.SERVING_MODEL_DIR)
   moved = tmp_path / 'moved'
   pusher.copy_tree(str(model_dir), str(moved))
   assert serving_layout.model_identity(str(moved)) == (
       serving_layout.model_identity(str(model_dir)))
-  other = pathlib.Path(other_exported_models[0], export.SERVING_MODEL_DIR)
+  other = pathlib.Path(other_exported_models[0], model_layout.SERVING_MODEL_DIR)
   assert serving_layout.model_identity(str(other)) != (
       serving_layout.model_identity(str(model_dir)))
 

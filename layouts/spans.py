@@ -51,7 +51,6 @@ _SPAN_DIR_RE = re.compile(r'^span-(\d+)/?$')
 HISTORY_SPLIT = 'history'
 WINDOW_PROPERTY = 'mnist_vae_window'
 VERDICTS_FILE = 'span_verdicts.json'
-DEFAULT_TRAIN_SPANS = 1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The files are GZIP-compressed TFRecords of tf.train.Example with `image`
 (784 int64 pixels 0..255, row-major 28x28) and `label` (one int64 0..9), as
-written by `components.idx_example_gen`.
+written by `components.example_gen` (both sources).
 
 The pipeline reads the files in parallel, parses whole blocks of records at
 once (one vectorised `parse_example` per block instead of one op per record),
@@ -19,18 +19,12 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
+from layouts import contracts
+
 logger = logging.getLogger(__name__)
 
-IMAGE_KEY = 'image'
-LABEL_KEY = 'label'
-IMAGE_ROWS = 28
-IMAGE_COLS = 28
-IMAGE_PIXELS = IMAGE_ROWS * IMAGE_COLS
-
-FEATURE_SPEC = {
-    IMAGE_KEY: tf.io.FixedLenFeature([IMAGE_PIXELS], tf.int64),
-    LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
-}
+FEATURE_SPEC = {key: tf.io.FixedLenFeature(shape, dtype)
+                for key, (shape, dtype) in contracts.FEATURES.items()}
 
 # Shuffle buffer, in images: the whole MNIST training split (uint8, 47 MB),
 # i.e. a uniform shuffle of each epoch.
@@ -41,7 +35,7 @@ _PARSE_BLOCK = 1024
 _VALIDATION_BUCKETS = 10_000
 # Weights of the pixel hash: fixed numbers, so the carve-out never changes.
 _PIXEL_HASH_WEIGHTS = np.random.RandomState(784).randint(
-    1, 2**31, size=IMAGE_PIXELS, dtype=np.int64)
+    1, 2**31, size=contracts.IMAGE_PIXELS, dtype=np.int64)
 
 FilePattern = Union[str, Sequence[str]]
 
@@ -65,9 +59,9 @@ def expand_file_pattern(file_pattern: FilePattern) -> List[str]:
 def _parse_block(serialized):
   """[N] serialized tf.Examples -> (uint8 images [N, 28, 28, 1], int64 [N])."""
   features = tf.io.parse_example(serialized, FEATURE_SPEC)
-  images = tf.cast(features[IMAGE_KEY], tf.uint8)
-  images = tf.reshape(images, [-1, IMAGE_ROWS, IMAGE_COLS, 1])
-  return images, features[LABEL_KEY]
+  images = tf.cast(features[contracts.IMAGE_KEY], tf.uint8)
+  images = tf.reshape(images, (-1,) + contracts.IMAGE_SHAPE)
+  return images, features[contracts.LABEL_KEY]
 
 
 def _to_float(images, labels):
@@ -89,7 +83,7 @@ def in_validation_carve_out(images: tf.Tensor,
   Returns:
     bool [N].
   """
-  rows = tf.cast(tf.reshape(images, [-1, IMAGE_PIXELS]), tf.int64)
+  rows = tf.cast(tf.reshape(images, [-1, contracts.IMAGE_PIXELS]), tf.int64)
   # A fixed random linear hash of the pixels (< 784 * 255 * 2**31: no
   # overflow); random weights make it uniform modulo the bucket count.
   keys = tf.reduce_sum(rows * _PIXEL_HASH_WEIGHTS, axis=1)

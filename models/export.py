@@ -29,19 +29,12 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
+from layouts import contracts
+from layouts import model as model_layout
 from models import vae as vae_lib
 
 logger = logging.getLogger(__name__)
 
-# Paths relative to the model directory (<model_uri>), from the neutral
-# layouts package, so that code reading a pushed version needs no models/.
-# pylint: disable=unused-import
-from layouts.model import ENCODER_DIR
-from layouts.model import HYPERPARAMETERS_FILE
-from layouts.model import SERVING_MODEL_DIR
-from layouts.model import WARM_START_DIR
-from layouts.model import WARM_START_WEIGHTS
-# pylint: enable=unused-import
 
 SIGNATURE_KEY = 'serving_default'
 DECODER_INPUT = 'z'
@@ -53,6 +46,22 @@ ENCODER_OUTPUTS = ('z_mean', 'z_log_var')
 def model_dir_from_serving_dir(serving_model_dir: str) -> str:
   """<model_uri> from <model_uri>/Format-Serving (TFX's serving_model_dir)."""
   return os.path.dirname(serving_model_dir.rstrip('/'))
+
+
+def latent_dim_of(vae: vae_lib.VAE) -> int:
+  """The size of `vae`'s latent space."""
+  return int(vae.decoder.inputs[0].shape[-1])
+
+
+def float32_copy(vae: vae_lib.VAE) -> vae_lib.VAE:
+  """An uncompiled float32 VAE with `vae`'s weights (whatever its precision).
+
+  What is exported and saved for warm starts: the variables are float32 in
+  every precision, so the weights carry over unchanged.
+  """
+  copy = vae_lib.build_uncompiled_vae(latent_dim_of(vae))
+  copy.set_weights(vae.get_weights())
+  return copy
 
 
 def export_decoder(decoder: keras.Model, export_dir: str) -> None:
@@ -89,7 +98,7 @@ def export_encoder(encoder: keras.Model, export_dir: str) -> None:
 
   archive.add_endpoint(
       SIGNATURE_KEY, serve,
-      input_signature=[tf.TensorSpec([None] + list(vae_lib.IMAGE_SHAPE),
+      input_signature=[tf.TensorSpec([None] + list(contracts.IMAGE_SHAPE),
                                      tf.float32, name=ENCODER_INPUT)])
   archive.write_out(export_dir, verbose=False)
   logger.info('Exported the encoder to %s', export_dir)
@@ -100,17 +109,18 @@ def save_for_warm_start(float32_vae: vae_lib.VAE, hp: vae_lib.Hyperparameters,
   """Saves the VAE weights and hyperparameters under `model_dir`.
 
   Args:
-    float32_vae: an uncompiled float32 VAE (`vae_lib.float32_copy`): the
+    float32_vae: an uncompiled float32 VAE (`float32_copy`): the
       weights file then holds the model only, and a warm-started run begins
       with a fresh optimizer (and its own schedule) in whatever precision it
       trains.
     hp: the hyperparameters it trained with.
     model_dir: <model_uri>.
   """
-  tf.io.gfile.makedirs(os.path.join(model_dir, WARM_START_DIR))
-  float32_vae.save_weights(os.path.join(model_dir, WARM_START_WEIGHTS))
-  with tf.io.gfile.GFile(os.path.join(model_dir, HYPERPARAMETERS_FILE),
-                         'w') as f:
+  tf.io.gfile.makedirs(os.path.join(model_dir, model_layout.WARM_START_DIR))
+  float32_vae.save_weights(
+      os.path.join(model_dir, model_layout.WARM_START_WEIGHTS))
+  with tf.io.gfile.GFile(
+      os.path.join(model_dir, model_layout.HYPERPARAMETERS_FILE), 'w') as f:
     json.dump(hp.to_dict(), f, indent=2, sort_keys=True)
 
 
@@ -121,7 +131,8 @@ def find_warm_start_dir(path: str) -> Optional[str]:
   (what TFX passes as `fn_args.base_model`).
   """
   for candidate in (path, model_dir_from_serving_dir(path)):
-    if tf.io.gfile.exists(os.path.join(candidate, WARM_START_WEIGHTS)):
+    if tf.io.gfile.exists(
+        os.path.join(candidate, model_layout.WARM_START_WEIGHTS)):
       return candidate
   return None
 
@@ -143,9 +154,10 @@ def load_warm_start(vae: vae_lib.VAE, path: str) -> str:
   model_dir = find_warm_start_dir(path)
   if model_dir is None:
     raise FileNotFoundError(
-        f'No warm-start weights ({WARM_START_WEIGHTS}) in {path} or its parent')
-  latent_dim = vae_lib.latent_dim_of(vae)
-  hp_path = os.path.join(model_dir, HYPERPARAMETERS_FILE)
+        f'No warm-start weights ({model_layout.WARM_START_WEIGHTS}) in '
+        f'{path} or its parent')
+  latent_dim = latent_dim_of(vae)
+  hp_path = os.path.join(model_dir, model_layout.HYPERPARAMETERS_FILE)
   if tf.io.gfile.exists(hp_path):
     with tf.io.gfile.GFile(hp_path) as f:
       previous = json.load(f)
@@ -154,7 +166,7 @@ def load_warm_start(vae: vae_lib.VAE, path: str) -> str:
           f'Cannot warm-start a latent_dim={latent_dim} VAE from {model_dir}, '
           f'which has latent_dim={previous.get("latent_dim")}')
   copy = vae_lib.build_uncompiled_vae(latent_dim)
-  copy.load_weights(os.path.join(model_dir, WARM_START_WEIGHTS))
+  copy.load_weights(os.path.join(model_dir, model_layout.WARM_START_WEIGHTS))
   vae.set_weights(copy.get_weights())
   logger.info('Warm-started from %s', model_dir)
   return model_dir
@@ -168,8 +180,9 @@ def export_model(vae: vae_lib.VAE, hp: vae_lib.Hyperparameters,
   no bfloat16 support from the machine serving it.
   """
   model_dir = model_dir_from_serving_dir(serving_model_dir)
-  float32_vae = vae_lib.float32_copy(vae)
+  float32_vae = float32_copy(vae)
   export_decoder(float32_vae.decoder, serving_model_dir)
-  export_encoder(float32_vae.encoder, os.path.join(model_dir, ENCODER_DIR))
+  export_encoder(float32_vae.encoder,
+                 os.path.join(model_dir, model_layout.ENCODER_DIR))
   save_for_warm_start(float32_vae, hp, model_dir)
   return model_dir

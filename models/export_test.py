@@ -11,6 +11,7 @@ import pytest
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
+from layouts import model as model_layout
 from models import export
 from models import vae as vae_lib
 
@@ -49,22 +50,23 @@ def exported(request, tmp_path_factory):
   hp = vae_lib.Hyperparameters(latent_dim=3, seed=5, precision=request.param)
   vae = vae_lib.build_vae(hp)
   model_dir = tmp_path_factory.mktemp('export') / 'model'
-  serving_dir = os.path.join(model_dir, export.SERVING_MODEL_DIR)
+  serving_dir = os.path.join(model_dir, model_layout.SERVING_MODEL_DIR)
   assert export.export_model(vae, hp, serving_dir) == str(model_dir)
-  return vae_lib.float32_copy(vae), hp, str(model_dir)
+  return export.float32_copy(vae), hp, str(model_dir)
 
 
 def test_layout(exported):
   _, hp, model_dir = exported
   assert os.path.isfile(os.path.join(model_dir, 'Format-Serving',
                                      'saved_model.pb'))
-  assert os.path.isfile(os.path.join(model_dir, export.ENCODER_DIR,
+  assert os.path.isfile(os.path.join(model_dir, model_layout.ENCODER_DIR,
                                      'saved_model.pb'))
-  assert os.path.isfile(os.path.join(model_dir, export.WARM_START_WEIGHTS))
-  with open(os.path.join(model_dir, export.HYPERPARAMETERS_FILE)) as f:
+  assert os.path.isfile(os.path.join(model_dir, model_layout.WARM_START_WEIGHTS))
+  with open(os.path.join(model_dir, model_layout.HYPERPARAMETERS_FILE)) as f:
     assert vae_lib.Hyperparameters.from_dict(json.load(f)) == hp
 
 
+@pytest.mark.slow
 def test_saved_models_load_and_run_in_a_fresh_process(exported, tmp_path):
   vae, _, model_dir = exported
   rng = np.random.default_rng(0)
@@ -112,7 +114,7 @@ def _graph_dtypes(saved_model_dir):
 
 def test_exports_are_float32_whatever_the_training_precision(exported):
   _, _, model_dir = exported
-  for name in (export.SERVING_MODEL_DIR, export.ENCODER_DIR):
+  for name in (model_layout.SERVING_MODEL_DIR, model_layout.ENCODER_DIR):
     dtypes = _graph_dtypes(os.path.join(model_dir, name))
     assert types_pb2.DT_FLOAT in dtypes
     assert types_pb2.DT_BFLOAT16 not in dtypes, name
@@ -122,7 +124,7 @@ def test_warm_start_restores_the_weights(exported):
   vae, _, model_dir = exported
   fresh = vae_lib.build_vae(vae_lib.Hyperparameters(latent_dim=3, seed=6))
   assert not np.allclose(fresh.decoder.weights[0], vae.decoder.weights[0])
-  serving_dir = os.path.join(model_dir, export.SERVING_MODEL_DIR)
+  serving_dir = os.path.join(model_dir, model_layout.SERVING_MODEL_DIR)
   assert export.load_warm_start(fresh, serving_dir) == model_dir
   for got, want in zip(fresh.weights, vae.weights):
     np.testing.assert_array_equal(got, want)

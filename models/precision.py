@@ -75,3 +75,11 @@ def resolve(precision: str,
     flags = cpu_flags()
   native = [flag for flag in NATIVE_BFLOAT16_CPU_FLAGS if flag in flags]
   return MIXED_BFLOAT16 if native else FLOAT32
+
+
+def training_policy(precision: str) -> str:
+  """`resolve(precision)` on this machine, logged: what training runs in."""
+  policy = resolve(precision)
+  logger.info('Training precision: %s (Hyperparameters.precision=%r)', policy,
+              precision)
+  return policy

@@ -8,6 +8,9 @@ import tensorflow as tf
 from models import train as train_lib
 from models import vae as vae_lib
 
+# Runs executors, Beam or training on real data: the full suite's tier.
+pytestmark = pytest.mark.slow
+
 
 class _Record(keras.callbacks.Callback):
   """Records the weights after each epoch and at the start of training, and

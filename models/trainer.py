@@ -20,6 +20,7 @@ from typing import Optional
 
 from tfx import v1 as tfx
 
+from layouts import model as model_layout
 from layouts import serving as serving_layout
 from models import export
 from models import history as history_lib
@@ -33,7 +34,6 @@ HYPERPARAMETERS_KEY = 'hyperparameters'
 WARM_START_SERVING_DIR_KEY = 'warm_start_serving_dir'
 # custom_config key read by nobody: the fingerprint of the training code, so
 # that the Trainer's cache key changes with the code.
-CODE_FINGERPRINT_KEY = 'code_fingerprint'
 
 
 def hyperparameters_from_fn_args(
@@ -74,7 +74,7 @@ def warm_start_dir_from_fn_args(fn_args: tfx.components.FnArgs) -> Optional[str]
     warm_start_dir = export.find_warm_start_dir(path)
     if warm_start_dir is None:
       raise FileNotFoundError(
-          f'{path} has no warm-start weights ({export.WARM_START_WEIGHTS} in '
+          f'{path} has no warm-start weights ({model_layout.WARM_START_WEIGHTS} in '
           'it or its parent)')
     return warm_start_dir
   return None

@@ -2,12 +2,17 @@
 
 import os
 
+import pytest
+
 from tfx import v1 as tfx
 
-from models import export
+from layouts import model as model_layout
 from models import history
 from models import trainer
 from models import vae as vae_lib
+
+# Runs executors, Beam or training on real data: the full suite's tier.
+pytestmark = pytest.mark.slow
 
 
 def _fn_args(examples_dir, output_dir, base_model=None, epochs=1):
@@ -30,8 +35,8 @@ def test_run_fn_trains_exports_and_warm_starts(examples_dir, tmp_path):
   trainer.run_fn(first)
   model_dir = tmp_path / 'first' / 'model'
   assert (model_dir / 'Format-Serving' / 'saved_model.pb').is_file()
-  assert (model_dir / export.ENCODER_DIR / 'saved_model.pb').is_file()
-  assert (model_dir / export.WARM_START_WEIGHTS).is_file()
+  assert (model_dir / model_layout.ENCODER_DIR / 'saved_model.pb').is_file()
+  assert (model_dir / model_layout.WARM_START_WEIGHTS).is_file()
   assert any('tfevents' in name
              for _, _, files in os.walk(first.model_run_dir) for name in files)
   # The losses per epoch, beside the TensorBoard logs, for the report.
@@ -45,7 +50,7 @@ def test_run_fn_trains_exports_and_warm_starts(examples_dir, tmp_path):
   second = _fn_args(examples_dir, tmp_path / 'second',
                     base_model=first.serving_model_dir)
   trainer.run_fn(second)
-  assert (tmp_path / 'second' / 'model' / export.WARM_START_WEIGHTS).is_file()
+  assert (tmp_path / 'second' / 'model' / model_layout.WARM_START_WEIGHTS).is_file()
 
 
 def test_hyperparameters_default_without_custom_config():

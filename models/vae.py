@@ -1,8 +1,9 @@
 """The convolutional variational autoencoder of the keras.io example.
 
-Reads top to bottom like https://keras.io/examples/generative/vae/:
-hyperparameters, the `Sampling` layer, the encoder, the decoder, the loss and
-the `VAE` model with its custom `train_step`.
+Reads top to bottom like https://keras.io/examples/generative/vae/: the
+hyperparameters, `Sampling`, the encoder, the decoder, the loss, the `VAE`
+with its custom `train_step`, the builders. Beside it: validation.py,
+schedules.py, precision.py and optimizer.py.
 
 The loss is the true negative evidence lower bound (-ELBO) in nats per image:
 the binary cross-entropy summed over the 784 pixels plus the KL divergence
@@ -12,8 +13,6 @@ ELBO; the keras.io example later fixed the same mistake.)
 """
 
 import dataclasses
-import logging
-import math
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import keras
@@ -22,119 +21,82 @@ import tensorflow as tf
 from keras import layers
 from keras import ops
 
+from layouts import contracts
+from models import optimizer as optimizer_lib
 from models import precision as precision_lib
 from models import schedules
+from models import validation
 
-logger = logging.getLogger(__name__)
 
-IMAGE_SHAPE = (28, 28, 1)
 
-LR_SCHEDULES = schedules.LR_SCHEDULES
+def _field(default: Any, help_text: str, **checks: Any) -> Any:
+  """A field whose metadata holds its flag help, `choices` and bounds."""
+  return dataclasses.field(default=default,
+                           metadata={'help': help_text, **checks})
 
 
 @dataclasses.dataclass(frozen=True)
 class Hyperparameters:
-  """Everything that configures training; defaults are the seed's recipe.
+  """Everything that configures training.
 
-  (`precision` aside: it changes the arithmetic, not the recipe.)
+  The defaults keep the keras.io seed's optimisation recipe: latent_dim 2, 30
+  epochs of batches of 128, Adam at a constant 1e-3, KL weight 1 (no other
+  recipe did better; BENCHMARKS.md, "Quality"). They differ from the seed's
+  script in: the true -ELBO as loss (the seed's mean over the 2 latent
+  dimensions halved its KL); training on the train split less a 2% validation
+  carve-out (the seed fit all 70,000 train and test images); `seed` 42 for
+  everything (the seed fixed only its sampling noise, at 1337); 7 steps per
+  execution; and precision `auto`.
 
-  Passed to the TFX Trainer as `custom_config['hyperparameters']` (the dict
-  of `to_dict()`), so every field must stay JSON-serialisable.
+  Field metadata: the flag `help`, and what models/validation.py checks,
+  `choices` or bounds (`min`, `max`, `above`, `below`). Passed to the Trainer
+  as `custom_config['hyperparameters']` (`to_dict()`): keep it JSON-safe.
   """
-  # Size of the latent space z. 2 as in keras.io, so z can be plotted.
-  latent_dim: int = 2
-  # Passes over the training split.
-  epochs: int = 30
-  # Images per gradient step.
-  batch_size: int = 128
-  # Adam's (peak) learning rate.
-  learning_rate: float = 1e-3
-  # Seeds Python, NumPy, TensorFlow, shuffling and the sampling noise.
-  seed: int = 42
-  # Learning rate over the training (models/schedules.py): 'constant' (the
-  # seed's) or 'cosine' (decays from learning_rate to learning_rate *
-  # lr_final_fraction at the last step).
-  lr_schedule: str = 'constant'
-  # Final learning rate of the 'cosine' schedule, as a fraction of the peak.
-  lr_final_fraction: float = 0.01
-  # Share of the training steps over which the learning rate warms up
-  # linearly from 0 to learning_rate before the schedule (with 'cosine': the
-  # one-cycle shape); 0 = none (the seed's). 0.07 = 2 of 30 epochs.
-  lr_warmup_fraction: float = 0.0
-  # KL warm-up: the KL term's weight in the optimised objective rises
-  # linearly from 0 to 1 over this many epochs at the start of each of
-  # `kl_cycles` equal cycles; 0 = a constant weight of 1 (the seed's). The
-  # logged and reported `loss` is always the true -ELBO, whatever the weight.
-  kl_warmup_epochs: int = 0
-  # Cycles of the KL warm-up over the training: 1 = a single linear warm-up,
-  # more = the cyclical schedule (Fu et al., 2019).
-  kl_cycles: int = 1
-  # Adam's exponential moving average of the weights: 0 = off (the seed's);
-  # e.g. 0.99 averages over about the last 100 steps, and the averaged
-  # weights are the trained model.
-  ema_momentum: float = 0.0
-  # Train steps per call of the compiled step function (Keras
-  # steps_per_execution); rounded down to a divisor of the steps per epoch
-  # so that epochs stay exact. 1 = the seed's.
-  steps_per_execution: int = 7
-  # Fraction of the train split carved out (by a hash of each image, so the
-  # same images every run) as the validation set of every epoch. 0 = none:
-  # the Trainer then trains on the whole split and validates on nothing.
-  # The eval split is never seen by the Trainer: it is the evaluator's.
-  validation_fraction: float = 0.02
-  # Numeric precision of training: 'auto' (mixed_bfloat16 where the CPU has
-  # native bfloat16, AMX or AVX512-BF16, else float32; models/precision.py),
-  # 'float32' or 'mixed_bfloat16'. bfloat16 convolutions made a step about
-  # 1.5x faster here, and over 4 seeds the held-out -ELBO stayed within the
-  # seed-to-seed spread of float32 (BENCHMARKS.md, "Speed work").
-  precision: str = precision_lib.AUTO
+  latent_dim: int = _field(2, 'size of the latent space z', min=1)
+  epochs: int = _field(30, 'passes over the train split', min=1)
+  batch_size: int = _field(128, 'images per training step', min=1)
+  learning_rate: float = _field(1e-3, 'Adam learning rate', above=0)
+  seed: int = _field(
+      42, 'random seed for initialisation, shuffling and sampling')
+  lr_schedule: str = _field(
+      'constant', 'learning rate over the training: constant, or a cosine '
+      'down to learning_rate x lr_final_fraction',
+      choices=schedules.LR_SCHEDULES)
+  lr_final_fraction: float = _field(
+      0.01, 'last learning rate of the cosine, as a fraction of learning_rate',
+      min=0, max=1)
+  lr_warmup_fraction: float = _field(
+      0.0, 'share of the steps over which the learning rate first rises '
+      'linearly from 0 to learning_rate (0: none)', min=0, below=1)
+  kl_warmup_epochs: int = _field(
+      0, "epochs over which the KL term's weight in the objective rises from 0 "
+      'to 1 in each of kl_cycles cycles (0: always 1; the loss reported stays '
+      'the true -ELBO)', min=0)
+  kl_cycles: int = _field(
+      1, 'cycles of the KL warm-up (more than 1: cyclical, Fu et al., 2019)',
+      min=1)
+  ema_momentum: float = _field(
+      0.0, "momentum of Adam's moving average of the weights, which are then "
+      'the trained model (0: off)', min=0, below=1)
+  steps_per_execution: int = _field(
+      7, 'train steps per call of the compiled step, rounded down to a divisor '
+      'of the steps per epoch (speed only)', min=1)
+  validation_fraction: float = _field(
+      0.02, 'share of the train split (by a hash of each image) held out of '
+      'training as the validation set of every epoch (0: none)', min=0,
+      below=0.5)
+  precision: str = _field(
+      precision_lib.AUTO, 'numeric precision of training: mixed_bfloat16 is '
+      'about 1.5x faster on CPUs with AMX/AVX512-BF16; auto picks it only '
+      'there (the model is exported in float32 either way)',
+      choices=precision_lib.PRECISIONS)
 
   def __post_init__(self):
-    for name in ('latent_dim', 'epochs', 'batch_size'):
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f'Hyperparameters.{name} must be a positive int, '
-                         f'got {value!r}')
-    if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-      raise ValueError(f'Hyperparameters.seed must be an int, got '
-                       f'{self.seed!r}')
-    if (isinstance(self.kl_warmup_epochs, bool) or
-        not isinstance(self.kl_warmup_epochs, int) or
-        self.kl_warmup_epochs < 0):
-      raise ValueError('Hyperparameters.kl_warmup_epochs must be an int >= 0, '
-                       f'got {self.kl_warmup_epochs!r}')
-    for name in ('kl_cycles', 'steps_per_execution'):
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f'Hyperparameters.{name} must be a positive int, '
-                         f'got {value!r}')
+    validation.check_fields(self)
     if self.kl_warmup_epochs * self.kl_cycles > self.epochs:
       raise ValueError(f'Hyperparameters.kl_warmup_epochs x kl_cycles '
                        f'({self.kl_warmup_epochs} x {self.kl_cycles}) must '
                        f'not exceed epochs ({self.epochs})')
-    for name, low, high in (('ema_momentum', 0, 1),
-                            ('lr_warmup_fraction', 0, 1),
-                            ('validation_fraction', 0, 0.5)):
-      value = getattr(self, name)
-      if (isinstance(value, bool) or not isinstance(value, (int, float)) or
-          not low <= value < high):
-        raise ValueError(f'Hyperparameters.{name} must be in [{low}, {high}), '
-                         f'got {value!r}')
-    if not (isinstance(self.learning_rate, (int, float)) and
-            not isinstance(self.learning_rate, bool) and
-            math.isfinite(self.learning_rate) and self.learning_rate > 0):
-      raise ValueError('Hyperparameters.learning_rate must be a positive '
-                       f'number, got {self.learning_rate!r}')
-    if not (isinstance(self.lr_final_fraction, (int, float)) and
-            0 <= self.lr_final_fraction <= 1):
-      raise ValueError('Hyperparameters.lr_final_fraction must be in [0, 1], '
-                       f'got {self.lr_final_fraction!r}')
-    if self.lr_schedule not in LR_SCHEDULES:
-      raise ValueError(f'Hyperparameters.lr_schedule must be one of '
-                       f'{LR_SCHEDULES}, got {self.lr_schedule!r}')
-    if self.precision not in precision_lib.PRECISIONS:
-      raise ValueError(f'Hyperparameters.precision must be one of '
-                       f'{precision_lib.PRECISIONS}, got {self.precision!r}')
 
   def to_dict(self) -> Dict[str, Any]:
     """A JSON-serialisable dict that `from_dict` turns back into `self`."""
@@ -142,21 +104,8 @@ class Hyperparameters:
 
   @classmethod
   def from_dict(cls, d: Optional[Mapping[str, Any]]) -> 'Hyperparameters':
-    """Builds hyperparameters from a (partial) dict; missing keys default.
-
-    Raises:
-      ValueError: `d` has keys that are not fields, or a value is invalid.
-    """
-    if d is None:
-      return cls()
-    if not isinstance(d, Mapping):
-      raise ValueError(f'hyperparameters must be a dict, got {type(d)}')
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - fields)
-    if unknown:
-      raise ValueError(f'Unknown hyperparameter(s) {unknown}; known ones are '
-                       f'{sorted(fields)}')
-    return cls(**d)
+    """From a (partial) dict; missing keys default, unknown ones raise."""
+    return validation.from_dict(cls, d, 'hyperparameter')
 
   def learning_rate_schedule(self,
                              steps_per_epoch: int) -> schedules.LearningRate:
@@ -199,12 +148,11 @@ def build_encoder(latent_dim: int, seed: Optional[int] = None,
                   dtype_policy: str = precision_lib.FLOAT32) -> keras.Model:
   """x [B, 28, 28, 1] -> (z_mean, z_log_var, z), each [B, latent_dim].
 
-  `dtype_policy` ('float32' or 'mixed_bfloat16') applies to the two
-  convolutions, where nearly all the compute is; the Dense layers, the latent
-  heads and the sampling are float32 so that z keeps float32 precision.
+  `dtype_policy` applies to the convolutions, nearly all the compute; the
+  rest is float32, so that z keeps float32 precision.
   """
   p = dtype_policy
-  encoder_inputs = keras.Input(shape=IMAGE_SHAPE, name='image')
+  encoder_inputs = keras.Input(shape=contracts.IMAGE_SHAPE, name='image')
   x = layers.Conv2D(32, 3, activation='relu', strides=2, padding='same',
                     dtype=p)(encoder_inputs)
   x = layers.Conv2D(64, 3, activation='relu', strides=2, padding='same',
@@ -221,10 +169,9 @@ def build_decoder(latent_dim: int,
                   dtype_policy: str = precision_lib.FLOAT32) -> keras.Model:
   """z [B, latent_dim] -> Bernoulli means of the pixels [B, 28, 28, 1].
 
-  `dtype_policy` applies to the three transposed convolutions, where nearly
-  all the compute is. The Dense layer reads z in float32, and the output
-  sigmoid is a float32 layer of its own, so that the pixel probabilities (and
-  the loss on them) keep float32 precision near 0 and 1.
+  `dtype_policy` applies to the transposed convolutions, nearly all the
+  compute; the Dense layer and the output sigmoid (a layer of its own) are
+  float32, so that the pixel probabilities keep float32 precision near 0 and 1.
   """
   p = dtype_policy
   latent_inputs = keras.Input(shape=(latent_dim,), name='z')
@@ -244,18 +191,12 @@ def build_decoder(latent_dim: int,
 
 def negative_elbo_terms(images, reconstruction, z_mean,
                         z_log_var) -> Tuple[tf.Tensor, tf.Tensor]:
-  """Per-example terms of the -ELBO, in nats.
+  """Per-example (reconstruction_loss, kl_loss) [B] of the -ELBO, in nats.
 
-  Args:
-    images: [B, 28, 28, 1] targets in [0, 1].
-    reconstruction: [B, 28, 28, 1] decoder outputs (Bernoulli means).
-    z_mean: [B, latent_dim] mean of q(z|x).
-    z_log_var: [B, latent_dim] log-variance of q(z|x).
-
-  Returns:
-    (reconstruction_loss, kl_loss), each [B]: the binary cross-entropy summed
-    over the pixels and KL(q(z|x) || N(0, I)) summed over the latent
-    dimensions. Their sum is the single-sample -ELBO estimate of each image.
+  The binary cross-entropy between `images` and `reconstruction` [B, 28, 28,
+  1] summed over the pixels, and KL(q(z|x) || N(0, I)) from `z_mean` and
+  `z_log_var` [B, latent_dim] summed over the latent dimensions. Their sum is
+  the single-sample -ELBO estimate of each image.
   """
   reconstruction_loss = ops.sum(
       ops.binary_crossentropy(images, reconstruction), axis=(1, 2, 3))
@@ -273,9 +214,8 @@ class VAE(keras.Model):
     super().__init__(**kwargs)
     self.encoder = encoder
     self.decoder = decoder
-    # Weight of the KL term in the optimised objective (KL warm-up), set
-    # from `kl_weight_schedule` and the optimizer's step at every train step;
-    # the reported losses ignore it.
+    # The KL term's weight in the optimised objective (KL warm-up), set from
+    # the schedule at every train step; the reported losses ignore it.
     self.kl_weight_schedule = kl_weight_schedule
     self.kl_weight = keras.Variable(1.0, trainable=False, name='kl_weight',
                                     dtype='float32')
@@ -286,11 +226,8 @@ class VAE(keras.Model):
 
   @property
   def metrics(self):
-    return [
-        self.total_loss_tracker,
-        self.reconstruction_loss_tracker,
-        self.kl_loss_tracker,
-    ]
+    return [self.total_loss_tracker, self.reconstruction_loss_tracker,
+            self.kl_loss_tracker]
 
   def call(self, inputs, training=None):
     """Reconstructs `inputs` through a sampled z (stochastic)."""
@@ -337,90 +274,21 @@ def build_uncompiled_vae(latent_dim: int, seed: Optional[int] = None,
   vae = VAE(build_encoder(latent_dim, seed=seed, dtype_policy=dtype_policy),
             build_decoder(latent_dim, dtype_policy=dtype_policy),
             kl_weight_schedule=kl_weight_schedule, name='vae')
-  vae(np.zeros((1,) + IMAGE_SHAPE, dtype=np.float32))  # Builds the model.
+  # Builds the model.
+  vae(np.zeros((1,) + contracts.IMAGE_SHAPE, dtype=np.float32))
   return vae
-
-
-def latent_dim_of(vae: VAE) -> int:
-  """The size of `vae`'s latent space."""
-  return int(vae.decoder.inputs[0].shape[-1])
-
-
-def float32_copy(vae: VAE) -> VAE:
-  """An uncompiled float32 VAE with `vae`'s weights (whatever its precision).
-
-  What is exported and saved for warm starts: the variables are float32 in
-  every precision, so the weights carry over unchanged.
-  """
-  copy = build_uncompiled_vae(latent_dim_of(vae))
-  copy.set_weights(vae.get_weights())
-  return copy
 
 
 def build_vae(hp: Hyperparameters, steps_per_epoch: int = 1) -> VAE:
-  """A compiled (Adam), built VAE with fresh weights.
-
-  Trains in `precision_lib.resolve(hp.precision)`, with the learning-rate
-  and KL-weight schedules of `hp` over epochs of `steps_per_epoch` steps, and
-  `hp.steps_per_execution` rounded down to a divisor of `steps_per_epoch`.
-  """
-  dtype_policy = precision_lib.resolve(hp.precision)
-  logger.info('Training precision: %s (Hyperparameters.precision=%r)',
-              dtype_policy, hp.precision)
+  """A built VAE with fresh weights, compiled to train with `hp` (precision,
+  Adam and schedules) over epochs of `steps_per_epoch` steps."""
   vae = build_uncompiled_vae(
-      hp.latent_dim, seed=hp.seed, dtype_policy=dtype_policy,
+      hp.latent_dim, seed=hp.seed,
+      dtype_policy=precision_lib.training_policy(hp.precision),
       kl_weight_schedule=hp.kl_weight_schedule(steps_per_epoch))
-  steps_per_execution = schedules.exact_steps_per_execution(
-      hp.steps_per_execution, steps_per_epoch)
-  if steps_per_execution != hp.steps_per_execution:
-    logger.info('steps_per_execution %d -> %d, a divisor of the %d steps per '
-                'epoch', hp.steps_per_execution, steps_per_execution,
-                steps_per_epoch)
-  vae.compile(
-      optimizer=keras.optimizers.Adam(
-          learning_rate=hp.learning_rate_schedule(steps_per_epoch),
-          use_ema=hp.ema_momentum > 0,
-          ema_momentum=hp.ema_momentum or 0.99),
-      steps_per_execution=steps_per_execution)
+  optimizer_lib.compile_with_adam(
+      vae, hp.learning_rate_schedule(steps_per_epoch),
+      ema_momentum=hp.ema_momentum,
+      steps_per_execution=hp.steps_per_execution,
+      steps_per_epoch=steps_per_epoch)
   return vae
-
-
-def evaluate_negative_elbo(vae: VAE, dataset: tf.data.Dataset,
-                           num_samples: int = 1) -> Dict[str, float]:
-  """Mean per-image -ELBO, reconstruction and KL over `dataset`.
-
-  Each image's -ELBO is estimated with `num_samples` draws of z (an unbiased
-  estimate; more draws only lower its variance). `dataset` yields image
-  batches, or (image, label) tuples whose labels are ignored.
-  """
-
-  @tf.function
-  def batch_sums(images):
-    rec_sum = tf.constant(0.0, tf.float64)
-    kl_sum = tf.constant(0.0, tf.float64)
-    for _ in range(num_samples):
-      reconstruction_loss, kl_loss = vae.elbo_terms(images, training=False)
-      rec_sum += tf.reduce_sum(tf.cast(reconstruction_loss, tf.float64))
-      kl_sum += tf.reduce_sum(tf.cast(kl_loss, tf.float64))
-    return rec_sum, kl_sum, tf.shape(images)[0]
-
-  rec_total = kl_total = 0.0
-  count = 0
-  for batch in dataset:
-    images = batch[0] if isinstance(batch, (tuple, list)) else batch
-    rec, kl, n = batch_sums(images)
-    rec_total += float(rec)
-    kl_total += float(kl)
-    count += int(n)
-  if count == 0:
-    raise ValueError('evaluate_negative_elbo: the dataset is empty')
-  denominator = count * num_samples
-  reconstruction = rec_total / denominator
-  kl = kl_total / denominator
-  return {
-      'negative_elbo': reconstruction + kl,
-      'reconstruction_loss': reconstruction,
-      'kl_loss': kl,
-      'num_images': count,
-      'num_samples': num_samples,
-  }

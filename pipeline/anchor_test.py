@@ -10,8 +10,8 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from components.atomic_pusher import executor as pusher
 from layouts import anchor as anchor_layout
+from layouts import model as model_layout
 from layouts import serving as serving_layout
-from models import export
 from pipeline import anchor
 from pipeline import exit_codes
 
@@ -24,7 +24,7 @@ def _statistics(name):
 
 def _push(model_uri, serving, name):
   return pusher.push(
-      os.path.join(model_uri, export.SERVING_MODEL_DIR), str(serving),
+      os.path.join(model_uri, model_layout.SERVING_MODEL_DIR), str(serving),
       {'model_uri': model_uri}, _statistics(name) if name else None)
 
 

@@ -5,56 +5,100 @@ input artifacts are unchanged; the Python code behind a `run_fn` path or a
 custom executor class is not part of that key. So that editing that code
 reruns the component (and, through its new output artifacts, everything
 after it) while unchanged code stays cached, `create_pipeline` passes each
-component a fingerprint of its own source files as an execution property.
+component a fingerprint of the code it runs as an execution property.
 
-A fingerprint is a SHA-256 over the name and bytes of every `.py` file of the
-given modules and packages (a package: all its files, tests excluded), sorted
-by name. Comments and whitespace count, as the fingerprint cannot tell them
-from code; `__pycache__` and test files do not.
+That code is computed, not listed: the closure of the project modules that
+the component's executor module (and the Trainer's `run_fn` module) import,
+directly or through each other, found by reading their `import` statements
+(also those inside functions). A module outside the project (TensorFlow,
+TFX, the standard library) ends the walk. Importing `a.b.c` runs
+`a/__init__.py` and `a/b/__init__.py` too, so they are part of it.
+
+A fingerprint is a SHA-256 over the relative name and bytes of every file of
+the closure, sorted by name. Comments and whitespace count, as the
+fingerprint cannot tell them from code; test files are never imported by
+product code, so they never count.
 """
 
+import ast
+import functools
 import hashlib
 import os
-import types
-from typing import Dict, Iterable
+import pathlib
+from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 # Shown in logs and ML Metadata: long enough to be unique in practice.
 FINGERPRINT_LENGTH = 16
+# The folder holding the project's top-level packages.
+PROJECT_ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
 
 
-def _is_source(name: str) -> bool:
-  return (name.endswith('.py') and not name.endswith('_test.py') and
-          not name.startswith('test_') and name != 'conftest.py')
+def module_file(name: str, root: str = PROJECT_ROOT) -> Optional[str]:
+  """The file of project module `name` below `root`, or None if `name` is
+  not a project module."""
+  base = os.path.join(root, *name.split('.'))
+  for path in (base + '.py', os.path.join(base, '__init__.py')):
+    if os.path.isfile(path):
+      return path
+  return None
 
 
-def source_files(module: types.ModuleType) -> Dict[str, str]:
-  """Dotted-path-like name -> file of every source file of `module`.
-
-  A package contributes every source file below its folder; a plain module
-  its own file. Names are relative to the folder holding the top-level
-  package, so two checkouts of the same code give the same names.
-  """
-  path = os.path.abspath(module.__file__)
-  depth = module.__name__.count('.') + (
-      1 if os.path.basename(path) == '__init__.py' else 0)
-  root = path
-  for _ in range(depth + 1):
-    root = os.path.dirname(root)
-  if os.path.basename(path) != '__init__.py':
-    paths = [path]
-  else:
-    paths = []
-    for directory, subdirs, names in os.walk(os.path.dirname(path)):
-      subdirs[:] = [d for d in subdirs if d != '__pycache__']
-      paths.extend(os.path.join(directory, n) for n in names if _is_source(n))
-  return {os.path.relpath(p, root).replace(os.sep, '/'): p for p in paths}
+def _imported_names(path: str, name: str) -> Iterator[str]:
+  """Every dotted name an `import` statement in the file may load."""
+  with open(path, 'rb') as f:
+    return iter(_parsed_imports(f.read(), path, name))
 
 
-def fingerprint(modules: Iterable[types.ModuleType]) -> str:
-  """A short hex digest of the source code of `modules`."""
-  files: Dict[str, str] = {}
-  for module in modules:
-    files.update(source_files(module))
+@functools.lru_cache(maxsize=4096)
+def _parsed_imports(source: bytes, path: str, name: str) -> Tuple[str, ...]:
+  """`_imported_names` of one content of a file (parsed once a process)."""
+  tree = ast.parse(source, filename=path)
+  package = (name if os.path.basename(path) == '__init__.py'
+             else name.rpartition('.')[0])
+  found = []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      found.extend(alias.name for alias in node.names)
+    elif isinstance(node, ast.ImportFrom):
+      if node.level:
+        parts = package.split('.')
+        base = '.'.join(parts[:len(parts) - node.level + 1])
+        module = f'{base}.{node.module}' if node.module else base
+      else:
+        module = node.module
+      found.append(module)
+      # `from a import b` loads the submodule a.b when there is one.
+      found.extend(f'{module}.{alias.name}' for alias in node.names)
+  return tuple(found)
+
+
+def _with_parents(name: str) -> Iterator[str]:
+  parts = name.split('.')
+  for end in range(1, len(parts) + 1):
+    yield '.'.join(parts[:end])
+
+
+def closure(entries: Iterable[str], root: str = PROJECT_ROOT) -> Dict[str, str]:
+  """Module name -> file of every project module that importing `entries`
+  (module names) loads."""
+  found: Dict[str, str] = {}
+  pending = list(entries)
+  while pending:
+    for name in _with_parents(pending.pop()):
+      if name in found:
+        continue
+      path = module_file(name, root)
+      if path is None:
+        continue
+      found[name] = path
+      pending.extend(_imported_names(path, name))
+  return found
+
+
+def fingerprint(entries: Iterable[str], root: str = PROJECT_ROOT) -> str:
+  """A short hex digest of the code that importing `entries` loads."""
+  files = {os.path.relpath(path, root).replace(os.sep, '/'): path
+           for path in closure(entries, root).values()}
   digest = hashlib.sha256()
   for name in sorted(files):
     with open(files[name], 'rb') as f:

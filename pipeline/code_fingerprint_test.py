@@ -1,7 +1,6 @@
-"""Fingerprints change with the code and only with the code."""
+"""Fingerprints cover the modules a module imports, and only those."""
 
-import importlib
-import sys
+import pathlib
 
 import pytest
 
@@ -9,47 +8,56 @@ from pipeline import code_fingerprint
 
 
 @pytest.fixture
-def package(tmp_path, monkeypatch):
-  """An importable package `fpkg` with a module, a test and bytecode."""
-  root = tmp_path / 'fpkg'
-  (root / 'sub').mkdir(parents=True)
-  (root / '__init__.py').write_text('')
-  (root / 'model.py').write_text('X = 1\n')
-  (root / 'sub' / 'layer.py').write_text('Y = 2\n')
-  (root / 'model_test.py').write_text('def test(): pass\n')
-  (root / '__pycache__').mkdir()
-  (root / '__pycache__' / 'model.cpython-310.pyc').write_bytes(b'\0')
-  monkeypatch.syspath_prepend(str(tmp_path))
-  module = importlib.import_module('fpkg')
-  yield root, module
-  for name in [n for n in sys.modules if n.split('.')[0] == 'fpkg']:
-    del sys.modules[name]
+def tree(tmp_path) -> pathlib.Path:
+  """Packages `app` and `lib` with every kind of import, and a test file."""
+  files = {
+      'app/__init__.py': '',
+      'app/main.py': ('import os\n'
+                      'from app import helper\n'
+                      'from . import relative\n'
+                      'from lib.sub import thing\n'
+                      'def late():\n'
+                      '  import lib.lazy\n'),
+      'app/helper.py': 'import numpy\n',
+      'app/relative.py': 'from .helper import *\n',
+      'app/unused.py': 'X = 1\n',
+      'app/main_test.py': 'from app import main\n',
+      'lib/__init__.py': '',
+      'lib/sub/__init__.py': 'from .thing import Y\n',
+      'lib/sub/thing.py': 'Y = 2\n',
+      'lib/lazy.py': '',
+  }
+  for name, text in files.items():
+    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / name).write_text(text)
+  return tmp_path
 
 
-def test_source_files_skip_tests_and_bytecode(package):
-  root, module = package
-  assert sorted(code_fingerprint.source_files(module)) == [
-      'fpkg/__init__.py', 'fpkg/model.py', 'fpkg/sub/layer.py']
+def test_closure_follows_every_kind_of_import(tree):
+  assert sorted(code_fingerprint.closure(['app.main'], str(tree))) == [
+      'app', 'app.helper', 'app.main', 'app.relative', 'lib', 'lib.lazy',
+      'lib.sub', 'lib.sub.thing']
 
 
-def test_an_edit_changes_the_fingerprint_and_tests_do_not(package):
-  root, module = package
-  before = code_fingerprint.fingerprint([module])
-  (root / 'model_test.py').write_text('def test(): assert False\n')
-  (root / '__pycache__' / 'model.cpython-310.pyc').write_bytes(b'\1')
-  assert code_fingerprint.fingerprint([module]) == before
-  (root / 'sub' / 'layer.py').write_text('Y = 3\n')
-  edited = code_fingerprint.fingerprint([module])
-  assert edited != before
-  (root / 'sub' / 'layer.py').write_text('Y = 2\n')
-  assert code_fingerprint.fingerprint([module]) == before
+@pytest.mark.parametrize('name,counts', [
+    ('app/helper.py', True), ('lib/sub/__init__.py', True),
+    ('lib/lazy.py', True), ('app/unused.py', False),
+    ('app/main_test.py', False)])
+def test_only_an_edit_of_an_imported_module_changes_it(tree, name, counts):
+  before = code_fingerprint.fingerprint(['app.main'], str(tree))
+  with open(tree / name, 'a') as f:
+    f.write('# edited\n')
+  after = code_fingerprint.fingerprint(['app.main'], str(tree))
+  assert (after != before) == counts
+  assert len(after) == code_fingerprint.FINGERPRINT_LENGTH
 
 
-def test_a_renamed_file_changes_the_fingerprint(package):
-  root, module = package
-  before = code_fingerprint.fingerprint([module])
-  (root / 'model.py').rename(root / 'model2.py')
-  assert code_fingerprint.fingerprint([module]) != before
+def test_a_renamed_import_changes_it(tree):
+  before = code_fingerprint.fingerprint(['app.main'], str(tree))
+  (tree / 'lib' / 'lazy.py').rename(tree / 'lib' / 'lazy2.py')
+  (tree / 'app' / 'main.py').write_text(
+      (tree / 'app' / 'main.py').read_text().replace('lazy', 'lazy2'))
+  assert code_fingerprint.fingerprint(['app.main'], str(tree)) != before
 
 
 def test_file_fingerprint(tmp_path):

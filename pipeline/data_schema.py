@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.idx_example_gen import idx
+from layouts import contracts
 from models import data
 
 logger = logging.getLogger(__name__)
@@ -45,12 +45,12 @@ _HEADER = ('# The curated schema of every data drop (see pipeline/data_schema.py
 def curated_schema() -> schema_pb2.Schema:
   """The schema described in the module docstring."""
   schema = schema_pb2.Schema()
-  image = schema.feature.add(name=data.IMAGE_KEY, type=schema_pb2.INT)
-  image.value_count.min = image.value_count.max = data.IMAGE_PIXELS
+  image = schema.feature.add(name=contracts.IMAGE_KEY, type=schema_pb2.INT)
+  image.value_count.min = image.value_count.max = contracts.IMAGE_PIXELS
   image.int_domain.min, image.int_domain.max = 0, MAX_PIXEL
-  label = schema.feature.add(name=data.LABEL_KEY, type=schema_pb2.INT)
+  label = schema.feature.add(name=contracts.LABEL_KEY, type=schema_pb2.INT)
   label.value_count.min = label.value_count.max = 1
-  label.int_domain.min, label.int_domain.max = 0, idx.NUM_CLASSES - 1
+  label.int_domain.min, label.int_domain.max = 0, contracts.NUM_CLASSES - 1
   label.int_domain.is_categorical = True
   for feature in (image, label):
     feature.presence.min_fraction = 1.0

@@ -1,7 +1,10 @@
 """The exit codes of the project's commands, one meaning each.
 
 `local_runner.py`, `kubeflow_runner.py`, `python -m pipeline.rollback` and
-`python -m pipeline.anchor` exit with these; the README's table is this list.
+`python -m pipeline.anchor` exit with these; docs/operations.md's table
+("Exit codes") is this list.
+Which error ends a local run with which code, and what the operator is then
+told: pipeline/local_run.py, OUTCOMES.
 """
 
 import argparse

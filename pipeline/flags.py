@@ -1,34 +1,20 @@
-"""Command-line flags shared by the runners: data gate, training, blessing.
+"""Command-line flags generated from the configuration tree.
 
-Every field of `models.vae.Hyperparameters` gets a flag (`--field-name`, with
-the dataclass default), so a new hyperparameter needs no runner change.
+Every setting of `components.config.PipelineConfig` (and, for Kubeflow,
+`KubeflowResources`) becomes a flag: `--field-name` (or its `flag`
+metadata, after its part's `prefix`), with the field's default, help and
+bounds. A new setting therefore needs no runner change; `config_from_args`
+builds the tree back from the parsed flags.
 """
 
 import argparse
 import dataclasses
-from typing import Any, Dict
+from typing import Any, Dict, Iterator, Optional, Tuple, Type, TypeVar
 
-from components.atomic_pusher import component as pusher
-from components.data_gate import gate
-from components.vae_evaluator import component as evaluator
-from layouts import spans as spans_layout
-from models import precision
-from models import vae
+from components import config as config_lib
+from models import validation
 
-HYPERPARAMETER_HELP = {
-    'latent_dim': 'size of the latent space z',
-    'epochs': 'passes over the train split',
-    'batch_size': 'images per training step',
-    'learning_rate': 'Adam learning rate',
-    'seed': 'random seed for initialisation, shuffling and sampling',
-    'precision': 'numeric precision of training: mixed_bfloat16 is about '
-                 '1.5x faster on CPUs with AMX/AVX512-BF16; auto picks it '
-                 'only there (the model is exported in float32 either way)',
-}
-HYPERPARAMETER_CHOICES = {
-    'lr_schedule': vae.LR_SCHEDULES,
-    'precision': precision.PRECISIONS,
-}
+T = TypeVar('T')
 
 
 def positive_int(text: str) -> int:
@@ -39,172 +25,92 @@ def positive_int(text: str) -> int:
   return value
 
 
-def positive_float(text: str) -> float:
-  """argparse type: a float > 0."""
-  value = float(text)
-  if not value > 0:
-    raise argparse.ArgumentTypeError(f'must be a positive number: {text}')
-  return value
+def _settings(cls: Type[Any], prefix: str = '', template: str = '{help}'
+              ) -> Iterator[Tuple[dataclasses.Field, str, str, str]]:
+  """(field, flag name, dest, help) of every setting below `cls`."""
+  for field in dataclasses.fields(cls):
+    if config_lib.is_part(field):
+      yield from _settings(
+          type(field.default), prefix + field.metadata.get('prefix', ''),
+          field.metadata.get('help_template', template))
+      continue
+    name = field.metadata.get('flag', field.name.replace('_', '-'))
+    help_text = template.format(flag=name, help=field.metadata['help'])
+    yield field, prefix + name, (prefix + name).replace('-', '_'), help_text
 
 
-def fraction(text: str) -> float:
-  """argparse type: a float in [0, 1]."""
-  value = float(text)
-  if not 0 <= value <= 1:
-    raise argparse.ArgumentTypeError(f'must be between 0 and 1: {text}')
-  return value
+def _parser_of(field: dataclasses.Field, name: str):
+  """argparse type: the field's type, checked against its bounds."""
+  kind = type(field.default)
+
+  def parse(text: str) -> Any:
+    try:
+      value = kind(text)
+    except ValueError as e:
+      raise argparse.ArgumentTypeError(f'not {kind.__name__}: {text}') from e
+    rule = validation.violation(field, value)
+    if rule:
+      raise argparse.ArgumentTypeError(f'must be {rule}: {text}')
+    return value
+
+  parse.__name__ = kind.__name__  # argparse names it in its messages.
+  return parse
 
 
-def add_training_flags(parser: argparse.ArgumentParser,
-                       serving_flag: str) -> None:
-  """Data gate, hyperparameter, warm-start and blessing flags.
+def add_flags(parser: argparse.ArgumentParser, cls: Type[Any],
+              serving: str, title: Optional[str] = None) -> None:
+  """A flag for every setting of `cls`, in argument groups by part.
 
   Args:
     parser: the parser to add them to.
-    serving_flag: how the runner names the push destination in help texts.
+    cls: PipelineConfig (a group a part) or KubeflowResources (one group).
+    serving: how the runner names the push destination in help texts.
+    title: the group's title, for a `cls` without parts.
   """
-  data_gate = parser.add_argument_group(
-      'data gate (components/data_gate; README "Data gate")')
-  data_gate.add_argument(
-      '--max-label-linf', type=fraction, default=gate.DEFAULT_MAX_LABEL_LINF,
-      metavar='D',
-      help='largest L-infinity distance between the label distribution of '
-      'a new drop and that of the data the served model was trained on '
-      '(README, "Data gate", has the measured values).')
-  data_gate.add_argument(
-      '--max-pixel-jsd', type=fraction, default=gate.DEFAULT_MAX_PIXEL_JSD,
-      metavar='D',
-      help='largest Jensen-Shannon divergence between the pixel-value '
-      'histograms of a new drop and of the data the served model was '
-      'trained on.')
-  data_gate.add_argument(
-      '--max-mean-image-linf', type=fraction,
-      default=gate.DEFAULT_MAX_MEAN_IMAGE_LINF, metavar='D',
-      help='largest difference, at any pixel position, between the mean '
-      'image (0..1) of a new drop and that of the data the served model was '
-      'trained on: catches data whose pixel histogram looks like MNIST but '
-      'whose ink is elsewhere (rotated digits, another digit data set).')
-  for field in ('max_label_linf', 'max_pixel_jsd', 'max_mean_image_linf'):
-    data_gate.add_argument(
-        '--anchor-' + field.replace('_', '-'), type=fraction,
-        default=getattr(gate.Thresholds(), field), metavar='D',
-        help=f'as --{field.replace("_", "-")}, against the drift anchor: the '
-        'data of the first pushed version, or of the last pushed run that '
-        'accepted drift (python -m pipeline.anchor shows and sets it); '
-        'catches a creep in steps too small for the moving reference.')
-  data_gate.add_argument(
-      '--max-eval-in-train', type=fraction,
-      default=gate.DEFAULT_MAX_EVAL_IN_TRAIN, metavar='S',
-      help='largest share of the eval images that may also occur, exactly, '
-      'among the images trained on (MNIST\'s own: 0); above it the blessing '
-      'would score the candidate on images it trained on.')
-  data_gate.add_argument(
-      '--max-duplicate-share', type=fraction,
-      default=gate.DEFAULT_MAX_DUPLICATE_SHARE, metavar='S',
-      help='largest share of a split\'s images that may repeat another of '
-      'its images exactly (MNIST\'s own: 0).')
-  data_gate.add_argument(
-      '--min-split-examples', type=positive_int,
-      default=gate.DEFAULT_MIN_SPLIT_EXAMPLES, metavar='N',
-      help='fewest examples a split may have (an empty or nearly empty split '
-      'is a broken drop).')
-  data_gate.add_argument(
-      '--accept-drift', action='store_true',
-      help='let drift beyond the thresholds through, for an intended change '
-      'of distribution (schema and split sanity findings still stop the '
-      "run); once this run's model is pushed, its data is the new reference "
-      'and the new anchor.')
-  data_gate.add_argument(
-      '--train-spans', type=positive_int,
-      default=spans_layout.DEFAULT_TRAIN_SPANS, metavar='K',
-      help='train on the newest span-N/ folder of the data root and up to '
-      'K-1 earlier spans the data gate passed when they arrived; only the '
-      'newest is gated, and its eval split is what the blessing compares '
-      'on.')
-  training = parser.add_argument_group(
-      'training (models/vae.py, Hyperparameters)')
-  for field in dataclasses.fields(vae.Hyperparameters):
-    training.add_argument(
-        '--' + field.name.replace('_', '-'), type=type(field.default),
-        default=field.default, dest=field.name,
-        choices=HYPERPARAMETER_CHOICES.get(field.name),
-        help=HYPERPARAMETER_HELP.get(field.name,
-                                     f'see Hyperparameters.{field.name}'))
-  training.add_argument(
-      '--warm-start', action='store_true',
-      help='start training from the weights of the model currently served '
-      f'from {serving_flag} (from scratch if none is).')
-  blessing = parser.add_argument_group('evaluation, blessing and push')
-  blessing.add_argument(
-      '--bless-threshold', type=float,
-      default=evaluator.DEFAULT_BLESS_THRESHOLD, metavar='NATS',
-      help='bless only a model whose held-out -ELBO is at most this; the '
-      'default 30-epoch run reaches about 151, a model that ignores its '
-      'latent code about 206.')
-  blessing.add_argument(
-      '--bless-tolerance', type=float,
-      default=evaluator.DEFAULT_BLESS_TOLERANCE, metavar='NATS',
-      help='bless only a model at most this much worse (-ELBO) than the one '
-      f'served from {serving_flag}, both measured on the same eval images '
-      '(0: at least as good).')
-  blessing.add_argument(
-      '--allow-signature-change', action='store_true',
-      help='bless a model whose serving signature (input or output name, '
-      f'dtype or shape) differs from the one served from {serving_flag}, '
-      'e.g. after a change of --latent-dim; without it such a model is not '
-      'pushed, so clients do not break silently.')
-  blessing.add_argument(
-      '--keep-versions', type=positive_int,
-      default=pusher.DEFAULT_KEEP_VERSIONS, metavar='N',
-      help=f'versions kept in {serving_flag} after a push; older ones are '
-      'removed (never the newest or the one just pushed).')
-  blessing.add_argument(
-      '--iwae-samples', type=positive_int,
-      default=evaluator.DEFAULT_IWAE_SAMPLES, metavar='K',
-      help='importance samples per image for the IWAE bound.')
+  parts = [(field.metadata.get('group'), type(field.default),
+            field.metadata.get('prefix', ''))
+           for field in dataclasses.fields(cls) if config_lib.is_part(field)]
+  if not parts:
+    parts = [(title, cls, '')]
+  for title, part_cls, prefix in parts:
+    group = parser.add_argument_group(title)
+    for field, name, dest, help_text in _settings(part_cls, prefix):
+      options: Dict[str, Any] = dict(
+          dest=dest, default=field.default,
+          help=help_text.format(serving=serving) + '.')
+      if isinstance(field.default, bool):
+        options['action'] = 'store_true'
+      else:
+        options.update(type=_parser_of(field, name),
+                       metavar=field.metadata.get('metavar'),
+                       choices=field.metadata.get('choices'))
+      group.add_argument('--' + name, **options)
 
 
-def hyperparameters_from_args(args: argparse.Namespace) -> vae.Hyperparameters:
-  """The Hyperparameters the flags describe.
+def _build(cls: Type[T], args: argparse.Namespace, prefix: str) -> T:
+  values = {}
+  for field in dataclasses.fields(cls):
+    if config_lib.is_part(field):
+      values[field.name] = _build(type(field.default), args,
+                                  prefix + field.metadata.get('prefix', ''))
+    else:
+      name = field.metadata.get('flag', field.name.replace('_', '-'))
+      values[field.name] = getattr(args, (prefix + name).replace('-', '_'))
+  return cls(**values)
+
+
+def config_from_args(args: argparse.Namespace,
+                     cls: Type[T] = config_lib.PipelineConfig) -> T:
+  """The configuration the flags describe.
 
   Raises:
-    ValueError: a value Hyperparameters rejects.
+    ValueError: values a part rejects together (e.g. kl_warmup_epochs x
+      kl_cycles above epochs).
   """
-  return vae.Hyperparameters(**{
-      field.name: getattr(args, field.name)
-      for field in dataclasses.fields(vae.Hyperparameters)})
+  return _build(cls, args, '')
 
 
-def gate_config_from_args(args: argparse.Namespace) -> gate.GateConfig:
-  """The data gate's configuration the flags describe."""
-  def thresholds(prefix: str) -> gate.Thresholds:
-    return gate.Thresholds(**{
-        field.name: getattr(args, prefix + field.name)
-        for field in dataclasses.fields(gate.Thresholds)})
+def add_pipeline_flags(parser: argparse.ArgumentParser, serving: str) -> None:
+  """The flags of `PipelineConfig`, for both runners."""
+  add_flags(parser, config_lib.PipelineConfig, serving)
 
-  return gate.GateConfig(
-      thresholds=thresholds(''), anchor_thresholds=thresholds('anchor_'),
-      limits=gate.SanityLimits(
-          max_eval_in_train=args.max_eval_in_train,
-          max_duplicate_share=args.max_duplicate_share,
-          min_examples=args.min_split_examples),
-      accept_drift=args.accept_drift)
-
-
-def training_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
-  """The `create_pipeline()` arguments the gate, training and blessing flags
-  set.
-
-  Expects `args.hyperparameters` from `hyperparameters_from_args`.
-  """
-  return {
-      'hyperparameters': args.hyperparameters,
-      'bless_threshold': args.bless_threshold,
-      'bless_tolerance': args.bless_tolerance,
-      'iwae_samples': args.iwae_samples,
-      'warm_start': args.warm_start,
-      'gate_config': gate_config_from_args(args),
-      'train_spans': args.train_spans,
-      'allow_signature_change': args.allow_signature_change,
-      'keep_versions': args.keep_versions,
-  }

@@ -8,12 +8,12 @@ run `deploy_kfp` against a local fake of the KFP v2beta1 REST API).
                  run (replacing the experiment's one of the same name).
   deploy_vertex  a Vertex AI Pipelines schedule of the package.
 
-Also the checks both share (package file type, cron syntax, run parameters)
-and `finish_package`, which writes into a TFX-compiled package what TFX
-leaves out of it (pipeline root, runtime parameter defaults, resources).
+Also `deploy`'s own flags (add_flags, check_args) and the checks both
+targets share (package file type, cron syntax, run parameters). What
+`compile` writes into the package after TFX is in kubeflow_package.py.
 """
 
-import copy
+import argparse
 import datetime
 import logging
 import re
@@ -22,6 +22,12 @@ from typing import Any, Dict, List, Optional, Sequence
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_CONCURRENCY = 1
+DEFAULT_EXPERIMENT = 'mnist-vae-tfx'
+# Pipeline inputs (KFP runtime parameters) an operator may set per run or per
+# recurring run (--run-parameter) without compiling again; their defaults are
+# the compile flags --data-root and --epochs.
+DATA_ROOT_PARAMETER = 'data_root'
+EPOCHS_PARAMETER = 'epochs'
 # KFP's cron (robfig/cron) has six fields, seconds first; Vertex AI's has the
 # usual five, optionally after a "TZ=..." or "CRON_TZ=..." prefix.
 KFP_CRON_FIELDS = 6
@@ -31,6 +37,81 @@ _TZ_PREFIX_RE = re.compile(r'^(CRON_TZ|TZ)=\S+\s+')
 
 class UsageError(ValueError):
   """A flag value that cannot work on a cluster; the message says why."""
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+  """Flags of `deploy` besides the pipeline's: where and when it runs."""
+  from pipeline import flags  # pylint: disable=g-import-not-at-top
+  parser.add_argument(
+      '--package', metavar='FILE.yaml',
+      help='an already compiled package (from `compile`); without it the '
+      'pipeline flags below are compiled to a temporary package first.')
+  parser.add_argument(
+      '--cron', required=True,
+      help='when to run. Kubeflow Pipelines: 6 fields, seconds first, e.g. '
+      '"0 0 3 * * *" (03:00 every day, UTC); Vertex AI: 5 fields, e.g. '
+      '"0 3 * * *" or "TZ=Europe/Berlin 0 3 * * *".')
+  parser.add_argument(
+      '--max-concurrency', type=flags.positive_int,
+      default=DEFAULT_MAX_CONCURRENCY, metavar='N',
+      help='runs of this schedule that may run at once; 1 keeps two runs '
+      'from pushing to --serving-root concurrently.')
+  parser.add_argument(
+      '--run-parameter', action='append', default=[], metavar='NAME=VALUE',
+      help='value of a runtime parameter for the scheduled runs, repeatable: '
+      f'{DATA_ROOT_PARAMETER}=URI (the folder with the span-N/ drops or the '
+      'IDX files) or '
+      f'{EPOCHS_PARAMETER}=N; without it a run uses the value compiled from '
+      '--data-root / --epochs.')
+  parser.add_argument(
+      '--schedule-name', default=None, metavar='NAME',
+      help='display name of the recurring run / schedule; default: '
+      '"<pipeline name> retraining".')
+  kfp_group = parser.add_argument_group('Kubeflow Pipelines')
+  kfp_group.add_argument(
+      '--host', metavar='URL',
+      help='the KFP API endpoint, e.g. http://localhost:8080 after '
+      '`kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`.')
+  kfp_group.add_argument(
+      '--experiment', default=DEFAULT_EXPERIMENT,
+      help='experiment the recurring run belongs to (created if missing).')
+  kfp_group.add_argument(
+      '--namespace', default=None,
+      help='Kubernetes namespace (multi-user Kubeflow only).')
+  kfp_group.add_argument(
+      '--version-name', default=None, metavar='NAME',
+      help='name of the uploaded pipeline version; default: '
+      '"<pipeline name>-<UTC time>".')
+  kfp_group.add_argument(
+      '--catchup', action='store_true',
+      help='backfill every missed interval after the schedule was paused '
+      '(default: only the latest one).')
+  kfp_group.add_argument(
+      '--keep-existing', action='store_true',
+      help='keep recurring runs of the same name in the experiment; by '
+      'default they are deleted once the new one exists, so a redeploy '
+      'does not train twice per tick.')
+  vertex = parser.add_argument_group('Vertex AI Pipelines')
+  vertex.add_argument('--vertex', action='store_true',
+                      help='create a Vertex AI schedule instead.')
+  vertex.add_argument('--project', help='Google Cloud project (--vertex).')
+  vertex.add_argument('--region', help='Vertex AI region, e.g. us-central1 '
+                      '(--vertex).')
+  vertex.add_argument('--service-account', default=None,
+                      help='service account the scheduled runs use '
+                      '(--vertex; default: the Compute Engine default).')
+
+
+def check_args(args: argparse.Namespace) -> None:
+  """Raises UsageError for `deploy` flags that cannot work together."""
+  if args.vertex:
+    if not (args.project and args.region):
+      raise UsageError('--vertex needs --project and --region')
+    check_cron(args.cron, VERTEX_CRON_FIELDS)
+  else:
+    if not args.host:
+      raise UsageError('--host is required (or --vertex)')
+    check_cron(args.cron, KFP_CRON_FIELDS)
 
 
 def check_package_path(path: str) -> None:
@@ -60,77 +141,6 @@ def check_cron(cron: str, fields: int) -> None:
         f'--cron {cron!r}: Vertex AI cron has 5 fields (no seconds); did you '
         f'mean "{" ".join(body.split()[1:])}"?')
   raise UsageError(f'--cron {cron!r}: expected {fields} fields, got {count}')
-
-
-def finish_package(package: str, *, pipeline_root: str,
-                   parameter_defaults: Optional[Dict[str, Any]] = None,
-                   resources: Optional[Dict[str, Dict[str, float]]] = None,
-                   env: Optional[Dict[str, str]] = None,
-                   secret_env: Optional[Dict[str, Dict[str, str]]] = None
-                   ) -> None:
-  """Completes a package compiled by TFX's KubeflowV2DagRunner.
-
-  The package holds only the PipelineSpec; what TFX puts elsewhere, or
-  drops, is written into it:
-
-  * `pipeline_root` as its defaultPipelineRoot. TFX puts it in the
-    PipelineJob's runtime config, so KFP would otherwise write outputs to its
-    default minio:// root, which TensorFlow cannot open. `kfp.dsl.pipeline`
-    records it the same way.
-  * `parameter_defaults` (runtime parameter -> default value) as the
-    `defaultValue` of the pipeline's inputs, where the KFP SDK's compiler
-    puts them; TFX leaves them out of the spec, and a run that does not set
-    a parameter would fail.
-  * `resources` (task -> ResourceSpec as JSON) in the container of each
-    task that has none: TFX's step builder writes a component's platform
-    config, except a FileBasedExampleGen's, which it drops.
-  * `env` (variable -> value) in every task's container, and `secret_env`
-    (Kubernetes secret -> {key: variable}) as the Kubernetes platform spec
-    of every task (the second YAML document, as kfp-kubernetes'
-    `use_secret_as_env` writes it; KFP >= 2.0 applies it). TFX has neither.
-
-  Comment lines at the top of the file are kept.
-
-  Raises:
-    ValueError: a default for a parameter the pipeline does not have, or
-      resources for a task it does not have.
-  """
-  import yaml  # pylint: disable=g-import-not-at-top
-  with open(package, encoding='utf-8') as f:
-    text = f.read()
-  header = ''.join(line for line in text.splitlines(keepends=True)
-                   if line.startswith('#'))
-  spec = yaml.safe_load(text)
-  spec['defaultPipelineRoot'] = pipeline_root
-  inputs = spec['root'].get('inputDefinitions', {}).get('parameters', {})
-  for name, value in (parameter_defaults or {}).items():
-    if name not in inputs:
-      raise ValueError(f'the pipeline has no runtime parameter {name!r}')
-    inputs[name]['defaultValue'] = value
-  executors = spec['deploymentSpec']['executors']
-  for task, resource in (resources or {}).items():
-    if task not in spec['root']['dag']['tasks']:
-      raise ValueError(f'the pipeline has no task {task!r}')
-    label = spec['components'][task]['executorLabel']
-    executors[label]['container'].setdefault('resources', dict(resource))
-  for executor in executors.values():
-    if env:
-      executor['container']['env'] = [
-          {'name': name, 'value': value} for name, value in env.items()]
-  documents = [spec]
-  if secret_env:
-    secret_as_env = [
-        {'secretName': secret,
-         'keyToEnv': [{'secretKey': key, 'envVar': variable}
-                      for key, variable in keys.items()]}
-        for secret, keys in secret_env.items()]
-    documents.append({'platforms': {'kubernetes': {'deploymentSpec': {
-        # Copies: shared objects would be written as YAML anchors.
-        'executors': {label: {'secretAsEnv': copy.deepcopy(secret_as_env)}
-                      for label in executors}}}}})
-  with open(package, 'w', encoding='utf-8') as f:
-    f.write(header)
-    yaml.safe_dump_all(documents, f, sort_keys=True)
 
 
 def _documents(package: str) -> List[Dict[str, Any]]:

@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from pipeline import kubeflow_deploy
+from pipeline import kubeflow_package
 
 
 def test_cron_checks():
@@ -34,7 +35,7 @@ def test_finish_package_keeps_the_header(tmp_path):
                      'pipelineInfo:\n  name: p\nschemaVersion: 2.1.0\n'
                      'root: {dag: {tasks: {}}}\n'
                      'deploymentSpec: {executors: {}}\n')
-  kubeflow_deploy.finish_package(str(package), pipeline_root='gs://b/root')
+  kubeflow_package.finish_package(str(package), pipeline_root='gs://b/root')
   text = package.read_text()
   assert text.startswith('# PIPELINE DEFINITION\n# Name: p\n')
   assert yaml.safe_load(text) == {

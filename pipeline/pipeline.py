@@ -11,27 +11,17 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.orchestration import data_types
 
-import components.atomic_pusher
-import components.data_gate
-import components.idx_example_gen
-import components.tfds_example_gen
-import components.vae_evaluator
-import components.vae_trainer
-import layouts
-import models
+from components import config as config_lib
 from components.atomic_pusher import component as pusher_lib
-from components.data_gate import gate
 from components.data_gate.component import CuratedSchemaGen
 from components.data_gate.component import DataGate
-from components.idx_example_gen import component as example_gen_lib
-from components.tfds_example_gen import component as tfds_example_gen_lib
-from components.tfds_example_gen import tfds_source as tfds_source_lib
+from components.example_gen import component as example_gen_lib
+from components.example_gen import tfds_source as tfds_source_lib
 from components.vae_evaluator import component as evaluator_lib
 from components.vae_trainer import component as trainer_component
+from layouts import contracts
 from layouts import spans as spans_layout
-from models import data as models_data
 from models import trainer as trainer_lib
-from models import vae
 from pipeline import code_fingerprint
 from pipeline import data_schema
 
@@ -54,17 +44,9 @@ def create_pipeline(
     serving_dir: str,
     schema_file: str = data_schema.SCHEMA_FILE,
     use_spans: bool = False,
-    train_spans: int = spans_layout.DEFAULT_TRAIN_SPANS,
     max_examples: Optional[int] = None,
-    hyperparameters: vae.Hyperparameters = vae.Hyperparameters(),
+    config: config_lib.PipelineConfig = config_lib.PipelineConfig(),
     epochs: Optional[Union[int, data_types.RuntimeParameter]] = None,
-    bless_threshold: float = evaluator_lib.DEFAULT_BLESS_THRESHOLD,
-    bless_tolerance: float = evaluator_lib.DEFAULT_BLESS_TOLERANCE,
-    iwae_samples: int = evaluator_lib.DEFAULT_IWAE_SAMPLES,
-    warm_start: bool = False,
-    gate_config: gate.GateConfig = gate.GateConfig(),
-    allow_signature_change: bool = False,
-    keep_versions: int = pusher_lib.DEFAULT_KEEP_VERSIONS,
     served_version: Optional[str] = None,
     beam_pipeline_args: Sequence[str] = (),
     metadata_connection_config: Optional[
@@ -92,24 +74,11 @@ def create_pipeline(
     use_spans: `data_root` holds `span-N/` folders (the patterns the local
       ExampleGen driver fingerprints; ExampleGen resolves the spans itself
       when it runs, so on Kubeflow False serves either layout).
-    train_spans: train on the newest span and up to this many minus one
-      earlier spans the data gate passed (`layouts.spans`).
     max_examples: keep only the first N examples of each split (quick runs).
-    hyperparameters: the VAE's training configuration.
-    epochs: passes over the train split, overriding `hyperparameters.epochs`;
+    config: every setting of every component (components/config.py): the
+      window of spans, the data gate, training, blessing and retention.
+    epochs: passes over the train split, overriding the hyperparameters';
       on Kubeflow a runtime parameter (type int) may stand for it.
-    bless_threshold: largest held-out -ELBO (nats) a blessed model may have.
-    bless_tolerance: how many nats worse than the served model it may be.
-    iwae_samples: importance samples per image for the IWAE bound.
-    warm_start: start training from the weights of the model served from
-      `serving_dir` (looked up when the Trainer runs), if any.
-    gate_config: the data gate's thresholds (served model's data and
-      anchor), split sanity limits, and whether drift is accepted (schema
-      and sanity findings still stop the run); once the model of a run that
-      accepted drift is pushed, its data is both references.
-    allow_signature_change: bless a candidate whose serving signature differs
-      from the served model's.
-    keep_versions: versions kept in `serving_dir` after a push.
     served_version: the version served when the pipeline is built; part of
       the gate's and the evaluator's cache keys, so that their cached verdicts
       are reused only against the model they measured. None (Kubeflow, where
@@ -126,27 +95,28 @@ def create_pipeline(
   """
   # Each component's cache key includes the fingerprint of the code it runs
   # (pipeline/code_fingerprint.py), so an edit reruns it and what follows.
-  def code(*modules) -> str:
-    return code_fingerprint.fingerprint(modules)
+  def code(component_class, *modules: str) -> str:
+    return code_fingerprint.fingerprint(
+        (component_class.EXECUTOR_SPEC.executor_class.__module__, *modules))
 
+  hyperparameters = config.training.hyperparameters
+  train_spans = config.data.train_spans
   if (data_root is None) == (tfds_source is None):
     raise ValueError('give exactly one of data_root and tfds_source')
   if tfds_source is not None:
-    if use_spans or train_spans != spans_layout.DEFAULT_TRAIN_SPANS:
+    if use_spans or train_spans != config_lib.DataConfig().train_spans:
       raise ValueError('use_spans and train_spans apply to data_root, not to '
                        'tfds_source')
-    example_gen = tfds_example_gen_lib.TfdsExampleGen(
+    example_gen = example_gen_lib.TfdsExampleGen(
         source=tfds_source, max_examples=max_examples,
-        # It reuses the IDX component's example writing.
-        code_fingerprint=code(components.tfds_example_gen,
-                              components.idx_example_gen))
+        code_fingerprint=code(example_gen_lib.TfdsExampleGen))
     input_base = tfds_source.dataset_dir
-    split_patterns = tfds_example_gen_lib.split_patterns(tfds_source)
+    split_patterns = example_gen_lib.split_patterns(tfds_source)
   else:
     example_gen = example_gen_lib.IdxExampleGen(
         input_base=data_root, use_spans=use_spans, train_spans=train_spans,
         serving_dir=serving_dir, max_examples=max_examples,
-        code_fingerprint=code(components.idx_example_gen, layouts))
+        code_fingerprint=code(example_gen_lib.IdxExampleGen))
     input_base = data_root
     split_patterns = {
         split.name: split.pattern
@@ -168,19 +138,17 @@ def create_pipeline(
       statistics=statistics_gen.outputs['statistics'],
       schema=schema_gen.outputs['schema'],
       serving_dir=serving_dir,
-      config=gate_config,
+      config=config.gate,
       input_base=input_base,
       split_patterns=split_patterns,
-      # The gate reads the examples with models.data (and nothing else of
-      # models/).
-      code_fingerprint=code(components.data_gate, layouts, models_data),
+      code_fingerprint=code(DataGate),
       served_version=served_version)
   trainer_config = {
       trainer_lib.HYPERPARAMETERS_KEY: hyperparameters.to_dict(),
-      trainer_lib.CODE_FINGERPRINT_KEY: code(components.vae_trainer, models,
-                                             layouts),
+      contracts.CODE_FINGERPRINT_KEY: code(
+          trainer_component.VaeTrainer, TRAINER_RUN_FN.rpartition('.')[0]),
   }
-  if warm_start:
+  if config.training.warm_start:
     trainer_config[trainer_lib.WARM_START_SERVING_DIR_KEY] = serving_dir
   trainer = trainer_component.create_trainer(
       run_fn=TRAINER_RUN_FN,
@@ -195,13 +163,9 @@ def create_pipeline(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
       serving_dir=serving_dir,
-      bless_threshold=bless_threshold,
-      bless_tolerance=bless_tolerance,
-      iwae_samples=iwae_samples,
+      config=config.evaluation,
       seed=hyperparameters.seed,
-      code_fingerprint=code(components.vae_evaluator, models,
-                            layouts),
-      allow_signature_change=allow_signature_change,
+      code_fingerprint=code(evaluator_lib.VaeEvaluator),
       served_version=served_version,
       # For the report: the training curves and the data gate's verdict.
       model_run=trainer.outputs['model_run'],
@@ -212,9 +176,8 @@ def create_pipeline(
       serving_dir=serving_dir,
       # What the gate checked, with mean images: the next drift reference.
       statistics=data_gate.outputs['gated_statistics'],
-      code_fingerprint=code(components.atomic_pusher,
-                            layouts),
-      keep_versions=keep_versions)
+      code_fingerprint=code(pusher_lib.AtomicPusher),
+      config=config.serving)
 
   nodes: List[tfx.types.BaseNode] = [
       example_gen, schema_gen, statistics_gen, data_gate, trainer, evaluator,

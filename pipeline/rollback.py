@@ -32,8 +32,9 @@ from typing import Dict, List, Optional, Sequence
 import tensorflow as tf
 
 from components.atomic_pusher import executor as pusher
-from layouts import serving_lock
+from layouts import rejections
 from layouts import serving as serving_layout
+from layouts import serving_lock
 from pipeline import commands
 from pipeline import exit_codes
 
@@ -106,7 +107,7 @@ def rollback(serving_dir: str, version: Optional[int] = None,
                           'to roll back')
     served = max(found)
     served_id = _identity(found[served])
-    rejected = serving_layout.rejected_models(serving_dir)
+    rejected = rejections.rejected_models(serving_dir)
     if version is None:
       version = choose_target(serving_dir, found, served, served_id,
                               rejected)
@@ -126,8 +127,8 @@ def rollback(serving_dir: str, version: Optional[int] = None,
     serving_layout.verify_version(source)
     target_id = serving_layout.identity_of(source)
     if served_id is not None and served_id not in rejected:
-      serving_layout.record_rejection(
-          serving_dir, serving_layout.REJECT, served_id, version=str(served),
+      rejections.record_rejection(
+          serving_dir, rejections.REJECT, served_id, version=str(served),
           by='rollback', reason=reason or f'rolled back to {version}')
       logger.info('Rejected model %s (version %d): no run will push it again',
                   served_id[:12], served)
@@ -160,7 +161,7 @@ def unreject(serving_dir: str, which: str, reason: str = '',
   """
   with serving_lock.serving_lock(serving_dir, 'unreject',
                                  wait_seconds=wait_seconds):
-    rejected = serving_layout.rejected_models(serving_dir)
+    rejected = rejections.rejected_models(serving_dir)
     found = serving_layout.versions(serving_dir)
     if which.isdigit() and int(which) in found:
       matches = [i for i in [_identity(found[int(which)])] if i in rejected]
@@ -173,7 +174,7 @@ def unreject(serving_dir: str, which: str, reason: str = '',
           f'{which!r} matches {len(matches)} rejected models in {serving_dir} '
           f'(give a version number or at least {MIN_IDENTITY_PREFIX} hex '
           f'digits of one of: {", ".join(i[:12] for i in rejected) or "none"})')
-    serving_layout.record_rejection(serving_dir, serving_layout.UNREJECT,
+    rejections.record_rejection(serving_dir, rejections.UNREJECT,
                                     matches[0], by='operator', reason=reason)
   logger.info('Model %s may be pushed again', matches[0][:12])
   return matches[0]
@@ -182,7 +183,7 @@ def unreject(serving_dir: str, which: str, reason: str = '',
 def listing(serving_dir: str) -> str:
   """The versions (complete or not) and the rejections journal, as text."""
   found = serving_layout.scan(serving_dir)
-  rejected = serving_layout.rejected_models(serving_dir)
+  rejected = rejections.rejected_models(serving_dir)
   newest = max(found.complete, default=None)
   lines = [f'{serving_dir}:']
   for version in sorted({**found.complete, **found.incomplete}, reverse=True):
@@ -201,7 +202,7 @@ def listing(serving_dir: str) -> str:
       notes.append(f'copy of {info[serving_layout.RESTORED_VERSION_KEY]}')
     lines.append(f'  {version}  model {identity[:12]}  {" ".join(notes)}')
   lines.append('rejections (oldest first):')
-  for entry in serving_layout.read_rejections(serving_dir):
+  for entry in rejections.read_rejections(serving_dir):
     lines.append(f'  {entry["at"]}  {entry["action"]:8s} '
                  f'{entry[serving_layout.RECORD_MODEL_KEY][:12]}  version '
                  f'{entry.get("version", "-")}  {entry.get("reason", "")}')

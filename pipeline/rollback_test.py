@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 
 from components.atomic_pusher import executor as pusher
+from layouts import model as model_layout
+from layouts import rejections
 from layouts import serving as serving_layout
-from models import export
 from pipeline import exit_codes
 from pipeline import rollback
 
@@ -22,10 +23,10 @@ def _decode(version_dir, z):
 def _push(model_uri, serving):
   """A version of a Trainer-style model, as the Pusher writes it."""
   return pusher.push(
-      os.path.join(model_uri, export.SERVING_MODEL_DIR), str(serving),
+      os.path.join(model_uri, model_layout.SERVING_MODEL_DIR), str(serving),
       {'model_uri': model_uri}, None,
       {name: os.path.join(model_uri, name)
-       for name in (export.ENCODER_DIR, export.WARM_START_DIR)})
+       for name in (model_layout.ENCODER_DIR, model_layout.WARM_START_DIR)})
 
 
 def _tree(directory):
@@ -62,7 +63,7 @@ def test_rollback_serves_a_byte_identical_copy_and_rejects_the_served(
   copy, original = _tree(restored), _tree(v2)
   assert copy.pop(record) != original.pop(record)
   assert copy == original
-  assert os.path.join(serving_layout.MODEL_FILES_DIR, export.ENCODER_DIR,
+  assert os.path.join(serving_layout.MODEL_FILES_DIR, model_layout.ENCODER_DIR,
                       'saved_model.pb') in copy
   serving_layout.verify_version(restored)
   np.testing.assert_array_equal(_decode(restored, z), _decode(v2, z))
@@ -71,12 +72,12 @@ def test_rollback_serves_a_byte_identical_copy_and_rejects_the_served(
   assert info['rolled_back_from'] == os.path.basename(v3)
   assert info['model_uri'] == serving_layout.read_push_info(v2)['model_uri']
   assert serving_layout.identity_of(restored) == serving_layout.identity_of(v2)
-  assert set(serving_layout.rejected_models(str(serving))) == {
+  assert set(rejections.rejected_models(str(serving))) == {
       serving_layout.identity_of(v3)}
   # Nothing is removed; no temporary directory is left.
   assert sorted(n for n in os.listdir(serving) if n[0] != '.') == sorted(
       [os.path.basename(p) for p in (*three_versions[1], restored)] +
-      [serving_layout.REJECTIONS_FILE])
+      [rejections.REJECTIONS_FILE])
 
 
 def test_default_target_after_zero_one_and_two_rollbacks(three_versions):
@@ -86,7 +87,7 @@ def test_default_target_after_zero_one_and_two_rollbacks(three_versions):
   assert identity(_served(serving)) == identity(v2)
   rollback.rollback(str(serving))          # 1 before: v2 -> v1, never v3
   assert identity(_served(serving)) == identity(v1)
-  assert set(serving_layout.rejected_models(str(serving))) == {
+  assert set(rejections.rejected_models(str(serving))) == {
       identity(v3), identity(v2)}
   # 2 before: v1's model is served, v2's and v3's are rejected: refused.
   before = sorted(os.listdir(serving))
@@ -115,8 +116,8 @@ def test_named_version_unreject_and_refusals(three_versions, capsys):
                         name(v3)]) == exit_codes.ROLLBACK_REFUSED
   assert rollback.main(['--serving-dir', str(serving), '--unreject',
                         name(v3)]) == exit_codes.OK
-  assert serving_layout.rejected_models(str(serving)) == {}
-  assert [e['action'] for e in serving_layout.read_rejections(
+  assert rejections.rejected_models(str(serving)) == {}
+  assert [e['action'] for e in rejections.read_rejections(
       str(serving))] == ['reject', 'unreject']
   assert rollback.main(['--serving-dir', str(serving), '--version',
                         name(v3)]) == exit_codes.OK
@@ -160,12 +161,12 @@ def test_a_corrupt_version_is_passed_over_and_a_rejected_model_never_pushed(
   tf.io.gfile.makedirs(str(moved))
   pusher.copy_tree(other_exported_models[2], str(moved))
   reason = pusher.rejected_reason(
-      serving_layout.model_identity(str(moved / export.SERVING_MODEL_DIR)),
+      serving_layout.model_identity(str(moved / model_layout.SERVING_MODEL_DIR)),
       str(serving))
   assert reason and 'rolled back from (version ' in reason
   assert serving_layout.identity_of(v3)[:12] in reason
   before = sorted(os.listdir(serving))
   with pytest.raises(pusher.RejectedModelError, match='rolled back from'):
-    pusher.push(str(moved / export.SERVING_MODEL_DIR), str(serving),
+    pusher.push(str(moved / model_layout.SERVING_MODEL_DIR), str(serving),
                 {'model_uri': str(moved)})
   assert sorted(os.listdir(serving)) == before

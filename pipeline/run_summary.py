@@ -13,16 +13,12 @@ from typing import Any, Dict, List, Optional
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from layouts import contracts
 from layouts import spans as spans_layout
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = 'run_summary.json'
-# The Pusher's reason for not pushing a blessed model (atomic_pusher).
-NOT_PUSHED_REASON = 'not_pushed_reason'
-# The data gate's report in its anomalies artifact (components/data_gate).
-GATE_REPORT_FILE = 'gate.json'
-METRIC_KEYS = ('neg_elbo', 'reconstruction', 'kl', 'iwae_bound')
 _STATUS = {
     metadata_store_pb2.Execution.COMPLETE: 'ran',
     metadata_store_pb2.Execution.CACHED: 'cached',
@@ -97,40 +93,37 @@ def summarize(metadata_path: str) -> Dict[str, Any]:
       'components': components,
   }
   for name, produced in outputs.items():
-    examples = _single(produced, 'examples') if name.endswith(
-        'ExampleGen') else None
+    examples = (_single(produced, 'examples') if name in (
+        contracts.IDX_EXAMPLE_GEN, contracts.TFDS_EXAMPLE_GEN) else None)
     if examples and spans_layout.WINDOW_PROPERTY in examples.custom_properties:
       # Which spans the run read, newest last (layouts.spans).
       summary['spans'] = [
           {'span': s.span, 'folder': s.folder, 'digest': s.digest}
           for s in spans_layout.decode_window(examples.custom_properties[
               spans_layout.WINDOW_PROPERTY].string_value)]
-  anomalies = _single(outputs.get('DataGate', {}), 'anomalies')
+  anomalies = _single(outputs.get(contracts.DATA_GATE, {}), 'anomalies')
   if anomalies:
-    with open(os.path.join(anomalies.uri, GATE_REPORT_FILE)) as f:
+    with open(os.path.join(anomalies.uri, contracts.GATE_REPORT_FILE)) as f:
       summary['data_gate'] = json.load(f)
-  model = _single(outputs.get('Trainer', {}), 'model')
+  model = _single(outputs.get(contracts.TRAINER, {}), 'model')
   if model:
     summary['model_uri'] = model.uri
-  evaluation = _single(outputs.get('VaeEvaluator', {}), 'evaluation')
+  evaluation = _single(outputs.get(contracts.EVALUATOR, {}), 'evaluation')
   if evaluation:
-    with open(os.path.join(evaluation.uri, 'metrics.json')) as f:
+    with open(os.path.join(evaluation.uri, contracts.METRICS_FILE)) as f:
       evaluated = json.load(f)
-    summary['metrics'] = {k: evaluated[k] for k in METRIC_KEYS}
+    summary['metrics'] = {k: evaluated[k] for k in contracts.METRIC_KEYS}
     summary['blessed'] = bool(evaluated['blessed'])
     summary['blessing_reasons'] = evaluated['reasons']
-    summary['plots'] = {
-        name: os.path.join(evaluation.uri, f'{name}.{ext}')
-        for name, ext in (('manifold', 'png'), ('clusters', 'png'),
-                          ('report', 'html'))
-    }
-  pushed = _single(outputs.get('Pusher', {}), 'pushed_model')
+    summary['plots'] = {name: os.path.join(evaluation.uri, file)
+                        for name, file in contracts.PLOT_FILES.items()}
+  pushed = _single(outputs.get(contracts.PUSHER, {}), 'pushed_model')
   if pushed and pushed.custom_properties['pushed'].int_value == 1:
     summary['pushed_model'] = pushed.custom_properties[
         'pushed_destination'].string_value
-  elif pushed and NOT_PUSHED_REASON in pushed.custom_properties:
-    summary['not_pushed_reason'] = pushed.custom_properties[
-        NOT_PUSHED_REASON].string_value
+  elif pushed and contracts.NOT_PUSHED_REASON_KEY in pushed.custom_properties:
+    summary[contracts.NOT_PUSHED_REASON_KEY] = pushed.custom_properties[
+        contracts.NOT_PUSHED_REASON_KEY].string_value
   return summary
 
 
@@ -160,8 +153,8 @@ def format_summary(summary: Dict[str, Any]) -> str:
         f'{m["reconstruction"]:.2f}, KL {m["kl"]:.2f}), IWAE bound '
         f'{m["iwae_bound"]:.2f}')
     pushed = summary['pushed_model'] or 'nothing'
-    if summary.get('not_pushed_reason'):
-      pushed += f' ({summary["not_pushed_reason"]})'
+    if summary.get(contracts.NOT_PUSHED_REASON_KEY):
+      pushed += f' ({summary[contracts.NOT_PUSHED_REASON_KEY]})'
     lines.append(f'  blessed: {"yes" if summary["blessed"] else "no"}; pushed: '
                  f'{pushed}')
     lines.append(f'  report: {summary["plots"]["report"]}')

@@ -1,7 +1,6 @@
 """The Kubeflow image, built and run with podman on a machine with no registry.
 
-A test helper, not a test (used by tests/kubeflow_image_test.py and
-benchmarks/kubeflow_image.py):
+A test helper, not a test (used by tests/kubeflow_image_test.py):
 
 * `ensure_base_image()`: a local stand-in for the Dockerfile's default base
   (`python:3.10-slim-bookworm`), since no registry can be pulled from here.
@@ -17,12 +16,14 @@ benchmarks/kubeflow_image.py):
 * `build_image()`: the repository's Dockerfile, with only `BASE_IMAGE`
   swapped, and pip inside the build configured as pip is on this machine
   (`pip_build_settings()`: index URLs as build arguments, the CA bundle
-  mounted for the build only).
+  mounted for the build only); `build_checked_image()`: the base, the image
+  and its `image_checks()`.
 * `task_command()`: a compiled task's command line and environment as a
-  `podman run` of the image, for tests/kfp_launcher.py's `Run(in_container=)`:
-  the task's folder and the given host folders (pipeline root, data, push
-  destination) mounted at their own paths, the environment exactly the one
-  the compiled spec gives, nothing of the source tree.
+  `podman run` of the image, for pipeline/kfp_launcher.py's
+  `Run(in_container=)`: the task's folder and the given host folders
+  (pipeline root, data, push destination) mounted at their own paths, the
+  environment exactly the one the compiled spec gives, nothing of the
+  source tree.
 
 Podman runs here with runc and cgroupfs (crun fails on this host's hybrid
 cgroups) and explicit ulimits: nofile at the shell's hard limit, read when
@@ -456,3 +457,14 @@ def image_checks(image: str) -> Dict[str, Any]:
           folder: run_in_image(image, ['ls', '-A', folder]).stdout.split()
           for folder in ('/pipeline', '/tmp')},
   }
+
+
+def build_checked_image(work: pathlib.Path, no_cache: bool = False
+                        ) -> Dict[str, Any]:
+  """The stand-in base (once per machine) and the image, built (the build log
+  in `work`); {'base', 'image', 'checks'}."""
+  base = ensure_base_image()
+  built = build_image(base['tag'], log_path=work / 'build.log',
+                      no_cache=no_cache)
+  return {'base': {**base, 'size': image_size(base['tag'])},
+          'image': built, 'checks': image_checks(built['tag'])}

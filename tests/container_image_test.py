@@ -10,8 +10,8 @@ import sys
 
 import yaml
 
+from pipeline import kfp_launcher
 from tests import container_image
-from tests import kfp_launcher
 
 PACKAGES = ('ca-certificates', 'libssl3', 'zlib1g')
 MIRROR = 'http://mirror.example/debian'

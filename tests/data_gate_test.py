@@ -12,8 +12,9 @@ import shutil
 from typing import Dict, List
 
 import numpy as np
+import pytest
 
-from components.idx_example_gen import idx
+from components.example_gen import idx
 from conftest import load_mnist_head
 from tests.local_runner_test import execution_states
 from tests.local_runner_test import open_store
@@ -44,6 +45,7 @@ def statuses(out: pathlib.Path) -> Dict[str, str]:
   return {name: c['status'] for name, c in summary['components'].items()}
 
 
+@pytest.mark.slow
 def test_gate_lets_mnist_through_and_stops_bad_drops(tmp_path):
   drops, out = tmp_path / 'drops', tmp_path / 'out'
   images, labels = load_mnist_head('train', 2 * TRAIN)
@@ -157,6 +159,7 @@ def test_gate_lets_mnist_through_and_stops_bad_drops(tmp_path):
   assert statuses(out)['Trainer'] == 'ran'
 
 
+@pytest.mark.slow
 def test_wrong_image_size_is_refused_by_the_reader_naming_the_file(
     tmp_path):
   """A drop whose images are not 28x28 never reaches the statistics."""

@@ -1,5 +1,6 @@
 """Dependencies point down: layouts/ imports no other project package, models/
-imports layouts/ only, components/ never pipeline/ (tests aside)."""
+imports layouts/ only, components/ never pipeline/, pipeline/ neither a
+runner nor benchmarks/, and benchmarks/ never tests/ (tests aside)."""
 
 import ast
 import pathlib
@@ -8,12 +9,17 @@ import pytest
 
 from conftest import REPO_ROOT
 
-PROJECT_PACKAGES = {'components', 'pipeline', 'models', 'layouts'}
+PROJECT_PACKAGES = {'components', 'pipeline', 'models', 'layouts',
+                    'benchmarks', 'tests', 'conftest', 'local_runner',
+                    'kubeflow_runner'}
+PRODUCT = {'components', 'pipeline', 'models', 'layouts'}
 # Package -> the project packages its code may import.
 ALLOWED = {
     'layouts': {'layouts'},
     'models': {'models', 'layouts'},
     'components': {'components', 'models', 'layouts'},
+    'pipeline': PRODUCT,
+    'benchmarks': PRODUCT | {'benchmarks', 'local_runner', 'kubeflow_runner'},
 }
 
 

@@ -16,8 +16,10 @@ import pytest
 import conftest
 
 from benchmarks import lifecycle_drops as drops
+from components import config as config_lib
 from components.data_gate import gate
 from layouts import anchor as anchor_layout
+from layouts import rejections
 from layouts import serving as serving_layout
 from layouts import spans as spans_layout
 from pipeline import exit_codes
@@ -71,7 +73,7 @@ def test_a_creep_is_stopped_by_the_anchor_which_only_the_operator_moves(
   assert summary['pushed_model'] and _within(summary, gate.SERVED)
   assert anchor_layout.read_record(world.serving)['sha256'] == first['sha256']
   # 30 degrees: the step from the served model passes, the anchor stops it
-  # (README "Data gate": within 2 drops at this size), nothing is pushed.
+  # (docs/data_gate.md: within 2 drops at this size), nothing is pushed.
   versions = serving_layout.versions(world.serving)
   assert _step(world, drops._creep_night) == [exit_codes.DATA_GATE]  # pylint: disable=protected-access
   summary = _summary(world)
@@ -81,7 +83,7 @@ def test_a_creep_is_stopped_by_the_anchor_which_only_the_operator_moves(
   moving = _distances(summary, gate.SERVED)[gate.MEAN_IMAGE_MEASURE]
   anchored = _distances(summary, gate.ANCHOR)[gate.MEAN_IMAGE_MEASURE]
   assert moving < float(drops.MOVING_MEAN_IMAGE_LINF)
-  assert anchored > gate.DEFAULT_MAX_MEAN_IMAGE_LINF
+  assert anchored > config_lib.Thresholds().max_mean_image_linf
   assert serving_layout.versions(world.serving) == versions
   assert all('anchor reference' in line
              for line in summary['data_gate']['blocking'])
@@ -102,8 +104,8 @@ def test_a_creep_is_stopped_by_the_anchor_which_only_the_operator_moves(
   # and the rejection are still there, and the next night measures against
   # that anchor.
   assert world.rollback().actual == 0
-  rejections = serving_layout.read_rejections(world.serving)
-  assert rejections
+  journal = rejections.read_rejections(world.serving)
+  assert journal
   shutil.rmtree(world.out('a') / 'pipeline')
   (world.out('a') / 'metadata.sqlite').unlink()
   assert _step(world, drops._intended_night) == [0]  # pylint: disable=protected-access
@@ -112,10 +114,10 @@ def test_a_creep_is_stopped_by_the_anchor_which_only_the_operator_moves(
   assert summary['data_gate']['anchor']['record']['sha256'] == moved['sha256']
   assert _distances(summary, gate.ANCHOR)
   assert anchor_layout.read_record(world.serving)['sha256'] == moved['sha256']
-  assert serving_layout.read_rejections(world.serving) == rejections
+  assert rejections.read_rejections(world.serving) == journal
   served = serving_layout.latest_version_dir(world.serving)
   assert (serving_layout.identity_of(served)
-          not in serving_layout.rejected_models(world.serving))
+          not in rejections.rejected_models(world.serving))
 
 
 def _images_of(directory):

@@ -1,6 +1,6 @@
 """Executes the compiled Kubeflow package the way open-source KFP does.
 
-`kubeflow_runner.py compile` writes the package; tests/kfp_launcher.py then
+`kubeflow_runner.py compile` writes the package; pipeline/kfp_launcher.py then
 runs every task of it in topological order as the open-source KFP v2 driver
 and launcher would: the executor input JSON substituted for `{{$}}` in the
 task's compiled command, upstream artifacts passed with the empty type the
@@ -19,14 +19,14 @@ import pathlib
 import subprocess
 import sys
 import textwrap
-from typing import Optional
 
 import pytest
 
-from components.idx_example_gen import idx
+from benchmarks import kfp_package
+from components.example_gen import idx
 from conftest import load_mnist_head
 from conftest import write_mnist_subset
-from tests import kfp_launcher
+from pipeline import kfp_launcher
 
 TFX_ENTRYPOINT = ['python', '-m',
                   'tfx.orchestration.kubeflow.v2.container.'
@@ -45,9 +45,9 @@ _DECODE = textwrap.dedent("""
 def compile_package(tmp_path: pathlib.Path, serving_root: str,
                     pipeline_root: str = 'gs://compiled/root',
                     extra_flags=()) -> str:
-  """kfp_launcher.compile_package with 3 compiled epochs, a lenient blessing
+  """kfp_package.compile_package with 3 compiled epochs, a lenient blessing
   threshold and one process per Beam task (the machine has two cores)."""
-  return kfp_launcher.compile_package(
+  return kfp_package.compile_package(
       str(tmp_path / 'pipeline.yaml'), serving_root=serving_root,
       pipeline_root=pipeline_root,
       flags=['--epochs', '3', '--bless-threshold', '1000',
@@ -68,6 +68,7 @@ def history_epochs(model_run_uri: str) -> int:
   return len(history.read_text().strip().splitlines()) - 1
 
 
+@pytest.mark.slow
 def test_every_task_runs_as_kfp_runs_it_to_a_pushed_model(tmp_path):
   serving = tmp_path / 'serving'
   package = compile_package(tmp_path, str(serving))
@@ -121,6 +122,7 @@ def test_every_task_runs_as_kfp_runs_it_to_a_pushed_model(tmp_path):
       version.name]
 
 
+@pytest.mark.slow
 def test_stock_tfx_entrypoint_fails_at_the_first_consumer(tmp_path):
   """The fault this project's entrypoint answers, reproduced: KFP < 2.5, or
   PUBLISH_LOGS=false, where only the input artifact types are missing."""
@@ -142,6 +144,7 @@ def test_stock_tfx_entrypoint_fails_at_the_first_consumer(tmp_path):
           in failure.value.log)
 
 
+@pytest.mark.slow
 def test_stock_tfx_entrypoint_fails_on_the_launcher_log_output(tmp_path):
   """KFP >= 2.5 (PUBLISH_LOGS=true, the default): every task fails, the
   first one already, on the `executor-logs` output of type system.Artifact.

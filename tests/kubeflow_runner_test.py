@@ -30,18 +30,16 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 from tfx.utils import import_utils
 
-import components.idx_example_gen
-import components.vae_trainer
-import layouts
-import kubeflow_runner
-import models
-from pipeline import kubeflow_deploy
+from components import config as config_lib
 from components.data_gate import gate
 from conftest import REPO_ROOT
 from models import vae
 from pipeline import code_fingerprint
 from pipeline import exit_codes
+from pipeline import kubeflow_deploy
+from pipeline import kubeflow_package
 from tests.fake_kfp_server import FakeKfpServer
+import kubeflow_runner
 
 IMAGE = 'registry.example.com/mnist/mnist-vae-tfx:test'
 PIPELINE_ROOT = 'gs://test-bucket/mnist-vae-tfx/root'
@@ -55,7 +53,7 @@ EXPECTED_HYPERPARAMETERS = vae.Hyperparameters(
     epochs=3, latent_dim=4, batch_size=64, lr_schedule='cosine')
 # Component id -> executor class the compiled task must run.
 EXECUTORS = {
-    'IdxExampleGen': 'components.idx_example_gen.executor.Executor',
+    'IdxExampleGen': 'components.example_gen.idx_executor.Executor',
     'CuratedSchemaGen':
         'tfx.components.schema_gen.import_schema_gen.executor.Executor',
     'StatisticsGen': 'tfx.components.statistics_gen.executor.Executor',
@@ -136,7 +134,7 @@ def test_kfp_loads_the_package_with_every_component_as_a_task(package, spec):
 
 def test_the_schema_task_reads_the_schema_the_image_carries(spec):
   schema_file = _constant(spec, 'CuratedSchemaGen', 'schema_file')
-  assert schema_file == kubeflow_runner.IMAGE_SCHEMA_FILE
+  assert schema_file == kubeflow_package.IMAGE_SCHEMA_FILE
   dockerfile = (REPO_ROOT / 'Dockerfile').read_text()
   assert f'COPY schema/schema.pbtxt {schema_file}' in dockerfile
 
@@ -186,7 +184,7 @@ def test_trainer_run_fn_and_hyperparameters(spec):
   assert custom_config == {
       'hyperparameters': EXPECTED_HYPERPARAMETERS.to_dict(),
       'code_fingerprint': code_fingerprint.fingerprint(
-          [components.vae_trainer, models, layouts])}
+          ['components.vae_trainer.executor', 'models.trainer'])}
 
 
 def test_every_project_task_carries_the_fingerprint_of_its_code(spec):
@@ -199,7 +197,7 @@ def test_every_project_task_carries_the_fingerprint_of_its_code(spec):
                                             'schema.pbtxt')))
   example_gen_config = _constant(spec, 'IdxExampleGen', 'custom_config')
   assert code_fingerprint.fingerprint(
-      [components.idx_example_gen, layouts]) in example_gen_config
+      ['components.example_gen.idx_executor']) in example_gen_config
 
 
 def test_warm_start_looks_up_the_served_model_at_run_time(tmp_path):
@@ -279,8 +277,9 @@ def test_paths_and_gate_reach_the_tasks(spec):
   assert push_destination == {'filesystem': {'base_directory': SERVING_ROOT}}
   # The data gate finds its reference in the push destination at run time.
   assert _constant(spec, 'DataGate', 'serving_dir') == SERVING_ROOT
-  assert gate.GateConfig.from_json(
-      _constant(spec, 'DataGate', 'gate_config')) == gate.GateConfig()
+  assert config_lib.from_json(
+      config_lib.GateConfig,
+      _constant(spec, 'DataGate', 'gate_config')) == config_lib.GateConfig()
   assert json.loads(_constant(spec, 'DataGate', 'split_patterns')) == {
       'train': 'train-*-ubyte*', 'eval': 't10k-*-ubyte*'}
 
@@ -292,12 +291,12 @@ def test_gate_flags_reach_the_gate_task(tmp_path):
        '--max-label-linf', '0.2', '--max-pixel-jsd', '0.05']))
   gate_spec = json_format.ParseDict(yaml.safe_load(output.read_text()),
                                     pipeline_spec_pb2.PipelineSpec())
-  config = gate.GateConfig.from_json(
-      _constant(gate_spec, 'DataGate', 'gate_config'))
+  config = config_lib.from_json(
+      config_lib.GateConfig, _constant(gate_spec, 'DataGate', 'gate_config'))
   assert config.accept_drift
   assert (config.thresholds.max_label_linf,
           config.thresholds.max_pixel_jsd) == (0.2, 0.05)
-  assert config.anchor_thresholds == gate.Thresholds()
+  assert config.anchor_thresholds == config_lib.Thresholds()
 
 
 def test_no_resolver_importer_or_cache(spec, executors):
@@ -448,7 +447,7 @@ def test_bad_run_parameters_are_usage_errors(package, assignment, message):
   args = kubeflow_runner.parse_args(
       ['deploy', '--host', 'http://127.0.0.1:1', '--cron', '0 0 3 * * *',
        '--package', str(package), '--run-parameter', assignment])
-  with pytest.raises(kubeflow_runner.UsageError, match=re.escape(message)):
+  with pytest.raises(kubeflow_deploy.UsageError, match=re.escape(message)):
     kubeflow_runner.run_command(args)
 
 
@@ -551,13 +550,13 @@ def test_dockerfile_installs_the_lock_and_the_project(executors):
     module, _, name = path.rpartition('.')
     if not module.startswith('tfx.'):
       assert f'from {module} import {name};' in run, path
-  assert f'import {kubeflow_runner.ENTRYPOINT_COMMAND[2]};' in run
+  assert f'import {kubeflow_package.ENTRYPOINT_COMMAND[2]};' in run
   patterns = [line.strip() for line in
               (REPO_ROOT / '.dockerignore').read_text().splitlines()
               if line.strip() and not line.startswith('#')]
   for path in ('requirements.lock', 'pyproject.toml', 'README.md',
                'schema/schema.pbtxt',
-               'components/idx_example_gen/executor.py',
+               'components/example_gen/idx_executor.py',
                'components/data_gate/executor.py', 'layouts/serving.py',
                'components/vae_evaluator/executor.py',
                'components/atomic_pusher/executor.py', 'models/trainer.py',
@@ -598,7 +597,7 @@ def test_s3_paths_compile_the_endpoint_and_the_secret(tmp_path):
             {'secretKey': 'secretkey', 'envVar': 'AWS_SECRET_ACCESS_KEY'}]}]
   assert 'AWS_SECRET_ACCESS_KEY:' not in output.read_text()  # Only a name.
   # Vertex AI does not run Kubernetes platform specs.
-  with pytest.raises(kubeflow_runner.UsageError, match='platform spec'):
+  with pytest.raises(kubeflow_deploy.UsageError, match='platform spec'):
     kubeflow_deploy.deploy_vertex(str(output), project='p', region='r',
                                   cron='0 3 * * *')
 

@@ -20,7 +20,8 @@ from benchmarks.s3_server import BUCKET
 from benchmarks.s3_server import CREDENTIALS
 from benchmarks.s3_server import S3Server
 from conftest import write_mnist_subset
-from tests import kfp_launcher
+from pipeline import kfp_artifacts
+from pipeline import kfp_launcher
 from tests.kubeflow_execution_test import ALL_TASKS
 from tests.kubeflow_execution_test import compile_package
 from tests.kubeflow_execution_test import decode_in_fresh_process
@@ -37,6 +38,7 @@ def _key(uri: str) -> str:
   return uri[len(f's3://{BUCKET}/'):]
 
 
+@pytest.mark.slow
 def test_the_pipeline_runs_on_s3_as_kfp_runs_it(tmp_path, s3):
   drop = write_mnist_subset(tmp_path / 'drop', {'train': 300, 't10k': 100})
   for path in drop.iterdir():
@@ -52,7 +54,7 @@ def test_the_pipeline_runs_on_s3_as_kfp_runs_it(tmp_path, s3):
                           'epochs': 1},
       workdir=tmp_path / 'pods',
       secrets={'mlpipeline-minio-artifact': CREDENTIALS},
-      download=kfp_launcher.s3_downloader(s3.client)).run()
+      download=kfp_artifacts.s3_downloader(s3.client)).run()
 
   # Every task exited 0: tensorflow-io's abort at exit (tensorflow/io#2039)
   # did not turn a finished task into a failed one.
@@ -74,12 +76,12 @@ def test_the_pipeline_runs_on_s3_as_kfp_runs_it(tmp_path, s3):
   [version] = [v for v in versions if v.isdigit()]
   assert f'serving/{version}/saved_model.pb' in s3.keys('serving/')
   local = tmp_path / 'served'
-  kfp_launcher.s3_downloader(s3.client)(f's3://{BUCKET}/serving/{version}',
+  kfp_artifacts.s3_downloader(s3.client)(f's3://{BUCKET}/serving/{version}',
                                          str(local))
   assert decode_in_fresh_process(str(local)) == '(2, 28, 28, 1)'
   # History on s3:// (the Trainer's CSV logger) and the epochs parameter.
   history = tmp_path / 'history'
-  kfp_launcher.s3_downloader(s3.client)(
+  kfp_artifacts.s3_downloader(s3.client)(
       run.output_uri('Trainer', 'model_run'), str(history))
   assert history_epochs(str(history)) == 1
   metrics = json.loads(s3.client.get_object(

@@ -3,7 +3,7 @@ root, the second after a new `span-N/` folder landed.
 
 Open-source KFP runs no ExampleGen driver, so nothing resolves {SPAN} at
 run time but IdxExampleGen's executor: it lists the data root when its task
-runs (tests/kfp_launcher.py runs every task as the open-source KFP v2
+runs (pipeline/kfp_launcher.py runs every task as the open-source KFP v2
 launcher does). The package is compiled once, with the flat patterns, and
 not touched between the runs.
 """
@@ -16,9 +16,10 @@ from typing import List, Tuple
 import pytest
 
 import conftest
+from benchmarks import kfp_package
 from conftest import idx_content
 from layouts import spans
-from tests import kfp_launcher
+from pipeline import kfp_launcher
 
 # Train and t10k images of each span: span n holds the n-th slice of each.
 _TRAIN, _T10K = 300, 100
@@ -46,7 +47,7 @@ def sha256(path: str) -> str:
 @pytest.mark.slow
 def test_nightly_runs_read_the_newest_span_from_one_package(tmp_path):
   serving = tmp_path / 'serving'
-  package = kfp_launcher.compile_package(
+  package = kfp_package.compile_package(
       str(tmp_path / 'pipeline.yaml'), serving_root=str(serving),
       pipeline_root='gs://compiled/root',
       flags=['--epochs', '3', '--bless-threshold', '1000',

@@ -10,13 +10,13 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-import kubeflow_runner
 from pipeline import exit_codes
+from tests.kubeflow_runner_test import _constant
+from tests.kubeflow_runner_test import _executors
 from tests.kubeflow_runner_test import IMAGE
 from tests.kubeflow_runner_test import PIPELINE_ROOT
 from tests.kubeflow_runner_test import SERVING_ROOT
-from tests.kubeflow_runner_test import _constant
-from tests.kubeflow_runner_test import _executors
+import kubeflow_runner
 
 TFDS_DATA_DIR = 'gs://test-bucket/tensorflow_datasets'
 TFDS_FLAGS = ('--pipeline-root', PIPELINE_ROOT, '--serving-root',
@@ -33,7 +33,7 @@ def test_tfds_source_compiles_to_a_task_reading_the_bucket(tmp_path):
   executors = _executors(spec)
   assert 'IdxExampleGen' not in executors
   args = list(executors['TfdsExampleGen'].container.args)
-  assert 'components.tfds_example_gen.executor.Executor' in ' '.join(args)
+  assert 'components.example_gen.tfds_executor.Executor' in ' '.join(args)
   dataset_dir = f'{TFDS_DATA_DIR}/mnist/3.0.1'
   patterns = {'train': 'mnist-train.tfrecord*', 'eval': 'mnist-test.tfrecord*'}
   assert _constant(spec, 'TfdsExampleGen', 'input_base') == dataset_dir

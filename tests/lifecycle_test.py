@@ -10,6 +10,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from benchmarks import lifecycle
@@ -37,6 +38,7 @@ def _step(world, step):
   return result['steps'][0]
 
 
+@pytest.mark.slow
 def test_rollbacks_stick_and_a_lost_pipeline_root_pushes_a_new_model(
     tmp_path):
   # Smaller drops than the benchmark's, and Beam in one process: the

@@ -15,19 +15,23 @@ import time
 import sys
 from typing import Dict, List
 
+import pytest
 import tensorflow as tf
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components.idx_example_gen import idx
-from components.idx_example_gen.component import IdxExampleGen
-from conftest import REPO_ROOT
+from components.example_gen import idx
+from components.example_gen.component import IdxExampleGen
 from conftest import load_mnist_head
+from conftest import REPO_ROOT
 from conftest import write_mnist_subset
-from models import export
+from layouts import model as model_layout
 from pipeline import exit_codes
 from pipeline import run_lock
+
+# Runs executors, Beam or training on real data: the full suite's tier.
+pytestmark = pytest.mark.slow
 
 COMPONENTS = ('CuratedSchemaGen', 'IdxExampleGen', 'StatisticsGen', 'DataGate',
               'Trainer', 'VaeEvaluator', 'Pusher')
@@ -84,6 +88,7 @@ def test_help_explains_the_flags():
   assert '4 the data gate stopped the run' in ' '.join(result.stdout.split())
 
 
+@pytest.mark.slow
 def test_subset_run_completes_and_names_its_outputs(tmp_path):
   out = tmp_path / 'out'
   # One epoch on 300 images is far from the default threshold: loosen it so
@@ -116,9 +121,9 @@ def test_subset_run_completes_and_names_its_outputs(tmp_path):
   assert anomalies.custom_properties['gate_passed'].int_value == 1
   [model] = store.get_artifacts_by_type('Model')
   model_dir = pathlib.Path(model.uri)
-  assert (model_dir / export.SERVING_MODEL_DIR / 'saved_model.pb').is_file()
-  assert (model_dir / export.ENCODER_DIR / 'saved_model.pb').is_file()
-  assert (model_dir / export.WARM_START_WEIGHTS).is_file()
+  assert (model_dir / model_layout.SERVING_MODEL_DIR / 'saved_model.pb').is_file()
+  assert (model_dir / model_layout.ENCODER_DIR / 'saved_model.pb').is_file()
+  assert (model_dir / model_layout.WARM_START_WEIGHTS).is_file()
   [model_run] = store.get_artifacts_by_type('ModelRun')
   assert list(pathlib.Path(model_run.uri).glob('**/events.out.tfevents.*'))
   [evaluation] = store.get_artifacts_by_type('ModelEvaluation')
@@ -207,6 +212,7 @@ def test_missing_data_dir_fails_fast_with_its_name(tmp_path):
   assert not (tmp_path / 'out').exists()
 
 
+@pytest.mark.slow
 def test_bad_labels_stop_the_run_before_statistics(tiny_mnist, tmp_path):
   _, labels = load_mnist_head('train', 120)
   labels = labels.copy()
@@ -225,6 +231,7 @@ def test_bad_labels_stop_the_run_before_statistics(tiny_mnist, tmp_path):
   assert not (out / 'pipeline' / 'StatisticsGen').exists()
 
 
+@pytest.mark.slow
 def test_newest_span_is_ingested_by_the_next_run(tmp_path):
   """The ExampleGen driver resolves {SPAN}: a new drop is read next run."""
   drops = tmp_path / 'drops'
@@ -251,6 +258,7 @@ def test_newest_span_is_ingested_by_the_next_run(tmp_path):
   assert count_examples(os.path.join(artifacts[1].uri, 'Split-eval')) == 15
 
 
+@pytest.mark.slow
 def test_run_killed_during_training_resumes_to_completion(tmp_path):
   """kill -9 in epoch 3 of 4: the rerun continues at epoch 3 (Keras'
   BackupAndRestore in the Trainer), not from the start."""

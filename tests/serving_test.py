@@ -6,10 +6,12 @@ import os
 import pathlib
 import shutil
 
+import pytest
+
 from components.atomic_pusher import executor as pusher
 from conftest import export_untrained_model
+from layouts import model as model_layout
 from layouts import serving as serving_layout
-from models import export
 from pipeline import exit_codes
 from tests.local_runner_test import run_cli
 
@@ -22,6 +24,7 @@ def _summary(out: pathlib.Path):
   return json.loads((out / 'run_summary.json').read_text())
 
 
+@pytest.mark.slow
 def test_reruns_measure_again_and_signature_changes_need_a_flag(tmp_path):
   out = tmp_path / 'out'
   serving = out / 'serving_model'
@@ -34,11 +37,11 @@ def test_reruns_measure_again_and_signature_changes_need_a_flag(tmp_path):
   # Another run publishes v2, another model, after this evaluation (here
   # pushed by hand).
   other = pathlib.Path(export_untrained_model(tmp_path / 'other-model', 1))
-  v2 = pusher.push(str(other / export.SERVING_MODEL_DIR), str(serving),
+  v2 = pusher.push(str(other / model_layout.SERVING_MODEL_DIR), str(serving),
                    {'model_uri': str(other)},
                    serving_layout.read_reference_statistics(v1),
                    {name: str(other / name)
-                    for name in (export.ENCODER_DIR, export.WARM_START_DIR)})
+                    for name in (model_layout.ENCODER_DIR, model_layout.WARM_START_DIR)})
   rerun = run_cli(*args)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   summary = _summary(out)

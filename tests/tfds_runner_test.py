@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-import local_runner
 from pipeline import exit_codes
+import local_runner
 
 from tests.local_runner_test import count_examples
 from tests.local_runner_test import open_store
@@ -15,10 +15,11 @@ from tests.local_runner_test import run_cli
 
 from conftest import REPO_ROOT
 
-# An IDX run's summary, as committed (README, "What to expect").
+# An IDX run's summary, as committed (README, the first command).
 _IDX_RUNS = REPO_ROOT / 'benchmarks' / 'results' / 'readme_runs_2026-11-25.json'
 
 
+@pytest.mark.slow
 def test_tfds_mnist_run_completes_like_an_idx_run(tfds_mnist, tmp_path):
   out = tmp_path / 'out'
   result = run_cli('--tfds', 'mnist', '--tfds-data-dir', tfds_mnist.data_dir,
@@ -43,6 +44,7 @@ def test_tfds_mnist_run_completes_like_an_idx_run(tfds_mnist, tmp_path):
   assert count_examples(f'{examples.uri}/Split-eval') == 500
 
 
+@pytest.mark.slow
 def test_unprepared_data_set_without_manual_dir_exits_2_at_once(tmp_path):
   start = time.monotonic()
   result = run_cli('--tfds', 'fashion_mnist', '--tfds-data-dir',

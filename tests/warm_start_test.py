@@ -8,10 +8,11 @@ import pytest
 from tfx import v1 as tfx
 
 from components.atomic_pusher import executor as pusher
+from conftest import write_examples_dir
+from layouts import model as model_layout
 from models import export
 from models import trainer
 from models import vae as vae_lib
-from conftest import write_examples_dir
 
 
 def _fn_args(tmp_path, custom_config):
@@ -21,14 +22,15 @@ def _fn_args(tmp_path, custom_config):
   return tfx.components.FnArgs(
       train_files=[str(examples / 'Split-train' / '*')],
       eval_files=[str(examples / 'Split-eval' / '*')],
-      serving_model_dir=str(tmp_path / 'model' / export.SERVING_MODEL_DIR),
+      serving_model_dir=str(tmp_path / 'model' / model_layout.SERVING_MODEL_DIR),
       model_run_dir=str(tmp_path / 'model_run'),
       custom_config=custom_config)
 
 
+@pytest.mark.slow
 def test_warm_start_from_the_served_model(exported_model, tmp_path, caplog):
   serving = tmp_path / 'serving'
-  pusher.push(os.path.join(exported_model, export.SERVING_MODEL_DIR),
+  pusher.push(os.path.join(exported_model, model_layout.SERVING_MODEL_DIR),
               str(serving), {'model_uri': exported_model})
   hp = vae_lib.Hyperparameters(epochs=1, batch_size=64)
   fn_args = _fn_args(tmp_path, {
@@ -49,7 +51,7 @@ def test_warm_start_with_nothing_served_trains_from_scratch(tmp_path):
 def test_warm_start_from_a_model_without_weights_fails_clearly(
     exported_model, tmp_path):
   serving = tmp_path / 'serving'
-  pusher.push(os.path.join(exported_model, export.SERVING_MODEL_DIR),
+  pusher.push(os.path.join(exported_model, model_layout.SERVING_MODEL_DIR),
               str(serving), {'model_uri': str(tmp_path / 'gone')})
   fn_args = _fn_args(tmp_path, {
       trainer.WARM_START_SERVING_DIR_KEY: str(serving)})
@@ -68,12 +70,12 @@ def test_warm_start_from_a_version_whose_pipeline_root_is_gone(
   shutil.copytree(exported_model, origin)
   serving = tmp_path / 'serving'
   version_dir = pusher.push(
-      str(origin / export.SERVING_MODEL_DIR), str(serving),
+      str(origin / model_layout.SERVING_MODEL_DIR), str(serving),
       {'model_uri': str(origin)}, None,
       {name: str(origin / name)
-       for name in (export.ENCODER_DIR, export.WARM_START_DIR)})
+       for name in (model_layout.ENCODER_DIR, model_layout.WARM_START_DIR)})
   expected = vae_lib.build_uncompiled_vae(2)
-  expected.load_weights(str(origin / export.WARM_START_WEIGHTS))
+  expected.load_weights(str(origin / model_layout.WARM_START_WEIGHTS))
   shutil.rmtree(tmp_path / 'pipeline-root')
 
   fn_args = _fn_args(tmp_path, {

@@ -17,20 +17,20 @@ from tfx.types import standard_component_specs
 from tfx.types.component_spec import ChannelParameter
 from tfx.types.component_spec import ExecutionParameter
 
+from components import config as config_lib
 from components.atomic_pusher import executor
+from layouts import contracts
 
 COMPONENT_ID = 'Pusher'
-# Versions kept after a push: enough to roll back a few retrainings.
-DEFAULT_KEEP_VERSIONS = 5
 
 
 class AtomicPusherSpec(standard_component_specs.PusherSpec):
   """The stock PusherSpec plus training statistics and a code fingerprint."""
   PARAMETERS = {
       **standard_component_specs.PusherSpec.PARAMETERS,
-      executor.CODE_FINGERPRINT_KEY: ExecutionParameter(type=str,
+      contracts.CODE_FINGERPRINT_KEY: ExecutionParameter(type=str,
                                                         optional=True),
-      executor.KEEP_VERSIONS_KEY: ExecutionParameter(type=int, optional=True),
+      executor.CONFIG_KEY: ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
       **standard_component_specs.PusherSpec.INPUTS,
@@ -49,7 +49,7 @@ class AtomicPusher(base_component.BaseComponent):
                model_blessing: types.BaseChannel, serving_dir: str,
                statistics: Optional[types.BaseChannel] = None,
                code_fingerprint: Optional[str] = None,
-               keep_versions: int = DEFAULT_KEEP_VERSIONS):
+               config: config_lib.ServingConfig = config_lib.ServingConfig()):
     """Constructs the component.
 
     Args:
@@ -62,17 +62,14 @@ class AtomicPusher(base_component.BaseComponent):
       statistics: StatisticsGen's statistics of the training data; the
         `train` split is recorded in the version as the drift reference.
       code_fingerprint: fingerprint of the executor's code (for the cache).
-      keep_versions: versions kept after a push (>= 1); older ones are
-        removed.
+      config: how many versions are kept after a push.
     """
-    if keep_versions < 1:
-      raise ValueError(f'keep_versions must be >= 1, got {keep_versions}')
     spec = AtomicPusherSpec(
         model=model, model_blessing=model_blessing, statistics=statistics,
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(
                 base_directory=serving_dir)),
-        code_fingerprint=code_fingerprint, keep_versions=keep_versions,
+        code_fingerprint=code_fingerprint, config=config_lib.to_json(config),
         pushed_model=types.Channel(type=standard_artifacts.PushedModel))
     super().__init__(spec=spec)
 
@@ -81,9 +78,10 @@ def create_pusher(model: types.BaseChannel, model_blessing: types.BaseChannel,
                   serving_dir: str,
                   statistics: Optional[types.BaseChannel] = None,
                   code_fingerprint: Optional[str] = None,
-                  keep_versions: int = DEFAULT_KEEP_VERSIONS) -> AtomicPusher:
+                  config: config_lib.ServingConfig = config_lib.ServingConfig()
+                  ) -> AtomicPusher:
   """The pipeline's Pusher (id `Pusher`); see AtomicPusher for the args."""
   return AtomicPusher(
       model=model, model_blessing=model_blessing, serving_dir=serving_dir,
       statistics=statistics, code_fingerprint=code_fingerprint,
-      keep_versions=keep_versions).with_id(COMPONENT_ID)
+      config=config).with_id(COMPONENT_ID)

@@ -12,6 +12,9 @@ import pytest
 from benchmarks import s3_server
 from layouts import serving as serving_layout
 
+# Runs executors, Beam or training on real data: the full suite's tier.
+pytestmark = pytest.mark.slow
+
 PUSHES_PER_PROCESS = 3
 
 _PUSHER = r'''

@@ -49,26 +49,23 @@ from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
+from components import config as config_lib
 from layouts import anchor as anchor_layout
+from layouts import contracts
+from layouts import model as model_layout
+from layouts import rejections
+from layouts import serving as serving_layout
 from layouts import serving_lock
 from layouts import spans as spans_layout
-from layouts import model as model_layout
-from layouts import serving as serving_layout
 
 logger = logging.getLogger(__name__)
 
 TMP_PREFIX = '.tmp-push-'
 STATISTICS_KEY = 'statistics'
-CODE_FINGERPRINT_KEY = 'code_fingerprint'
-KEEP_VERSIONS_KEY = 'keep_versions'
-# PushedModel custom property: why a blessed model was not pushed.
-NOT_PUSHED_REASON_KEY = 'not_pushed_reason'
-# The split whose statistics describe the data the model was trained on.
-TRAIN_SPLIT = 'train'
+# components.config.ServingConfig, as JSON; without it nothing is pruned.
+CONFIG_KEY = 'config'
 # Renames retried when the version was taken by a writer outside the lock.
 _MAX_VERSION_TRIES = 100
-
-is_object_store = serving_layout.is_object_store
 
 
 def next_version(serving_dir: str, now: float) -> int:
@@ -100,8 +97,8 @@ def copy_tree(src: str, dst: str, skip: Optional[set] = None) -> None:
 
 def _age_seconds(path: str, now: float) -> float:
   """Seconds since anything below `path` last changed."""
-  newest = tf.io.gfile.stat(path).mtime_nsec / 1e9 if not is_object_store(
-      path) else 0.0
+  newest = (0.0 if serving_layout.is_object_store(path)
+            else tf.io.gfile.stat(path).mtime_nsec / 1e9)
   for _, file_path in serving_layout.files_below(path):
     newest = max(newest, tf.io.gfile.stat(file_path).mtime_nsec / 1e9)
   return now - newest if newest else float('inf')
@@ -129,7 +126,7 @@ def publish(lease: serving_lock.Lease, serving_dir: str,
   place (atomic); on an object store it is filled in place.
   """
   tf.io.gfile.makedirs(serving_dir)
-  if is_object_store(serving_dir):
+  if serving_layout.is_object_store(serving_dir):
     version_dir = os.path.join(serving_dir,
                                str(next_version(serving_dir, time.time())))
     try:
@@ -223,7 +220,7 @@ def push(model_dir: str, serving_dir: str, push_info: Dict[str, Any],
 
 def rejected_reason(model_sha256: str, serving_dir: str) -> Optional[str]:
   """Why not to push: an operator rolled back from this very model."""
-  entry = serving_layout.rejected_models(serving_dir).get(model_sha256)
+  entry = rejections.rejected_models(serving_dir).get(model_sha256)
   if entry is None:
     return None
   return (f'the candidate is a model an operator rolled back from (version '
@@ -368,15 +365,18 @@ class Executor(tfx_pusher_executor.Executor):
       statistics = artifact_utils.get_single_instance(
           input_dict[STATISTICS_KEY])
       reference = stats_artifact_utils.load_statistics(
-          statistics, TRAIN_SPLIT).proto()
-    keep = exec_properties.get(KEEP_VERSIONS_KEY)
+          statistics, contracts.TRAIN_SPLIT).proto()
+    keep = (config_lib.from_json(config_lib.ServingConfig,
+                                 exec_properties[CONFIG_KEY]).keep_versions
+            if exec_properties.get(CONFIG_KEY) else None)
     with serving_lock.serving_lock(serving_dir, 'push') as lease:
       remove_leftovers(serving_dir, time.time())
       reason = not_pushed_reason(model_sha256, blessing, serving_dir)
       if reason:
         logger.warning('Nothing pushed: %s', reason)
         self._MarkNotPushed(pushed_model)
-        pushed_model.set_string_custom_property(NOT_PUSHED_REASON_KEY, reason)
+        pushed_model.set_string_custom_property(
+            contracts.NOT_PUSHED_REASON_KEY, reason)
         return
       version_dir = publish_model(
           lease, serving_dir, model_dir,

@@ -19,10 +19,12 @@ from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
+from components import config as config_lib
 from components.atomic_pusher import executor
 from layouts import anchor as anchor_layout
+from layouts import contracts
+from layouts import model as model_layout
 from layouts import serving as serving_layout
-from models import export
 
 
 def _names(serving) -> list:
@@ -63,7 +65,8 @@ def _do(model_uri, serving_dir, tmp_path, blessed, evaluated_against=None,
           base_directory=str(serving_dir)))
   properties = {'push_destination': proto_utils.proto_to_json(destination)}
   if keep_versions:
-    properties['keep_versions'] = keep_versions
+    properties['config'] = config_lib.to_json(
+        config_lib.ServingConfig(keep_versions=keep_versions))
   inputs = {'model': [model], 'model_blessing': [blessing]}
   if statistics is not None:
     inputs[executor.STATISTICS_KEY] = [statistics]
@@ -153,9 +156,9 @@ def test_blessed_model_is_pushed_with_its_origin(exported_model, tmp_path):
   # The version carries the rest of the model: it stands without the
   # pipeline root.
   own = pathlib.Path(serving_layout.model_files_dir(str(version_dir)))
-  assert (own / export.ENCODER_DIR / 'saved_model.pb').is_file()
-  assert (own / export.WARM_START_WEIGHTS).is_file()
-  assert (own / export.HYPERPARAMETERS_FILE).is_file()
+  assert (own / model_layout.ENCODER_DIR / 'saved_model.pb').is_file()
+  assert (own / model_layout.WARM_START_WEIGHTS).is_file()
+  assert (own / model_layout.HYPERPARAMETERS_FILE).is_file()
   assert serving_layout.model_dir_of(str(version_dir)) == str(own)
 
 
@@ -165,7 +168,7 @@ def test_model_already_served_is_not_pushed_again(exported_model, tmp_path):
   again = _do(exported_model, serving, tmp_path, blessed=True)
   assert first.get_int_custom_property('pushed') == 1
   assert again.get_int_custom_property('pushed') == 0
-  assert again.get_string_custom_property(executor.NOT_PUSHED_REASON_KEY) == (
+  assert again.get_string_custom_property(contracts.NOT_PUSHED_REASON_KEY) == (
       'the candidate is already served as version '
       f'{first.get_string_custom_property("pushed_version")}')
   assert len(_names(serving)) == 1
@@ -177,13 +180,13 @@ def test_version_published_after_the_evaluation_blocks_the_push(
   serving = tmp_path / 'serving'
   # Versions of other models (another run's).
   first, second = (
-      executor.push(os.path.join(uri, export.SERVING_MODEL_DIR), str(serving),
+      executor.push(os.path.join(uri, model_layout.SERVING_MODEL_DIR), str(serving),
                     {'model_uri': uri}) for uri in other_exported_models[:2])
   pushed = _do(exported_model, serving, tmp_path, blessed=True,
                evaluated_against=first)
   assert pushed.get_int_custom_property('pushed') == 0
   assert pushed.get_string_custom_property(
-      executor.NOT_PUSHED_REASON_KEY) == (
+      contracts.NOT_PUSHED_REASON_KEY) == (
           f'served model changed since evaluation '
           f'({os.path.basename(first)} -> {os.path.basename(second)}); '
           'run again')
@@ -195,13 +198,13 @@ def test_nothing_served_at_evaluation_but_a_version_now_blocks_the_push(
     exported_model, other_exported_models, tmp_path):
   serving = tmp_path / 'serving'
   other = other_exported_models[0]
-  executor.push(os.path.join(other, export.SERVING_MODEL_DIR),
+  executor.push(os.path.join(other, model_layout.SERVING_MODEL_DIR),
                 str(serving), {'model_uri': other})
   pushed = _do(exported_model, serving, tmp_path, blessed=True,
                evaluated_against='')
   assert pushed.get_int_custom_property('pushed') == 0
   assert 'changed since evaluation (none -> ' in (
-      pushed.get_string_custom_property(executor.NOT_PUSHED_REASON_KEY))
+      pushed.get_string_custom_property(contracts.NOT_PUSHED_REASON_KEY))
 
 
 def test_keep_versions_prunes_the_oldest(other_exported_models, tmp_path,
@@ -266,7 +269,7 @@ def test_failure_in_the_middle_of_a_copy_leaves_no_version(
   # Every file copy of io_utils (copy_dir and copy_file) goes through this.
   monkeypatch.setattr(executor.io_utils.fileio, 'copy', copy_then_fail)
   with pytest.raises(OSError, match='disk full'):
-    executor.push(os.path.join(exported_model, export.SERVING_MODEL_DIR),
+    executor.push(os.path.join(exported_model, model_layout.SERVING_MODEL_DIR),
                   str(serving), {'model_uri': exported_model})
   assert len(copied) == 2  # the copy really was interrupted half-way
   # No version, no temporary directory: only the writers' lock.
@@ -278,7 +281,7 @@ def test_two_pushes_in_the_same_second_get_increasing_versions(
     exported_model, tmp_path, monkeypatch):
   monkeypatch.setattr(executor.time, 'time', lambda: 1_800_000_000.25)
   serving = str(tmp_path / 'serving')
-  source = os.path.join(exported_model, export.SERVING_MODEL_DIR)
+  source = os.path.join(exported_model, model_layout.SERVING_MODEL_DIR)
   first = executor.push(source, serving, {'model_uri': exported_model})
   second = executor.push(source, serving, {'model_uri': exported_model})
   assert os.path.basename(first) == '1800000000'
@@ -292,7 +295,7 @@ def test_version_taken_by_a_concurrent_push_is_skipped(
   monkeypatch.setattr(executor, 'next_version', lambda *_: 7)
   (serving / '7').mkdir(parents=True)  # appears after the version was chosen
   version_dir = executor.push(
-      os.path.join(exported_model, export.SERVING_MODEL_DIR), str(serving),
+      os.path.join(exported_model, model_layout.SERVING_MODEL_DIR), str(serving),
       {'model_uri': exported_model})
   assert os.path.basename(version_dir) == '8'
 
@@ -321,6 +324,7 @@ print(json.dumps({'input': name, 'dtype': spec.dtype.name,
 '''
 
 
+@pytest.mark.slow
 def test_pushed_version_passes_tensorflow_serving_checks(exported_model,
                                                          tmp_path):
   serving = tmp_path / 'serving'
@@ -369,10 +373,10 @@ def test_object_store_push_writes_in_place_with_saved_model_last(
 
   monkeypatch.setattr(executor.io_utils.fileio, 'copy', record_copy)
   monkeypatch.setattr(executor.tf.io.gfile, 'rename', no_rename)
-  assert executor.is_object_store(serving)
-  assert not executor.is_object_store('/srv/models')
+  assert serving_layout.is_object_store(serving)
+  assert not serving_layout.is_object_store('/srv/models')
   version_dir = executor.push(
-      os.path.join(exported_model, export.SERVING_MODEL_DIR), serving,
+      os.path.join(exported_model, model_layout.SERVING_MODEL_DIR), serving,
       {'model_uri': exported_model})
   assert written[-1] == os.path.join(version_dir, 'saved_model.pb')
   assert serving_layout.latest_version_dir(serving) == version_dir

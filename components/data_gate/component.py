@@ -34,8 +34,10 @@ from tfx.types.component_spec import ChannelParameter
 from tfx.types.component_spec import ComponentSpec
 from tfx.types.component_spec import ExecutionParameter
 
+from components import config as config_lib
 from components.data_gate import executor
 from components.data_gate import gate
+from layouts import contracts
 
 
 class DataGateSpec(ComponentSpec):
@@ -45,7 +47,7 @@ class DataGateSpec(ComponentSpec):
       executor.CONFIG_KEY: ExecutionParameter(type=str),
       executor.INPUT_BASE_KEY: ExecutionParameter(type=str, optional=True),
       executor.SPLIT_PATTERNS_KEY: ExecutionParameter(type=str, optional=True),
-      executor.CODE_FINGERPRINT_KEY: ExecutionParameter(type=str,
+      contracts.CODE_FINGERPRINT_KEY: ExecutionParameter(type=str,
                                                         optional=True),
       executor.SERVED_VERSION_KEY: ExecutionParameter(type=str, optional=True),
   }
@@ -72,7 +74,7 @@ class DataGate(base_component.BaseComponent):
   def __init__(self, examples: types.BaseChannel,
                statistics: types.BaseChannel, schema: types.BaseChannel,
                serving_dir: str,
-               config: gate.GateConfig = gate.GateConfig(),
+               config: config_lib.GateConfig = config_lib.GateConfig(),
                input_base: Optional[Union[str,
                                           data_types.RuntimeParameter]] = None,
                split_patterns: Optional[Dict[str, str]] = None,
@@ -104,7 +106,7 @@ class DataGate(base_component.BaseComponent):
     spec = DataGateSpec(
         examples=examples, statistics=statistics, schema=schema,
         serving_dir=serving_dir,
-        gate_config=config.to_json(),
+        gate_config=config_lib.to_json(config),
         input_base=input_base,
         split_patterns=json.dumps(split_patterns or {}, sort_keys=True),
         code_fingerprint=code_fingerprint, served_version=served_version,

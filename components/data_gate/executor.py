@@ -24,9 +24,11 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 from tfx.utils import writer_utils
 
+from components import config as config_lib
 from components.data_gate import gate
 from components.data_gate import images as images_lib
 from layouts import anchor as anchor_layout
+from layouts import contracts
 from layouts import serving as serving_layout
 from layouts import serving_lock
 from layouts import spans as spans_layout
@@ -40,18 +42,16 @@ SCHEMA_KEY = 'schema'
 ANOMALIES_KEY = 'anomalies'
 OUTPUT_STATISTICS_KEY = 'gated_statistics'
 SERVING_DIR_KEY = 'serving_dir'
-# gate.GateConfig as JSON: thresholds, anchor thresholds, sanity limits,
+# config_lib.GateConfig as JSON: thresholds, anchor thresholds, sanity limits,
 # accept_drift.
 CONFIG_KEY = 'gate_config'
 # The data root ExampleGen read (a string, or a Kubeflow runtime parameter)
 # and each split's file pattern under it: named in messages.
 INPUT_BASE_KEY = 'input_base'
 SPLIT_PATTERNS_KEY = 'split_patterns'
-CODE_FINGERPRINT_KEY = 'code_fingerprint'
 # Only for the cache key (see pipeline.create_pipeline's served_version).
 SERVED_VERSION_KEY = 'served_version'
 
-REPORT_FILE = 'gate.json'
 # As TFX's ExampleValidator names its per-split output.
 ANOMALIES_FILE = 'SchemaDiff.pb'
 SPAN_PLACEHOLDER = '{SPAN}'
@@ -67,7 +67,7 @@ NOT_SET = 'not set'
 _BATCH = 4096
 
 
-def find_references(serving_dir: str, config: gate.GateConfig
+def find_references(serving_dir: str, config: config_lib.GateConfig
                     ) -> Tuple[List[gate.Reference], Dict[str, Any],
                                Dict[str, Any]]:
   """The references in `serving_dir`: the served model's training
@@ -183,7 +183,8 @@ class Executor(base_executor.BaseExecutor):
         output_dict[OUTPUT_STATISTICS_KEY])
     schema = io_utils.SchemaReader().read(
         io_utils.get_only_uri_in_dir(schema_artifact.uri))
-    config = gate.GateConfig.from_json(exec_properties[CONFIG_KEY])
+    config = config_lib.from_json(config_lib.GateConfig,
+                                  exec_properties[CONFIG_KEY])
     input_base = exec_properties.get(INPUT_BASE_KEY) or ''
     sources = {split: os.path.join(input_base, pattern)
                for split, pattern in json.loads(
@@ -210,14 +211,15 @@ class Executor(base_executor.BaseExecutor):
     for split in artifact_utils.decode_split_names(statistics.split_names):
       split_stats = stats_artifact_utils.load_statistics(statistics,
                                                          split).proto()
-      result = gate.check_split(split, split_stats, schema, ())
+      result = gate.check_schema(split, split_stats, schema)
       # The images parse into 28x28 only if the schema holds.
       if not result.findings:
         images[split] = read_images(examples, split)
         if images[split].count:  # An empty split's statistics have no image.
           split_stats = gate.with_mean_image(split_stats,
                                              images[split].mean_image)
-        result = gate.check_split(split, split_stats, schema, references)
+        if references:
+          result = gate.measure_drift(split, split_stats, schema, references)
       io_utils.write_bytes_file(
           os.path.join(artifact_utils.get_split_uri([out_statistics], split),
                        stats_artifact_utils.BINARY_PB_BASENAME),
@@ -267,7 +269,8 @@ class Executor(base_executor.BaseExecutor):
         'splits': splits,
         **lines,
     }
-    with tf.io.gfile.GFile(os.path.join(anomalies.uri, REPORT_FILE), 'w') as f:
+    report_path = os.path.join(anomalies.uri, contracts.GATE_REPORT_FILE)
+    with tf.io.gfile.GFile(report_path, 'w') as f:
       json.dump(report, f, indent=2, sort_keys=True)
     anomalies.set_int_custom_property(PASSED_PROPERTY, int(not stop))
     # For the Pusher: whether to move the anchor, and what to record.

@@ -13,15 +13,20 @@ from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
+from components import config as config_lib
 from components.atomic_pusher import executor as pusher
 from components.data_gate import executor
 from components.data_gate import gate
 from conftest import REPO_ROOT
 from conftest import write_tfrecords
 from layouts import anchor as anchor_layout
+from layouts import contracts
+from layouts import model as model_layout
 from layouts import serving as serving_layout
 from layouts import spans as spans_layout
-from models import export
+
+# Runs executors, Beam or training on real data: the full suite's tier.
+pytestmark = pytest.mark.slow
 
 INPUT_BASE = '/drops'
 SPLIT_PATTERNS = {'train': 'span-{SPAN}/train-*-ubyte*',
@@ -70,8 +75,8 @@ def _run(drop, schema_artifact, out_dir, serving_dir, accept_drift=False,
   gated.uri = str(out_dir / 'gated_statistics')
   properties = {
       executor.SERVING_DIR_KEY: str(serving_dir),
-      executor.CONFIG_KEY: gate.GateConfig(accept_drift=accept_drift,
-                                           **config).to_json(),
+      executor.CONFIG_KEY: config_lib.to_json(config_lib.GateConfig(
+          accept_drift=accept_drift, **config)),
       executor.INPUT_BASE_KEY: INPUT_BASE,
       executor.SPLIT_PATTERNS_KEY: json.dumps(SPLIT_PATTERNS),
   }
@@ -81,7 +86,7 @@ def _run(drop, schema_artifact, out_dir, serving_dir, accept_drift=False,
          'schema': [schema_artifact]},
         {'anomalies': [anomalies], 'gated_statistics': [gated]}, properties)
   finally:
-    report_path = pathlib.Path(anomalies.uri, executor.REPORT_FILE)
+    report_path = pathlib.Path(anomalies.uri, contracts.GATE_REPORT_FILE)
     report = json.loads(report_path.read_text())
   return report, anomalies, gated
 
@@ -95,7 +100,7 @@ def mnist_drop(tmp_path, make_stats, mnist_drops):
 
 
 def _serve(serving_dir, exported_model, reference=None):
-  return pusher.push(os.path.join(exported_model, export.SERVING_MODEL_DIR),
+  return pusher.push(os.path.join(exported_model, model_layout.SERVING_MODEL_DIR),
                      str(serving_dir), {'model_uri': exported_model},
                      reference)
 
@@ -156,7 +161,7 @@ def test_inverted_drop_fails_against_the_recorded_reference(
   assert report['blocking'] and not report['accepted']
   # The same report is on disk, beside TFDV's anomalies.
   assert json.loads(pathlib.Path(
-      tmp_path / 'second' / 'anomalies' / executor.REPORT_FILE).read_text()
+      tmp_path / 'second' / 'anomalies' / contracts.GATE_REPORT_FILE).read_text()
                    ) == report
 
   accepted, _, _ = _run(inverted, schema_artifact, tmp_path / 'third',
@@ -225,7 +230,7 @@ def test_drift_from_the_anchor_stops_what_the_served_reference_lets_through(
   # A wider anchor threshold lets it through.
   report, _, _ = _run(drifted, schema_artifact, tmp_path / 'fourth',
                       tmp_path / 'serving',
-                      anchor_thresholds=gate.Thresholds(
+                      anchor_thresholds=config_lib.Thresholds(
                           max_mean_image_linf=0.99))
   assert report['passed'] is True
 

@@ -29,11 +29,11 @@ Every split of the newest span of a data drop is checked three ways:
    `--accept-drift` does not let through.
 
 The thresholds were calibrated on MNIST against MNIST and on each kind of bad
-drop (`benchmarks/data_gate.py`; README, "Data gate").
+drop (`benchmarks/data_gate.py`; docs/data_gate.md). Their defaults are in
+`components/config.py`.
 """
 
 import dataclasses
-import json
 import logging
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -44,27 +44,13 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
+from components import config as config_lib
 from components.data_gate import images as images_lib
+from layouts import contracts
 from models import data
 
 logger = logging.getLogger(__name__)
 
-IMAGE_FEATURE = data.IMAGE_KEY
-LABEL_FEATURE = data.LABEL_KEY
-# Calibrated with benchmarks/data_gate.py (README, "Data gate"): MNIST
-# against MNIST measured at most 0.0285 (500 test images against 2,000
-# training images); labels 95% one class 0.84.
-DEFAULT_MAX_LABEL_LINF = 0.1
-# MNIST against MNIST at most 0.00025 (300 against 1,500 images); inverted
-# images 0.49, natural photo patches 0.42, another digit data set 0.048 or,
-# scaled to MNIST's range of values, 0.0087 (the mean image catches that).
-DEFAULT_MAX_PIXEL_JSD = 0.01
-# MNIST against MNIST at most 0.168 (the first 300 test images against the
-# first 1,500 training images); digits rotated by 90 degrees 0.451, another
-# digit data set 0.49-0.60. The anchor's default is the same: a creep of 15
-# degrees a drop (each step at most 0.219 at full size) measures 0.350 from
-# it at 45 degrees, the third drop.
-DEFAULT_MAX_MEAN_IMAGE_LINF = 0.3
 # The custom statistic of the `image` feature that holds the mean image:
 # a histogram whose bucket i (low_value i, high_value i + 1) has the mean
 # intensity (0..1) of pixel position i as its sample_count.
@@ -89,30 +75,6 @@ SANITY = 'split sanity'
 # The two references a drop is measured against.
 SERVED = 'served'
 ANCHOR = 'anchor'
-# Calibrated with benchmarks/data_gate.py (README, "Data gate"): MNIST's own
-# t10k shares 0 of its 10,000 images with train, and neither split holds an
-# exact duplicate.
-DEFAULT_MAX_EVAL_IN_TRAIN = 0.01
-DEFAULT_MAX_DUPLICATE_SHARE = 0.01
-# Fewer eval images than this make the blessing's comparison noise: the
-# per-image -ELBO of a trained model has a spread of about 40 nats, so the
-# mean over 100 images is known to about +-4 nats.
-DEFAULT_MIN_SPLIT_EXAMPLES = 100
-
-
-@dataclasses.dataclass(frozen=True)
-class Thresholds:
-  """Largest drift a drop may show against the reference."""
-  max_label_linf: float = DEFAULT_MAX_LABEL_LINF
-  max_pixel_jsd: float = DEFAULT_MAX_PIXEL_JSD
-  max_mean_image_linf: float = DEFAULT_MAX_MEAN_IMAGE_LINF
-
-  def __post_init__(self):
-    for name, value in dataclasses.asdict(self).items():
-      if not 0 <= value <= 1:
-        raise ValueError(f'{name} must be in [0, 1], got {value}')
-
-
 @dataclasses.dataclass(frozen=True)
 class Finding:
   """One anomaly of one split."""
@@ -132,44 +94,7 @@ class Reference:
   name: str  # SERVED or ANCHOR
   description: str  # for messages, e.g. 'served version 3'
   statistics: statistics_pb2.DatasetFeatureStatisticsList
-  thresholds: Thresholds
-
-
-@dataclasses.dataclass(frozen=True)
-class SanityLimits:
-  """What every split of a drop must satisfy, whatever the references."""
-  # Largest share of the eval images that may also occur in train.
-  max_eval_in_train: float = DEFAULT_MAX_EVAL_IN_TRAIN
-  # Largest share of a split's images that may repeat another of its images.
-  max_duplicate_share: float = DEFAULT_MAX_DUPLICATE_SHARE
-  min_examples: int = DEFAULT_MIN_SPLIT_EXAMPLES
-
-  def __post_init__(self):
-    for name in ('max_eval_in_train', 'max_duplicate_share'):
-      if not 0 <= getattr(self, name) <= 1:
-        raise ValueError(f'{name} must be in [0, 1], got {getattr(self, name)}')
-    if self.min_examples < 1:
-      raise ValueError(f'min_examples must be at least 1, got {self.min_examples}')
-
-
-@dataclasses.dataclass(frozen=True)
-class GateConfig:
-  """Everything the gate is configured with (one execution property)."""
-  thresholds: Thresholds = Thresholds()
-  anchor_thresholds: Thresholds = Thresholds()
-  limits: SanityLimits = SanityLimits()
-  accept_drift: bool = False
-
-  def to_json(self) -> str:
-    return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-  @classmethod
-  def from_json(cls, text: str) -> 'GateConfig':
-    value = json.loads(text)
-    return cls(thresholds=Thresholds(**value['thresholds']),
-               anchor_thresholds=Thresholds(**value['anchor_thresholds']),
-               limits=SanityLimits(**value['limits']),
-               accept_drift=bool(value['accept_drift']))
+  thresholds: config_lib.Thresholds
 
 
 @dataclasses.dataclass
@@ -193,14 +118,14 @@ class DataGateError(RuntimeError):
 
 
 def schema_with_comparators(schema: schema_pb2.Schema,
-                            thresholds: Thresholds) -> schema_pb2.Schema:
+                            thresholds: config_lib.Thresholds) -> schema_pb2.Schema:
   """A copy of `schema` with the drift comparators set to `thresholds`."""
   copy = schema_pb2.Schema()
   copy.CopyFrom(schema)
-  tfdv.get_feature(copy, LABEL_FEATURE).drift_comparator.infinity_norm.threshold = (
-      thresholds.max_label_linf)
-  tfdv.get_feature(
-      copy, IMAGE_FEATURE).drift_comparator.jensen_shannon_divergence.threshold = (
+  label = tfdv.get_feature(copy, contracts.LABEL_KEY)
+  label.drift_comparator.infinity_norm.threshold = thresholds.max_label_linf
+  image = tfdv.get_feature(copy, contracts.IMAGE_KEY)
+  image.drift_comparator.jensen_shannon_divergence.threshold = (
           thresholds.max_pixel_jsd)
   return copy
 
@@ -219,7 +144,8 @@ def _drift_measurements(
 def _image_feature(statistics: statistics_pb2.DatasetFeatureStatisticsList
                    ) -> Optional[statistics_pb2.FeatureNameStatistics]:
   for feature in statistics.datasets[0].features:
-    if feature.path.step == [IMAGE_FEATURE] or feature.name == IMAGE_FEATURE:
+    key = contracts.IMAGE_KEY
+    if feature.path.step == [key] or feature.name == key:
       return feature
   return None
 
@@ -234,7 +160,7 @@ def with_mean_image(statistics: statistics_pb2.DatasetFeatureStatisticsList,
   copy.CopyFrom(statistics)
   feature = _image_feature(copy)
   if feature is None:
-    raise ValueError(f'no {IMAGE_FEATURE!r} feature in the statistics')
+    raise ValueError(f'no {contracts.IMAGE_KEY!r} feature in the statistics')
   kept = [s for s in feature.custom_stats if s.name != MEAN_IMAGE_STAT]
   del feature.custom_stats[:]
   feature.custom_stats.extend(kept)
@@ -259,7 +185,7 @@ def _validate(split: str,
               statistics: statistics_pb2.DatasetFeatureStatisticsList,
               schema: schema_pb2.Schema,
               reference: Optional[statistics_pb2.DatasetFeatureStatisticsList],
-              thresholds: Thresholds, reference_name: Optional[str]
+              thresholds: config_lib.Thresholds, reference_name: Optional[str]
               ) -> Tuple[anomalies_pb2.Anomalies, List[Finding],
                          Dict[str, Dict[str, Any]]]:
   """TFDV's validation against the schema and, if given, the reference;
@@ -288,16 +214,17 @@ def _validate(split: str,
     findings.append(Finding(split, '(dataset)', SCHEMA,
                             f'{reason.short_description}: {reason.description}'))
   current_mean = recorded_mean_image(statistics)
-  reference_mean = recorded_mean_image(reference) if reference is not None else None
+  reference_mean = (recorded_mean_image(reference) if reference is not None
+                    else None)
   if current_mean is not None and reference_mean is not None:
     value = float(np.abs(current_mean - reference_mean).max())
-    drift[IMAGE_FEATURE + ' (mean image)'] = {
+    drift[contracts.IMAGE_KEY + ' (mean image)'] = {
         'measure': MEAN_IMAGE_MEASURE, 'value': value,
         'threshold': thresholds.max_mean_image_linf}
     # `not value <= allowed`: a NaN (an empty split's mean) is no pass.
     if not value <= thresholds.max_mean_image_linf:
       findings.append(Finding(
-          split, IMAGE_FEATURE, DRIFT,
+          split, contracts.IMAGE_KEY, DRIFT,
           f'The largest difference between the mean images is {value:.4g}, '
           f'above the threshold {thresholds.max_mean_image_linf:.4g}.',
           measure=MEAN_IMAGE_MEASURE, measured=value,
@@ -313,35 +240,55 @@ def _validate(split: str,
   return anomalies, findings, drift
 
 
+def check_schema(split: str,
+                 statistics: statistics_pb2.DatasetFeatureStatisticsList,
+                 schema: schema_pb2.Schema) -> SplitResult:
+  """Validates one split's statistics against the schema (TFDV): its
+  findings are of kind SCHEMA, and its anomalies ExampleValidator's."""
+  anomalies, findings, _ = _validate(split, statistics, schema, None,
+                                     config_lib.Thresholds(), None)
+  return SplitResult(split, anomalies, findings, {})
+
+
+def measure_drift(split: str,
+                  statistics: statistics_pb2.DatasetFeatureStatisticsList,
+                  schema: schema_pb2.Schema,
+                  references: Sequence[Reference]) -> SplitResult:
+  """Measures one split's drift from each reference: TFDV's comparators, and
+  the mean images when both statistics carry one (`with_mean_image`).
+
+  For a split whose schema `check_schema` passed: TFDV validates against the
+  schema again as it compares (it has no drift-only entry point), and its
+  schema findings are left out, so each finding is counted once. The
+  anomalies kept (ExampleValidator's output) are those against the first
+  reference.
+  """
+  anomalies, findings, drifts = None, [], {}
+  for reference in references:
+    against, found, drifts[reference.name] = _validate(
+        split, statistics, schema, reference.statistics, reference.thresholds,
+        reference.name)
+    anomalies = anomalies or against
+    findings.extend(f for f in found if f.kind != SCHEMA)
+  return SplitResult(split, anomalies, findings, drifts)
+
+
 def check_split(split: str,
                 statistics: statistics_pb2.DatasetFeatureStatisticsList,
                 schema: schema_pb2.Schema,
                 references: Sequence[Reference]) -> SplitResult:
-  """Validates one split's statistics against the schema (TFDV) and measures
-  its drift from each reference (TFDV's comparators, and the mean images
-  when both statistics carry one, see `with_mean_image`).
-
-  The anomalies kept (ExampleValidator's output) are those against the first
-  reference, or against the schema alone when there is none.
-  """
-  first = references[0] if references else None
-  anomalies, findings, drift = _validate(
-      split, statistics, schema, first.statistics if first else None,
-      first.thresholds if first else Thresholds(),
-      first.name if first else None)
-  drifts = {first.name: drift} if first else {}
-  for reference in references[1:]:
-    _, more, drifts[reference.name] = _validate(
-        split, statistics, schema, reference.statistics, reference.thresholds,
-        reference.name)
-    # Schema findings do not depend on the reference: counted once.
-    findings.extend(f for f in more if f.kind != SCHEMA)
-  return SplitResult(split, anomalies, findings, drifts)
+  """`check_schema`, then, if the schema holds and there are references,
+  `measure_drift`: the whole verdict on one split's statistics."""
+  result = check_schema(split, statistics, schema)
+  if result.findings or not references:
+    return result
+  drift = measure_drift(split, statistics, schema, references)
+  return SplitResult(split, drift.anomalies, drift.findings, drift.drift)
 
 
 def sanity_findings(splits: Dict[str, images_lib.SplitImages],
                     eval_split: str,
-                    train_hashes: np.ndarray, limits: SanityLimits
+                    train_hashes: np.ndarray, limits: config_lib.SanityLimits
                     ) -> Tuple[List[Finding], Dict[str, Dict[str, Any]]]:
   """The split sanity checks of one drop.
 

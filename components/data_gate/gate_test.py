@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn import datasets
 
+from components import config as config_lib
 from components.data_gate import gate
 from components.data_gate import images as images_lib
 from pipeline import data_schema
@@ -11,7 +12,7 @@ from pipeline import data_schema
 SCHEMA = data_schema.curated_schema()
 
 
-def _check(stats, reference, thresholds=gate.Thresholds()):
+def _check(stats, reference, thresholds=config_lib.Thresholds()):
   references = [] if reference is None else [
       gate.Reference(gate.SERVED, 'served version 17', reference, thresholds)]
   return gate.check_split('train', stats, SCHEMA, references)
@@ -43,7 +44,7 @@ def test_another_mnist_drop_passes(make_stats, mnist_drops, reference_stats):
   result = _check(make_stats(images, labels), reference_stats)
   assert result.findings == []
   label = result.drift['served']['label']
-  assert label['threshold'] == gate.DEFAULT_MAX_LABEL_LINF
+  assert label['threshold'] == config_lib.Thresholds().max_label_linf
   # An independent computation of the L-infinity distance.
   assert label['value'] == pytest.approx(
       np.abs(_label_shares(labels) - _label_shares(ref_labels)).max())
@@ -53,7 +54,7 @@ def test_another_mnist_drop_passes(make_stats, mnist_drops, reference_stats):
   assert mean['value'] == pytest.approx(np.abs(
       images.reshape(-1, 784).mean(0) -
       ref_images.reshape(-1, 784).mean(0)).max() / 255)
-  assert mean['value'] < gate.DEFAULT_MAX_MEAN_IMAGE_LINF
+  assert mean['value'] < config_lib.Thresholds().max_mean_image_linf
 
 
 def test_inverted_images_are_drift(make_stats, mnist_drops, reference_stats):
@@ -63,7 +64,7 @@ def test_inverted_images_are_drift(make_stats, mnist_drops, reference_stats):
   assert (mean_finding.measure, mean_finding.measured) == (
       gate.MEAN_IMAGE_MEASURE, pytest.approx(1.0, abs=0.01))
   assert (finding.kind, finding.feature) == (gate.DRIFT, 'image')
-  assert finding.allowed == gate.DEFAULT_MAX_PIXEL_JSD
+  assert finding.allowed == config_lib.Thresholds().max_pixel_jsd
   # TFDV's divergence of the pixel histograms, computed here independently.
   assert finding.measured == pytest.approx(
       _jensen_shannon(_pixel_histogram(255 - images),
@@ -101,11 +102,11 @@ def test_another_digit_data_set_is_drift(make_stats, reference_stats):
   images[:, 6:22, 6:22] = scaled
   result = _check(make_stats(images.astype(np.uint8), digits.target),
                   reference_stats)
-  assert result.drift['served']['image']['value'] < gate.DEFAULT_MAX_PIXEL_JSD
+  assert result.drift['served']['image']['value'] < config_lib.Thresholds().max_pixel_jsd
   [finding] = result.findings
   assert (finding.kind, finding.feature, finding.measure) == (
       gate.DRIFT, 'image', gate.MEAN_IMAGE_MEASURE)
-  assert finding.measured > 1.5 * gate.DEFAULT_MAX_MEAN_IMAGE_LINF
+  assert finding.measured > 1.5 * config_lib.Thresholds().max_mean_image_linf
 
 
 def test_rotated_digits_are_drift(make_stats, mnist_drops, reference_stats):
@@ -162,8 +163,8 @@ def test_accepted_drift_does_not_block():
 
 
 def test_thresholds_are_fractions():
-  with pytest.raises(ValueError, match='max_pixel_jsd must be in'):
-    gate.Thresholds(max_pixel_jsd=1.5)
+  with pytest.raises(ValueError, match='max_pixel_jsd must be a number >= 0 and <= 1'):
+    config_lib.Thresholds(max_pixel_jsd=1.5)
 
 
 def test_both_references_are_measured_and_named(make_stats, mnist_drops,
@@ -172,9 +173,9 @@ def test_both_references_are_measured_and_named(make_stats, mnist_drops,
   rotated = make_stats(np.rot90(images, axes=(1, 2)), labels)
   result = gate.check_split('train', rotated, SCHEMA, [
       gate.Reference(gate.SERVED, 'served version 2', rotated,
-                     gate.Thresholds()),
+                     config_lib.Thresholds()),
       gate.Reference(gate.ANCHOR, 'anchor', reference_stats,
-                     gate.Thresholds())])
+                     config_lib.Thresholds())])
   assert result.drift[gate.SERVED]['image (mean image)']['value'] == 0
   assert result.drift[gate.ANCHOR]['image (mean image)']['value'] > 0.3
   [finding] = result.findings
@@ -202,7 +203,7 @@ def test_sanity_measures_against_an_independent_count():
   splits = {'train': images_lib.summarize_images([train[:200], train[200:]]),
             'eval': images_lib.summarize_images([evaluation])}
   findings, measured = gate.sanity_findings(
-      splits, 'eval', splits['train'].hashes, gate.SanityLimits())
+      splits, 'eval', splits['train'].hashes, config_lib.SanityLimits())
   # 31 of the 201 eval images are train images; 1 repeats another eval one.
   in_train = sum(any((row == train).all(1)) for row in evaluation)
   assert in_train == 31
@@ -220,13 +221,14 @@ def test_an_empty_split_has_no_mean_and_fails_the_minimum():
   empty = images_lib.summarize_images([])
   assert empty.count == 0 and np.isnan(empty.mean_image).all()
   findings, _ = gate.sanity_findings({'train': empty}, 'eval',
-                                     empty.hashes, gate.SanityLimits())
+                                     empty.hashes, config_lib.SanityLimits())
   assert [(f.measure, f.measured) for f in findings] == [('examples', 0)]
 
 
 def test_config_round_trips_through_json():
-  config = gate.GateConfig(
-      thresholds=gate.Thresholds(max_label_linf=0.2),
-      anchor_thresholds=gate.Thresholds(max_mean_image_linf=0.25),
-      limits=gate.SanityLimits(min_examples=7), accept_drift=True)
-  assert gate.GateConfig.from_json(config.to_json()) == config
+  config = config_lib.GateConfig(
+      thresholds=config_lib.Thresholds(max_label_linf=0.2),
+      anchor_thresholds=config_lib.Thresholds(max_mean_image_linf=0.25),
+      limits=config_lib.SanityLimits(min_examples=7), accept_drift=True)
+  assert config_lib.from_json(config_lib.GateConfig,
+                              config_lib.to_json(config)) == config

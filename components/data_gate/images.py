@@ -8,6 +8,7 @@ from typing import Iterable
 
 import numpy as np
 
+from layouts import contracts
 from models import data
 
 
@@ -41,7 +42,7 @@ def summarize_images(batches: Iterable[np.ndarray]) -> SplitImages:
     count += len(flat)
     hashes.append(image_hashes(flat))
   if total is None:
-    total = np.zeros(data.IMAGE_PIXELS)
+    total = np.zeros(contracts.IMAGE_PIXELS)
   with np.errstate(invalid='ignore', divide='ignore'):
     mean = total / count
   return SplitImages(count, mean,

@@ -19,8 +19,9 @@ import dataclasses
 import math
 from typing import List, Mapping, Optional, Tuple
 
+from layouts import contracts
+
 # Metrics that must be finite; the -ELBO is the one compared.
-CHECKED_METRICS = ('neg_elbo', 'reconstruction', 'kl', 'iwae_bound')
 COMPARED_METRIC = 'neg_elbo'
 
 
@@ -42,7 +43,7 @@ def decide(candidate: Mapping[str, float], threshold: float, tolerance: float,
   """
   reasons = []
   blessed = True
-  not_finite = [k for k in CHECKED_METRICS
+  not_finite = [k for k in contracts.METRIC_KEYS
                 if not math.isfinite(candidate.get(k, math.nan))]
   if not_finite:
     blessed = False

@@ -12,8 +12,9 @@ from PIL import Image
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
+from components import config as config_lib
 from components.vae_evaluator import blessing
-from components.vae_evaluator import component
+from components.vae_evaluator import drawing
 from components.vae_evaluator import executor
 from components.vae_evaluator import metrics
 from components.vae_evaluator import plots
@@ -21,10 +22,15 @@ from components.vae_evaluator import report
 from components.vae_evaluator import report_test
 from conftest import load_mnist_head
 from conftest import write_tfrecords
+from layouts import contracts
+from layouts import model as model_layout
 from layouts import serving as serving_layout
 from models import export
 from models import history as history_lib
 from models import vae as vae_lib
+
+# Runs executors, Beam or training on real data: the full suite's tier.
+pytestmark = pytest.mark.slow
 
 EVAL_IMAGES = 300
 
@@ -41,7 +47,7 @@ def _write_examples(root: pathlib.Path) -> standard_artifacts.Examples:
 
 def _export(vae, hp, root: pathlib.Path, name: str) -> str:
   model_uri = root / name
-  export.export_model(vae, hp, str(model_uri / export.SERVING_MODEL_DIR))
+  export.export_model(vae, hp, str(model_uri / model_layout.SERVING_MODEL_DIR))
   return str(model_uri)
 
 
@@ -65,7 +71,7 @@ def models_and_data(tmp_path_factory):
 def _push(model_uri: str, serving_dir: pathlib.Path, version: int) -> str:
   """Serves a model the way the pusher does: decoder + push info."""
   version_dir = serving_dir / str(version)
-  shutil.copytree(os.path.join(model_uri, export.SERVING_MODEL_DIR), version_dir)
+  shutil.copytree(os.path.join(model_uri, model_layout.SERVING_MODEL_DIR), version_dir)
   serving_layout.write_push_info(str(version_dir), {'model_uri': model_uri})
   return str(version_dir)
 
@@ -86,10 +92,11 @@ def _run(models_and_data, tmp_path, model_key, serving_dir=None,
        **(extra_inputs or {})},
       {'evaluation': [evaluation], 'blessing': [blessing_artifact]},
       {'serving_dir': str(serving_dir or tmp_path / 'serving'),
-       'bless_threshold': threshold, 'bless_tolerance': tolerance,
-       'iwae_samples': 4, 'seed': 0,
-       'allow_signature_change': int(allow_signature_change)})
-  with open(os.path.join(evaluation.uri, executor.METRICS_FILE)) as f:
+       'config': config_lib.to_json(config_lib.EvaluationConfig(
+           bless_threshold=threshold, bless_tolerance=tolerance,
+           iwae_samples=4, allow_signature_change=allow_signature_change)),
+       'seed': 0})
+  with open(os.path.join(evaluation.uri, contracts.METRICS_FILE)) as f:
     return json.load(f), evaluation, blessing_artifact
 
 
@@ -163,7 +170,7 @@ def test_nan_model_is_not_blessed(models_and_data, tmp_path):
 def test_unmeasurable_served_model_blocks_the_push(models_and_data, tmp_path):
   serving = tmp_path / 'serving'
   shutil.copytree(
-      os.path.join(models_and_data['untrained'], export.SERVING_MODEL_DIR),
+      os.path.join(models_and_data['untrained'], model_layout.SERVING_MODEL_DIR),
       serving / '1')  # no push info: its encoder cannot be found
   result, _, _ = _run(models_and_data, tmp_path, 'trained', serving)
   assert result['blessed'] is False
@@ -250,9 +257,8 @@ def test_plots_for_other_latent_sizes(tmp_path):
 
 
 def test_iwae_samples_must_be_positive():
-  with pytest.raises(ValueError, match='iwae_samples must be >= 1'):
-    component.VaeEvaluator(examples=None, model=None, serving_dir='x',
-                           iwae_samples=0)
+  with pytest.raises(ValueError, match='iwae_samples must be an int >= 1'):
+    config_lib.EvaluationConfig(iwae_samples=0)
 
 
 def test_blessing_records_the_served_version_it_measured(models_and_data,
@@ -370,10 +376,10 @@ def test_version_that_carries_its_model_is_measured_without_its_origin(
   from components.atomic_pusher import executor as pusher  # pylint: disable=g-import-not-at-top
   source = models_and_data['untrained']
   version_dir = pusher.push(
-      os.path.join(source, export.SERVING_MODEL_DIR), str(tmp_path / 'serving'),
+      os.path.join(source, model_layout.SERVING_MODEL_DIR), str(tmp_path / 'serving'),
       {'model_uri': str(tmp_path / 'deleted-pipeline-root')}, None,
       {name: os.path.join(source, name)
-       for name in (export.ENCODER_DIR, export.WARM_START_DIR)})
+       for name in (model_layout.ENCODER_DIR, model_layout.WARM_START_DIR)})
   result, _, _ = _run(models_and_data, tmp_path, 'trained',
                       tmp_path / 'serving')
   assert result['served_model_dir'] == version_dir
@@ -385,7 +391,7 @@ def test_old_version_whose_origin_is_gone_blocks_with_advice(
   serving = tmp_path / 'serving'
   version_dir = serving / '3'
   shutil.copytree(
-      os.path.join(models_and_data['untrained'], export.SERVING_MODEL_DIR),
+      os.path.join(models_and_data['untrained'], model_layout.SERVING_MODEL_DIR),
       version_dir)
   serving_layout.write_push_info(str(version_dir),
                                  {'model_uri': str(tmp_path / 'gone')})
@@ -476,7 +482,7 @@ def _data_gate(root: pathlib.Path):
   anomalies = standard_artifacts.ExampleAnomalies()
   anomalies.uri = str(root / 'anomalies')
   os.makedirs(anomalies.uri)
-  pathlib.Path(anomalies.uri, executor.GATE_REPORT_FILE).write_text(
+  pathlib.Path(anomalies.uri, contracts.GATE_REPORT_FILE).write_text(
       json.dumps(report_test._GATE))  # pylint: disable=protected-access
   return anomalies
 
@@ -489,7 +495,7 @@ def test_report_against_a_served_model_with_history_and_gate(
       models_and_data, tmp_path, 'trained', serving,
       extra_inputs={'model_run': [_model_run_with_history(tmp_path)],
                     'data_gate': [_data_gate(tmp_path)]})
-  page = pathlib.Path(evaluation.uri, executor.REPORT_FILE).read_text()
+  page = pathlib.Path(evaluation.uri, contracts.REPORT_FILE).read_text()
   for section_id, heading in report.SECTIONS:
     assert f'<section id="{section_id}"><h2>{heading}</h2>' in page
   assert report_test.external_references(page) == []
@@ -516,7 +522,7 @@ def test_report_without_history_says_so(models_and_data, tmp_path):
   os.makedirs(empty_run.uri)
   _, evaluation, _ = _run(models_and_data, tmp_path, 'trained',
                           extra_inputs={'model_run': [empty_run]})
-  page = pathlib.Path(evaluation.uri, executor.REPORT_FILE).read_text()
+  page = pathlib.Path(evaluation.uri, contracts.REPORT_FILE).read_text()
   curves = page[page.index('id="training-curves"'):page.index('id="data"')]
   assert 'No training history is available' in curves
   assert 'a model trained before the Trainer wrote it' in curves
@@ -535,5 +541,5 @@ def test_reconstructions_are_one_decode_of_the_chosen_images(
                               with_labels=True)
   all_images = np.concatenate([b[0].numpy() for b in dataset])
   indices = np.array([299, 0, 65, 64, 130])
-  np.testing.assert_array_equal(executor._images_at(dataset, indices),  # pylint: disable=protected-access
+  np.testing.assert_array_equal(drawing._images_at(dataset, indices),  # pylint: disable=protected-access
                                 all_images[indices])

@@ -25,6 +25,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from layouts import model as model_layout
 from layouts import serving as serving_layout
 from models import export
 from models import vae as vae_lib
@@ -77,8 +78,8 @@ def load_exported(decoder_dir: str, encoder_dir: str) -> ExportedVae:
 def load_trainer_model(model_uri: str) -> ExportedVae:
   """Loads the Trainer's Model artifact (see models.export for the layout)."""
   return load_exported(
-      os.path.join(model_uri, export.SERVING_MODEL_DIR),
-      os.path.join(model_uri, export.ENCODER_DIR))
+      os.path.join(model_uri, model_layout.SERVING_MODEL_DIR),
+      os.path.join(model_uri, model_layout.ENCODER_DIR))
 
 
 def load_served_model(version_dir: str) -> ExportedVae:
@@ -91,7 +92,7 @@ def load_served_model(version_dir: str) -> ExportedVae:
   return load_exported(
       version_dir,
       os.path.join(serving_layout.model_dir_of(version_dir),
-                   export.ENCODER_DIR))
+                   model_layout.ENCODER_DIR))
 
 
 # The per-image terms `evaluate` records; the split's metrics are their means.
@@ -114,6 +115,32 @@ class Evaluation:
   labels: Optional[np.ndarray]  # [N], or None when the data has no labels
   # term -> [N] float64, per image, in dataset order (PER_IMAGE_TERMS).
   per_image: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Served:
+  """The model served from `serving_dir`: nothing served (`version_dir`
+  None), measured (`evaluation` and `model`), or not measurable (`error`:
+  why; a verdict that blocks the push)."""
+  serving_dir: str
+  version_dir: Optional[str] = None
+  evaluation: Optional[Evaluation] = None
+  model: Optional[ExportedVae] = None
+  error: Optional[str] = None
+
+  @property
+  def metrics(self) -> Optional[Dict[str, float]]:
+    return self.evaluation.metrics if self.evaluation else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Measured:
+  """The candidate and the served model, measured on the same images with
+  the same draws of z."""
+  dataset: tf.data.Dataset  # the eval images, in the order measured
+  model: ExportedVae  # the candidate
+  candidate: Evaluation
+  served: Served
 
 
 def _log_normal(z, mean, log_var):

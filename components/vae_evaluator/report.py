@@ -50,7 +50,7 @@ code { background: #f4f4f4; padding: 1px 4px; }
 """
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class PerDigit:
   """The per-label figures (metrics.per_label) and their chart."""
   candidate: Mapping[str, Mapping[str, float]]
@@ -60,7 +60,7 @@ class PerDigit:
   chart_png: bytes
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class DataSummary:
   """What the Data section shows."""
   split_counts: Mapping[str, Any]  # split -> images
@@ -68,6 +68,35 @@ class DataSummary:
   label_histogram_png: Optional[bytes]
   gate: Optional[Mapping[str, Any]]  # the data gate's gate.json, or None
   gate_note: str  # where the gate's report came from, or why there is none
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+  """What the page says in words and numbers: the decision and its reasons,
+  the metrics side by side, and the run's settings."""
+  blessed: bool
+  reasons: Sequence[str]  # the decision's, one line each
+  model_uri: str  # the candidate's Model artifact
+  candidate: Mapping[str, Any]  # its metrics (metrics.Evaluation.metrics)
+  baseline: Optional[Mapping[str, Any]]  # the served model's, or None
+  baseline_note: str  # which model is served, or why none was measured
+  details: Mapping[str, Any]  # further facts (name -> value) under the metrics
+  served_name: str = 'served model'  # how the served model is named
+
+
+@dataclasses.dataclass(frozen=True)
+class Figures:
+  """The page's pictures, each with what is shown beside it."""
+  manifold_png: bytes  # the candidate's latent manifold
+  clusters_png: bytes  # its label clusters
+  served_manifold_png: Optional[bytes] = None  # the served model's, or None
+  per_digit: Optional[PerDigit] = None  # None without labels
+  reconstructions_png: Optional[bytes] = None  # eval images, their decoding
+  samples_png: Optional[bytes] = None  # images decoded from z ~ N(0, I)
+  samples_note: str = ''  # how the samples were drawn
+  history_png: Optional[bytes] = None  # the training curves, or None
+  history_note: str = 'No training history is available.'  # where from
+  data: Optional[DataSummary] = None  # the Data section, or None
 
 
 def _fmt(value: Any) -> str:
@@ -98,8 +127,9 @@ def _section(section_id: str, body: str) -> str:
           f'{body}</section>\n')
 
 
-def _side_by_side(candidate, baseline, baseline_note, served_name,
-                  manifold_png, served_manifold_png) -> str:
+def _side_by_side(summary: Summary, figures: Figures) -> str:
+  candidate, baseline = summary.candidate, summary.baseline
+  served_name = summary.served_name
   head = ('<tr><th>metric</th><th class="candidate">candidate: this run, '
           'replaces the served model if blessed</th>')
   if baseline:
@@ -114,18 +144,20 @@ def _side_by_side(candidate, baseline, baseline_note, served_name,
       cells += _signed(candidate[key] - baseline[key],
                        key in _LOWER_IS_BETTER)
     rows.append(f'<tr>{cells}</tr>')
-  figures = [f'<figure><figcaption>Candidate (this run)</figcaption>'
-             f'{_image(manifold_png, "candidate latent manifold")}</figure>']
-  if served_manifold_png is not None:
-    figures.append(
+  manifolds = [f'<figure><figcaption>Candidate (this run)</figcaption>'
+               f'{_image(figures.manifold_png, "candidate latent manifold")}'
+               '</figure>']
+  if figures.served_manifold_png is not None:
+    manifolds.append(
         f'<figure><figcaption>Served today ({html.escape(served_name)})'
-        f'</figcaption>{_image(served_manifold_png, "served latent manifold")}'
+        '</figcaption>'
+        f'{_image(figures.served_manifold_png, "served latent manifold")}'
         '</figure>')
   return (f'<table>{head}{"".join(rows)}</table>\n'
-          f'<p class="note">{html.escape(baseline_note)} Lower is better for '
-          '-ELBO and the IWAE bound.</p>\n'
+          f'<p class="note">{html.escape(summary.baseline_note)} Lower is '
+          'better for -ELBO and the IWAE bound.</p>\n'
           '<h3>Decoded digits over the latent space</h3>\n'
-          f'<div class="pair">{"".join(figures)}</div>\n')
+          f'<div class="pair">{"".join(manifolds)}</div>\n')
 
 
 def _per_digit(per_digit: Optional[PerDigit]) -> str:
@@ -243,73 +275,35 @@ def _data(data: DataSummary) -> str:
   return body
 
 
-def render(*, candidate: Mapping[str, Any],
-           baseline: Optional[Mapping[str, Any]], baseline_note: str,
-           blessed: bool, reasons: Sequence[str], model_uri: str,
-           manifold_png: bytes, clusters_png: bytes,
-           details: Mapping[str, Any],
-           served_name: str = 'served model',
-           served_manifold_png: Optional[bytes] = None,
-           per_digit: Optional[PerDigit] = None,
-           reconstructions_png: Optional[bytes] = None,
-           samples_png: Optional[bytes] = None,
-           samples_note: str = '',
-           history_png: Optional[bytes] = None,
-           history_note: str = 'No training history is available.',
-           data: Optional[DataSummary] = None) -> str:
-  """The report as an HTML string.
-
-  Args:
-    candidate: the candidate's metrics (metrics.Evaluation.metrics).
-    baseline: the served model's, or None when none was measured.
-    baseline_note: which model is served, or why none was measured.
-    blessed: the decision.
-    reasons: its reasons, one line each.
-    model_uri: the candidate's Model artifact.
-    manifold_png: the candidate's latent manifold.
-    clusters_png: its label clusters.
-    details: further facts (name -> value) shown under the metrics.
-    served_name: how the served model is named (e.g. its version).
-    served_manifold_png: the served model's manifold, or None.
-    per_digit: the per-label figures, or None without labels.
-    reconstructions_png: eval images beside their reconstructions.
-    samples_png: images decoded from z ~ N(0, I).
-    samples_note: how the samples were drawn.
-    history_png: the training curves, or None when there is no history.
-    history_note: where the history came from, or why there is none.
-    data: the Data section's figures, or None.
-
-  Returns:
-    The page.
-  """
-  verdict = 'BLESSED' if blessed else 'NOT BLESSED'
-  css = 'blessed' if blessed else 'not-blessed'
+def render(summary: Summary, figures: Figures) -> str:
+  """The report as an HTML string: `summary` in words and numbers, with
+  `figures` in their sections (SECTIONS)."""
+  verdict = 'BLESSED' if summary.blessed else 'NOT BLESSED'
+  css = 'blessed' if summary.blessed else 'not-blessed'
   detail_rows = ''.join(
       f'<tr><td>{html.escape(str(k))}</td><td>{_fmt(v)}</td></tr>'
-      for k, v in details.items())
-  reason_items = ''.join(f'<li>{html.escape(r)}</li>' for r in reasons)
+      for k, v in summary.details.items())
+  reason_items = ''.join(f'<li>{html.escape(r)}</li>' for r in summary.reasons)
   sections: List[str] = [
       _section('decision', f'<ul>{reason_items}</ul>\n'
                f'<table>{detail_rows}</table>\n'),
-      _section('side-by-side', _side_by_side(
-          candidate, baseline, baseline_note, served_name, manifold_png,
-          served_manifold_png)),
-      _section('per-digit', _per_digit(per_digit)),
+      _section('side-by-side', _side_by_side(summary, figures)),
+      _section('per-digit', _per_digit(figures.per_digit)),
   ]
-  if reconstructions_png is not None:
+  if figures.reconstructions_png is not None:
     sections.append(_section('reconstructions', _image(
-        reconstructions_png, 'reconstructions') + '\n<p class="note">Fixed, '
-        'seeded eval images (the same every run on the same split), each '
-        'above the candidate\'s decoding of its z_mean.</p>\n'))
-  if samples_png is not None:
-    sections.append(_section('samples', _image(samples_png, 'samples') +
-                             f'\n<p class="note">{html.escape(samples_note)}'
-                             '</p>\n'))
-  sections.append(_section('training-curves', _history(history_png,
-                                                       history_note)))
-  if data is not None:
-    sections.append(_section('data', _data(data)))
-  sections.append(_section('clusters', _image(clusters_png,
+        figures.reconstructions_png, 'reconstructions') + '\n<p class="note">'
+        'Fixed, seeded eval images (the same every run on the same split), '
+        'each above the candidate\'s decoding of its z_mean.</p>\n'))
+  if figures.samples_png is not None:
+    sections.append(_section('samples', _image(figures.samples_png, 'samples')
+                             + f'\n<p class="note">'
+                             f'{html.escape(figures.samples_note)}</p>\n'))
+  sections.append(_section('training-curves', _history(
+      figures.history_png, figures.history_note)))
+  if figures.data is not None:
+    sections.append(_section('data', _data(figures.data)))
+  sections.append(_section('clusters', _image(figures.clusters_png,
                                               'label clusters') + '\n'))
   toc = ' | '.join(f'<a href="#{sid}">{html.escape(title)}</a>'
                    for sid, title in SECTIONS)
@@ -318,7 +312,7 @@ def render(*, candidate: Mapping[str, Any],
 <title>VAE evaluation: {verdict}</title><style>{_STYLE}</style></head>
 <body>
 <h1>VAE evaluation: <span class="{css}">{verdict}</span></h1>
-<p>Model <code>{html.escape(model_uri)}</code></p>
+<p>Model <code>{html.escape(summary.model_uri)}</code></p>
 <p>{toc}</p>
 {''.join(sections)}</body></html>
 """

@@ -74,15 +74,15 @@ def _page(served: bool, history: bool, gate=None):
       cand_labels, served_labels, metrics.PER_LABEL_MARGIN_NATS, worse,
       plots.render_per_label(cand_labels, served_labels, worse))
   epochs, values = _history()
-  return report.render(
+  summary = report.Summary(
+      blessed=served, reasons=['ok: fine'], model_uri='/m/1',
       candidate=candidate, baseline=baseline,
       baseline_note='Served model: /s/17.' if served else 'None served.',
-      blessed=served, reasons=['ok: fine'], model_uri='/m/1',
+      details={'eval images': 1045}, served_name='version 17')
+  figures = report.Figures(
       manifold_png=plots.render_manifold(decode, 2),
       clusters_png=plots.render_clusters(rng.normal(size=(50, 2)),
                                          rng.integers(0, 10, 50)),
-      details={'eval images': 1045},
-      served_name='version 17',
       served_manifold_png=(plots.render_manifold(decode, 2) if served
                            else None),
       per_digit=per_digit,
@@ -101,6 +101,7 @@ def _page(served: bool, history: bool, gate=None):
           plots.render_label_histogram({str(d): 100 + d for d in range(10)},
                                        'labels'),
           gate, 'From gate.json.' if gate else 'No gate output.'))
+  return report.render(summary, figures)
 
 
 _GATE = {

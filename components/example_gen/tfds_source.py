@@ -30,14 +30,11 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import file_utils
 from tensorflow_datasets.core.utils import gcs_utils
 
-from components.idx_example_gen import idx
+from layouts import contracts
 
 logger = logging.getLogger(__name__)
 
 DATASET_INFO_FILE = 'dataset_info.json'
-IMAGE_FEATURE = 'image'
-LABEL_FEATURE = 'label'
-IMAGE_SHAPE = (idx.IMAGE_ROWS, idx.IMAGE_COLS, 1)
 # ExampleGen split -> TFDS split.
 SPLITS = {'train': 'train', 'eval': 'test'}
 # Where preparation extracts the manual files: one folder per data set and
@@ -128,29 +125,30 @@ def check_features(name: str, info: tfds.core.DatasetInfo) -> None:
   splits `train` and `test` (for a prepared data set).
   """
   features = info.features
-  image = features[IMAGE_FEATURE] if IMAGE_FEATURE in features else None
+  image_key, label_key = contracts.IMAGE_KEY, contracts.LABEL_KEY
+  image = features[image_key] if image_key in features else None
   if image is None:
-    raise TfdsSourceError(f'{name}: no {IMAGE_FEATURE!r} feature (features: '
+    raise TfdsSourceError(f'{name}: no {image_key!r} feature (features: '
                           f'{", ".join(features.keys())})')
   if (not isinstance(image, tfds.features.Image) or
-      tuple(image.shape) != IMAGE_SHAPE or image.tf_dtype != tf.uint8):
+      tuple(image.shape) != contracts.IMAGE_SHAPE or image.tf_dtype != tf.uint8):
     raise TfdsSourceError(
-        f'{name}: feature {IMAGE_FEATURE!r} is {image!r}; the pipeline needs '
-        f'Image(shape={IMAGE_SHAPE}, dtype=uint8)')
-  label = features[LABEL_FEATURE] if LABEL_FEATURE in features else None
+        f'{name}: feature {image_key!r} is {image!r}; the pipeline needs '
+        f'Image(shape={contracts.IMAGE_SHAPE}, dtype=uint8)')
+  label = features[label_key] if label_key in features else None
   if label is None:
-    raise TfdsSourceError(f'{name}: no {LABEL_FEATURE!r} feature (features: '
+    raise TfdsSourceError(f'{name}: no {label_key!r} feature (features: '
                           f'{", ".join(features.keys())})')
   if (tuple(label.shape) != () or
       not label.tf_dtype.is_integer):
     raise TfdsSourceError(
-        f'{name}: feature {LABEL_FEATURE!r} is {label!r}; the pipeline needs '
+        f'{name}: feature {label_key!r} is {label!r}; the pipeline needs '
         'one integer label 0..9 per image')
   if (isinstance(label, tfds.features.ClassLabel) and
-      label.num_classes > idx.NUM_CLASSES):
+      label.num_classes > contracts.NUM_CLASSES):
     raise TfdsSourceError(
-        f'{name}: feature {LABEL_FEATURE!r} has {label.num_classes} classes; '
-        f'the pipeline needs labels 0..{idx.NUM_CLASSES - 1}')
+        f'{name}: feature {label_key!r} has {label.num_classes} classes; '
+        f'the pipeline needs labels 0..{contracts.NUM_CLASSES - 1}')
   if info.splits:
     missing = [s for s in SPLITS.values() if s not in info.splits]
     if missing:

@@ -13,12 +13,15 @@ from apache_beam.testing import util as beam_util
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 
-from components.tfds_example_gen import component
-from components.tfds_example_gen import executor
-from components.tfds_example_gen import tfds_source
+from components.example_gen import component
+from components.example_gen import tfds_executor
+from components.example_gen import tfds_source
 from conftest import executor_properties
-from conftest import read_split_examples
 from conftest import load_mnist_head
+from conftest import read_split_examples
+
+# Runs executors, Beam or training on real data: the full suite's tier.
+pytestmark = pytest.mark.slow
 
 _SPECS = standard_component_specs
 
@@ -47,7 +50,7 @@ class ColourTiles(tfds.core.GeneratorBasedBuilder):
 
 
 def _exec_properties(source, max_examples=None):
-  """The execution properties TfdsExampleGen hands its executor."""
+  """The execution properties TfdsExampleGen hands its tfds_executor."""
   return executor_properties(
       component.TfdsExampleGen(source=source, max_examples=max_examples))
 
@@ -71,7 +74,7 @@ def test_eval_split_matches_the_idx_files_image_for_image(tfds_mnist):
     assert decoded == expected, 'TFDS examples differ from the IDX content'
 
   with beam.Pipeline() as pipeline:
-    examples = pipeline | executor.TfdsToExample(  # pylint: disable=no-value-for-parameter
+    examples = pipeline | tfds_executor.TfdsToExample(  # pylint: disable=no-value-for-parameter
         exec_properties={_SPECS.INPUT_BASE_KEY: tfds_mnist.dataset_dir},
         split_pattern=tfds_source.split_pattern('mnist', 'test'))
     beam_util.assert_that(examples, check)
@@ -80,7 +83,7 @@ def test_eval_split_matches_the_idx_files_image_for_image(tfds_mnist):
 def test_executor_writes_the_first_n_of_train_and_test(tfds_mnist, tmp_path):
   examples = standard_artifacts.Examples()
   examples.uri = str(tmp_path / 'examples')
-  executor.Executor().Do({}, {_SPECS.EXAMPLES_KEY: [examples]},
+  tfds_executor.Executor().Do({}, {_SPECS.EXAMPLES_KEY: [examples]},
                          _exec_properties(tfds_mnist, max_examples=300))
   builder = tfds.builder_from_directory(tfds_mnist.dataset_dir)
   for split, tfds_split in (('train', 'train'), ('eval', 'test')):
@@ -123,7 +126,7 @@ def test_incompatible_data_set_is_refused_before_anything_is_written(
     tfds_source.prepare('colour_tiles', data_dir=data_dir,
                         manual_dir=str(tmp_path))
   assert not os.path.exists(data_dir)
-  # Prepared elsewhere: refused by the runner's check and the executor.
+  # Prepared elsewhere: refused by the runner's check and the tfds_executor.
   ColourTiles(data_dir=data_dir).download_and_prepare()
   with pytest.raises(tfds_source.TfdsSourceError, match='colour_tiles'):
     tfds_source.prepare('colour_tiles', data_dir=data_dir)
@@ -132,7 +135,7 @@ def test_incompatible_data_set_is_refused_before_anything_is_written(
   examples.uri = str(tmp_path / 'examples')
   with pytest.raises(tfds_source.TfdsSourceError,
                      match="colour_tiles: feature 'image'"):
-    executor.Executor().Do({}, {_SPECS.EXAMPLES_KEY: [examples]},
+    tfds_executor.Executor().Do({}, {_SPECS.EXAMPLES_KEY: [examples]},
                            _exec_properties(source))
   assert not os.path.exists(examples.uri)
 

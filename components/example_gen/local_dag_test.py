@@ -2,12 +2,13 @@
 and window the executor sets, after the driver's span 0), and when the
 local cache reruns it (the driver's fingerprint of every span's files)."""
 
+import pytest
 from ml_metadata import metadata_store
 from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 
-from components.idx_example_gen import component
-from components.idx_example_gen import window_test
+from components.example_gen import component
+from components.example_gen import window_test
 from layouts import spans
 
 
@@ -15,6 +16,7 @@ def _examples(store):
   return sorted(store.get_artifacts_by_type('Examples'), key=lambda a: a.id)
 
 
+@pytest.mark.slow
 def test_window_and_span_are_published_and_new_spans_rerun(tmp_path):
   root, serving = tmp_path / 'drops', tmp_path / 'serving'
   folders = {1: window_test.write_span(root, 1)}

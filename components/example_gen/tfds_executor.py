@@ -13,7 +13,7 @@ feature, with nothing written. Like the IDX reader, the read is chunked:
 (start, stop) ranges of the split in TFDS's own (deterministic) record order,
 reshuffled across workers; each worker decodes its range with TFDS
 (``split[start:stop]``: PNG to 28x28x1 uint8) and writes the canonical
-layout with `idx.iter_examples`: ``image`` int64 x784 and ``label`` int64.
+layout with `writer.iter_examples`: ``image`` int64 x784 and ``label`` int64.
 `max_examples` keeps the first N records of each split in that order.
 """
 
@@ -27,9 +27,9 @@ import tensorflow_datasets as tfds
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.types import standard_component_specs
 
-from components.idx_example_gen import executor as idx_executor
-from components.idx_example_gen import idx
-from components.tfds_example_gen import tfds_source
+from components.example_gen import tfds_source
+from components.example_gen import writer
+from layouts import contracts
 
 logger = logging.getLogger(__name__)
 
@@ -44,16 +44,16 @@ def _read_chunk(bounds: Tuple[int, int], dataset_dir: str,
   dataset = builder.as_dataset(split=f'{tfds_split}[{start}:{stop}]',
                                shuffle_files=False)
   dataset = dataset.map(
-      lambda x: (x[tfds_source.IMAGE_FEATURE], x[tfds_source.LABEL_FEATURE]),
+      lambda x: (x[contracts.IMAGE_KEY], x[contracts.LABEL_KEY]),
       num_parallel_calls=tf.data.AUTOTUNE).batch(_DECODE_BATCH)
   for images, labels in tfds.as_numpy(dataset):
-    bad = (labels < 0) | (labels >= idx.NUM_CLASSES)
+    bad = (labels < 0) | (labels >= contracts.NUM_CLASSES)
     if np.any(bad):
       raise tfds_source.TfdsSourceError(
-          f'{builder.name}: feature {tfds_source.LABEL_FEATURE!r} has value '
+          f'{builder.name}: feature {contracts.LABEL_KEY!r} has value '
           f'{labels[bad][0]} in split {tfds_split}; the pipeline needs '
-          f'labels 0..{idx.NUM_CLASSES - 1}')
-    yield from idx.iter_examples(images, labels)
+          f'labels 0..{contracts.NUM_CLASSES - 1}')
+    yield from writer.iter_examples(images, labels)
 
 
 @beam.ptransform_fn
@@ -88,12 +88,12 @@ def TfdsToExample(  # pylint: disable=invalid-name
     raise tfds_source.TfdsSourceError(
         f'{builder.name}: no split {tfds_split!r} in {dataset_dir}')
   count = builder.info.splits[tfds_split].num_examples
-  max_examples = idx_executor.config_from(exec_properties).max_examples
+  max_examples = writer.config_from(exec_properties).max_examples
   if max_examples is not None:
     count = min(count, max_examples)
   logger.info('Reading %d examples of %s split %s from %s', count,
               builder.name, tfds_split, dataset_dir)
-  return idx_executor.read_in_chunks(pipeline, count, _read_chunk,
+  return writer.read_in_chunks(pipeline, count, _read_chunk,
                                      dataset_dir, tfds_split)
 
 

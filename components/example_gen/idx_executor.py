@@ -49,14 +49,12 @@ per-example value counts (a wrong image size is an anomaly), the pixel range
 and mean, and the label distribution.
 """
 
-import dataclasses
 import logging
 import os
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
-from google.protobuf import struct_pb2
 from tfx import types
 from tfx.components.example_gen import write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
@@ -65,68 +63,17 @@ from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-from components.idx_example_gen import idx
-from components.idx_example_gen import window as window_lib
+from components.example_gen import idx
+from components.example_gen import window as window_lib
+from components.example_gen import writer
+from layouts import contracts
 from layouts import spans as spans_layout
 
 logger = logging.getLogger(__name__)
 
-# Keys of the custom_config Struct (`component.make_custom_config`).
-MAX_EXAMPLES_KEY = 'max_examples'
-TRAIN_SPANS_KEY = 'train_spans'
-SERVING_DIR_KEY = 'serving_dir'
-# Only for the cache key (see pipeline/code_fingerprint.py).
-CODE_FINGERPRINT_KEY = 'code_fingerprint'
-# TFX's `span` custom property, as TFX 1.16's ExampleGen driver writes it
-# (example_gen/driver.py `update_output_artifact`).
-SPAN_CUSTOM_PROPERTY = 'span'
-# Images per Beam element: small enough to spread 60,000 images over the
-# workers, large enough that per-element overhead is negligible.
-CHUNK_SIZE = 5000
 # The shard written into a split Beam left without a file (see
 # `_ensure_split_file`).
 EMPTY_SHARD = f'{write_split.DEFAULT_FILE_NAME}-00000-of-00001.gz'
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-  """The component's custom_config, as the executor reads it."""
-  max_examples: Optional[int] = None
-  train_spans: int = spans_layout.DEFAULT_TRAIN_SPANS
-  serving_dir: Optional[str] = None
-
-
-def config_from(exec_properties: Dict[str, Any]) -> Config:
-  """Reads the custom_config Struct (every key; unset ones get defaults).
-
-  Raises:
-    ValueError: custom_config is not a Struct, or a value is out of range.
-  """
-  serialized = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
-  values: Dict[str, Any] = {}
-  if serialized:
-    custom_config = example_gen_pb2.CustomConfig()
-    proto_utils.json_to_proto(serialized, custom_config)
-    struct = struct_pb2.Struct()
-    if not custom_config.custom_config.Unpack(struct):
-      raise ValueError(
-          f'ExampleGen custom_config must be a google.protobuf.Struct, got '
-          f'{custom_config.custom_config.type_url}')
-    values = {key: value for key, value in struct.items()
-              if value is not None}
-  config = Config(
-      max_examples=(int(values[MAX_EXAMPLES_KEY])
-                    if MAX_EXAMPLES_KEY in values else None),
-      train_spans=int(values.get(TRAIN_SPANS_KEY,
-                                 spans_layout.DEFAULT_TRAIN_SPANS)),
-      serving_dir=values.get(SERVING_DIR_KEY) or None)
-  if config.train_spans < 1:
-    raise ValueError(f'train_spans must be at least 1, got '
-                     f'{config.train_spans}')
-  if config.train_spans > 1 and not config.serving_dir:
-    raise ValueError(f'train_spans {config.train_spans} needs serving_dir, '
-                     'where the data gate records its verdicts on spans')
-  return config
 
 
 # ---------------------------------------------------------------------------
@@ -136,19 +83,8 @@ def config_from(exec_properties: Dict[str, Any]) -> Config:
 def _read_chunk(bounds: Tuple[int, int], images: idx.IdxHeader,
                 labels: idx.IdxHeader) -> Iterator[tf.train.Example]:
   start, stop = bounds
-  yield from idx.iter_examples(
+  yield from writer.iter_examples(
       idx.read_items(images, start, stop), idx.read_items(labels, start, stop))
-
-
-def read_in_chunks(pipeline: beam.Pipeline, count: int, read_chunk,
-                   *args) -> beam.pvalue.PCollection:
-  """The first `count` items of a split, as CHUNK_SIZE (start, stop) ranges
-  reshuffled across the workers, each decoded by `read_chunk(bounds, *args)`
-  into tf.Examples (also the TFDS ExampleGen's read)."""
-  return (pipeline
-          | 'Chunks' >> beam.Create(idx.chunk_ranges(count, CHUNK_SIZE))
-          | 'Distribute' >> beam.Reshuffle()
-          | 'Decode' >> beam.FlatMap(read_chunk, *args))
 
 
 @beam.ptransform_fn
@@ -193,7 +129,7 @@ def _ReadFiles(  # pylint: disable=invalid-name
     pipeline: beam.Pipeline, count: int, images: idx.IdxHeader,
     labels: idx.IdxHeader) -> beam.pvalue.PCollection:
   """The first `count` examples of one images file and its labels file."""
-  return read_in_chunks(pipeline, count, _read_chunk, images, labels)
+  return writer.read_in_chunks(pipeline, count, _read_chunk, images, labels)
 
 
 def _ensure_split_file(split_uri: str) -> None:
@@ -218,7 +154,7 @@ class Executor(BaseExampleGenExecutor):
   folder or in span-N/ folders (see the module docstring)."""
 
   _window: Optional[window_lib.Window] = None
-  _config: Optional[Config] = None
+  _config: Optional[writer.Config] = None
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     # GenerateExamplesByBeam below reads the window; the base class's per
@@ -246,7 +182,7 @@ class Executor(BaseExampleGenExecutor):
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
-    config = config_from(exec_properties)
+    config = writer.config_from(exec_properties)
     input_config = _input_config(exec_properties)
     patterns = {split.name: os.path.basename(split.pattern)
                 for split in input_config.splits}
@@ -284,7 +220,7 @@ class Executor(BaseExampleGenExecutor):
       _ensure_split_file(artifact_utils.get_split_uri(examples_list, split))
     for examples in examples_list:
       examples.span = window.newest.read.span
-      examples.set_int_custom_property(SPAN_CUSTOM_PROPERTY,
+      examples.set_int_custom_property(contracts.SPAN_PROPERTY,
                                        window.newest.read.span)
       examples.set_string_custom_property(
           spans_layout.WINDOW_PROPERTY,

@@ -11,19 +11,20 @@ from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 
-from components.idx_example_gen import component
-from components.idx_example_gen import executor
-from components.idx_example_gen import idx
+from components.example_gen import component
+from components.example_gen import idx
+from components.example_gen import idx_executor
+from components.example_gen import writer
 from conftest import executor_properties
-from conftest import read_split_examples
 from conftest import load_mnist_head
+from conftest import read_split_examples
 from conftest import write_mnist_subset
 
 _SPECS = standard_component_specs
 
 
 def _exec_properties(input_base, use_spans=False, max_examples=None):
-  """The execution properties IdxExampleGen hands its executor."""
+  """The execution properties IdxExampleGen hands its idx_executor."""
   return executor_properties(component.IdxExampleGen(
       input_base=str(input_base), use_spans=use_spans,
       max_examples=max_examples))
@@ -32,7 +33,7 @@ def _exec_properties(input_base, use_spans=False, max_examples=None):
 def _run_executor(input_base, output_dir, max_examples=None):
   examples = standard_artifacts.Examples()
   examples.uri = str(output_dir)
-  executor.Executor().Do(
+  idx_executor.Executor().Do(
       {}, {_SPECS.EXAMPLES_KEY: [examples]},
       _exec_properties(input_base, max_examples=max_examples))
   return examples
@@ -63,18 +64,18 @@ def test_ptransform_reads_every_image_and_label(tmp_path, compress):
     assert decoded == expected, 'examples differ from the IDX content'
 
   with beam.Pipeline() as pipeline:
-    examples = pipeline | executor.IdxToExample(  # pylint: disable=no-value-for-parameter
+    examples = pipeline | idx_executor.IdxToExample(  # pylint: disable=no-value-for-parameter
         _sources(data))
     beam_util.assert_that(examples, check)
 
 
 def test_ptransform_spreads_chunks_and_honours_max_examples(
     tiny_mnist, monkeypatch):
-  monkeypatch.setattr(executor, 'CHUNK_SIZE', 7)
+  monkeypatch.setattr(writer, 'CHUNK_SIZE', 7)
   _, labels = load_mnist_head('train', 50)
 
   with beam.Pipeline() as pipeline:
-    examples = pipeline | executor.IdxToExample(  # pylint: disable=no-value-for-parameter
+    examples = pipeline | idx_executor.IdxToExample(  # pylint: disable=no-value-for-parameter
         _sources(tiny_mnist), max_examples=50)
     got_labels = examples | beam.Map(lambda e: _decode(e)[1])
     beam_util.assert_that(got_labels,

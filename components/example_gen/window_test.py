@@ -16,10 +16,11 @@ from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 
-from components.idx_example_gen import component
-from components.idx_example_gen import executor
-from components.idx_example_gen import idx
-from components.idx_example_gen import window as window_lib
+from components.example_gen import component
+from components.example_gen import idx
+from components.example_gen import idx_executor
+from components.example_gen import window as window_lib
+from components.example_gen import writer
 from conftest import executor_properties
 import conftest
 from conftest import idx_content
@@ -61,7 +62,7 @@ def run_executor(input_base, output_dir, *, use_spans=True, train_spans=1,
                  serving_dir=None, max_examples=None):
   examples = standard_artifacts.Examples()
   examples.uri = str(output_dir)
-  executor.Executor().Do(
+  idx_executor.Executor().Do(
       {}, {_SPECS.EXAMPLES_KEY: [examples]},
       executor_properties(component.IdxExampleGen(
           input_base=str(input_base), use_spans=use_spans,
@@ -135,10 +136,10 @@ def test_one_span_is_todays_output(tmp_path):
   assert examples.span == 2
   assert window_of(examples) == [span_read(folders[2], 2)]
   # The custom_config of K=1 is the one of before the window existed.
-  assert component.make_custom_config(7, 'fp') == component.make_custom_config(
+  assert writer.make_custom_config(7, 'fp') == writer.make_custom_config(
       7, 'fp', train_spans=1, serving_dir='/ignored')
-  assert executor.config_from(executor_properties(component.IdxExampleGen(
-      input_base=str(root), max_examples=7))) == executor.Config(
+  assert writer.config_from(executor_properties(component.IdxExampleGen(
+      input_base=str(root), max_examples=7))) == writer.Config(
           max_examples=7)
 
 
@@ -173,9 +174,9 @@ def test_empty_history_split_is_readable_by_the_trainers_glob(tmp_path):
 
 def test_the_empty_shard_fallback_is_readable(tmp_path):
   split_uri = str(tmp_path / 'Split-history')
-  executor._ensure_split_file(split_uri)  # pylint: disable=protected-access
+  idx_executor._ensure_split_file(split_uri)  # pylint: disable=protected-access
   files = tf.io.gfile.glob(os.path.join(split_uri, '*'))
-  assert [os.path.basename(f) for f in files] == [executor.EMPTY_SHARD]
+  assert [os.path.basename(f) for f in files] == [idx_executor.EMPTY_SHARD]
   assert sum(1 for _ in tf.data.TFRecordDataset(
       files, compression_type='GZIP')) == 0
 
@@ -274,10 +275,10 @@ def test_window_needs_a_serving_dir_and_a_positive_size(tmp_path):
   with pytest.raises(ValueError, match='at least 1'):
     component.IdxExampleGen(input_base=str(tmp_path), train_spans=0,
                             serving_dir=str(tmp_path))
-  config = executor.config_from(executor_properties(component.IdxExampleGen(
+  config = writer.config_from(executor_properties(component.IdxExampleGen(
       input_base=str(tmp_path), train_spans=4, serving_dir='gs://b/serving',
       max_examples=9, code_fingerprint='abc')))
-  assert config == executor.Config(max_examples=9, train_spans=4,
+  assert config == writer.Config(max_examples=9, train_spans=4,
                                    serving_dir='gs://b/serving')
 
 

@@ -1,9 +1,10 @@
 """Executes a compiled KFP v2 pipeline spec the way open-source KFP does.
 
-A test helper, not a test: `Run.run()` executes every task of a compiled
-package in topological order, as the open-source Kubeflow Pipelines v2
-backend's driver and launcher would, with the project's venv standing in for
-the image (or, with `in_container`, in the image itself: `podman run`, see
+The launcher emulation that the Kubeflow tests and benchmarks/kubeflow_tasks.py
+share: `Run.run()` executes every task of a compiled package in topological
+order, as the open-source Kubeflow Pipelines v2 backend's driver and launcher
+would, with the project's venv standing in for the image (or, with
+`in_container`, in the image itself: `podman run`, see
 tests/container_image.py) and a local folder (or an S3-compatible server)
 for the object store. There is no cluster, Argo or ML Metadata server; what
 each task receives and what is kept of its outputs follows these files of
@@ -49,6 +50,9 @@ release 2.5.0 unless noted):
   an object whose key ends in `/` (a zero-byte "directory marker") cannot
   be (kubeflow/pipelines#13476): `s3_downloader` fails the task on it.
 
+The value conversions, the local mirrors, the S3 download and the memory
+sampler are in pipeline/kfp_artifacts.py.
+
 Not emulated: caching (the package compiles it off), retries, pod specs
 (resources are only checked in the spec), lifecycle hooks (open-source KFP
 does not run ExampleGen's `preCacheCheck`), and uploading outputs from the
@@ -63,20 +67,19 @@ import os
 import pathlib
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-import psutil
 import yaml
+
+from pipeline import kfp_artifacts
+# Re-exported, unused here: the tests download s3:// artifacts with it.
 
 logger = logging.getLogger(__name__)
 
 LAUNCHER_LOG_OUTPUT = 'executor-logs'
 LEGACY_OUTPUT_FILE = '/tmp/kfp_outputs/output_metadata.json'
-# launcher_v2.go `LocalPathForURI`: where the launcher mirrors object stores.
-LOCAL_MIRRORS = {'gs://': '/gcs/', 'minio://': '/minio/', 's3://': '/s3/'}
 
 
 class TaskFailed(RuntimeError):
@@ -88,72 +91,9 @@ class TaskFailed(RuntimeError):
     self.log = log
 
 
-class _MemorySampler:
-  """Samples the resident memory of a process and its descendants (Beam's
-  worker processes) every 0.2 s; `peak` is the largest sum seen, what a
-  pod's memory limit would have to hold."""
-
-  def __init__(self, pid: int):
-    self.peak = 0
-    self._stop = threading.Event()
-    self._thread = threading.Thread(target=self._run, args=(pid,),
-                                    daemon=True)
-    self._thread.start()
-
-  def _run(self, pid: int) -> None:
-    try:
-      root = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-      return
-    while not self._stop.is_set():
-      total = 0
-      try:
-        for process in [root] + root.children(recursive=True):
-          try:
-            total += process.memory_info().rss
-          except psutil.NoSuchProcess:
-            pass
-      except psutil.NoSuchProcess:
-        return
-      self.peak = max(self.peak, total)
-      self._stop.wait(0.2)
-
-  def stop(self) -> None:
-    self._stop.set()
-    self._thread.join()
-
-
-def _local_mirror(uri: str) -> Optional[str]:
-  for scheme, mirror in LOCAL_MIRRORS.items():
-    if uri.startswith(scheme):
-      return mirror + uri[len(scheme):]
-  return None
-
-
 def _container_path(container_root: pathlib.Path, path: str) -> str:
   """A path of the task's container file system, under `container_root`."""
   return str(container_root / path.lstrip('/'))
-
-
-def _mlmd_value(value: Any) -> Dict[str, Any]:
-  """converter.go `StructValueToMLMDValue`: a JSON value as an MLMD value."""
-  if isinstance(value, bool):
-    return {'int_value': int(value)}
-  if isinstance(value, str):
-    return {'string_value': value}
-  if isinstance(value, (int, float)):
-    return {'double_value': float(value)}
-  if isinstance(value, list):
-    return {'struct_value': {'list': value}}
-  if isinstance(value, dict):
-    return {'struct_value': {'struct': value}}
-  raise ValueError(f'unknown/unsupported value type {type(value)}')
-
-
-def _json_value(mlmd_value: Dict[str, Any]) -> Any:
-  """converter.go `toRuntimeArtifact`: an MLMD value as a JSON value."""
-  [(kind, value)] = mlmd_value.items()
-  return float(value) if kind in ('int_value', 'double_value') else value
 
 
 def topological_order(tasks: Mapping[str, Any]) -> List[str]:
@@ -246,7 +186,7 @@ class Run:
     return {
         'name': str(artifact_id),
         'uri': recorded['uri'],
-        'metadata': {k: _json_value(v)
+        'metadata': {k: kfp_artifacts.json_value(v)
                      for k, v in recorded['custom_properties'].items()},
         # OutputArtifact.ToRuntimeArtifact with the empty Schema that
         # GetOutputArtifactsByExecutionId sets.
@@ -275,7 +215,7 @@ class Run:
       if 'metadata' in spec:
         artifact['metadata'] = spec['metadata']
       outputs[name] = {'artifacts': [artifact]}
-    mirror = _local_mirror(task_root)
+    mirror = kfp_artifacts.local_mirror(task_root)
     output_file = (f'{mirror}/output_metadata.json' if mirror
                    else LEGACY_OUTPUT_FILE)
     return {
@@ -320,7 +260,7 @@ class Run:
     if self.download:
       for artifact_list in executor_input['inputs']['artifacts'].values():
         for artifact in artifact_list['artifacts']:
-          mirror = _local_mirror(artifact['uri'])
+          mirror = kfp_artifacts.local_mirror(artifact['uri'])
           if mirror:
             try:
               self.download(artifact['uri'],
@@ -350,7 +290,7 @@ class Run:
     with open(log_path, 'w', encoding='utf-8') as log:
       process = subprocess.Popen(argv, cwd=container_root, env=env,
                                  stdout=log, stderr=subprocess.STDOUT)
-      sampler = _MemorySampler(process.pid)
+      sampler = kfp_artifacts.MemorySampler(process.pid)
       try:
         process.wait(timeout=self.timeout)
       except subprocess.TimeoutExpired:
@@ -383,7 +323,7 @@ class Run:
     self.completed.append(task)
 
   def _record(self, task: str, name: str, artifact: Dict[str, Any]) -> None:
-    custom_properties = {k: _mlmd_value(v)
+    custom_properties = {k: kfp_artifacts.mlmd_value(v)
                          for k, v in artifact.get('metadata', {}).items()}
     custom_properties.setdefault('display_name', {'string_value': name})
     custom_properties.setdefault(
@@ -404,62 +344,3 @@ class Run:
 
   def output_uri(self, task: str, key: str) -> str:
     return self.mlmd[self.outputs[task][key]]['uri']
-
-
-def s3_downloader(client: Any) -> Callable[[str, str], None]:
-  """The launcher's download of an s3:// input artifact, with a boto3 client
-  (objectstore.DownloadBlob: one file per listed key)."""
-
-  def download(uri: str, local_dir: str) -> None:
-    bucket, _, prefix = uri[len('s3://'):].partition('/')
-    pages = client.get_paginator('list_objects_v2').paginate(
-        Bucket=bucket, Prefix=prefix)
-    for page in pages:
-      for item in page.get('Contents', []):
-        key = item['Key']
-        if key != prefix and not key.startswith(prefix + '/'):
-          continue
-        path = local_dir + key[len(prefix):]
-        if key.endswith('/'):
-          raise ValueError(f'failed to download input artifact from {uri}: '
-                           f'{key!r} is a directory marker, and {path} '
-                           'cannot be a file')
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        client.download_file(bucket, key, path)
-
-  return download
-
-
-def compile_package(output: str, *, serving_root: str, pipeline_root: str,
-                    flags: Sequence[str] = (),
-                    schema_file: Optional[str] = None) -> str:
-  """`kubeflow_runner.py compile` for an emulated run; returns the package.
-
-  The command line accepts only URIs a pod can reach; the compile function
-  itself takes any path, which is what a local pipeline root or push
-  destination needs. The data root is a placeholder (runs set the
-  `data_root` runtime parameter), and the curated schema is `schema_file`,
-  by default the repository's copy, standing in for the image's (pass
-  kubeflow_runner.IMAGE_SCHEMA_FILE for tasks run in the image).
-  """
-  import kubeflow_runner  # pylint: disable=g-import-not-at-top
-  from conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top
-
-  def uri(path: str, placeholder: str) -> str:
-    return path if '://' in path else placeholder
-
-  args = kubeflow_runner.parse_args([
-      'compile', '--output', output,
-      '--pipeline-root', uri(pipeline_root, 'gs://compiled/root'),
-      '--data-root', 'gs://compiled/data/',
-      '--serving-root', uri(serving_root, 'gs://compiled/serving'),
-      '--image', 'registry.example.com/mnist-vae-tfx:emulated', *flags])
-  args.serving_root = serving_root
-  args.pipeline_root = pipeline_root
-  image_schema_file = kubeflow_runner.IMAGE_SCHEMA_FILE
-  kubeflow_runner.IMAGE_SCHEMA_FILE = schema_file or str(
-      REPO_ROOT / 'schema' / 'schema.pbtxt')
-  try:
-    return kubeflow_runner.compile_pipeline(args, output)
-  finally:
-    kubeflow_runner.IMAGE_SCHEMA_FILE = image_schema_file

@@ -32,11 +32,10 @@ from typing import IO, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from layouts import contracts
+
 logger = logging.getLogger(__name__)
 
-IMAGE_ROWS = 28
-IMAGE_COLS = 28
-NUM_CLASSES = 10
 
 _UBYTE = 0x08
 _IMAGES_NDIM = 3
@@ -178,10 +177,10 @@ def read_images_header(path: str) -> IdxHeader:
   with _open(path) as stream:
     header = _parse_header(stream, path, _IMAGES_NDIM, 'images')
   rows, cols = header.dims[1:]
-  if (rows, cols) != (IMAGE_ROWS, IMAGE_COLS):
+  if (rows, cols) != (contracts.IMAGE_ROWS, contracts.IMAGE_COLS):
     raise IdxFormatError(
-        f'{path}: images are {rows}x{cols}; only {IMAGE_ROWS}x{IMAGE_COLS} '
-        'images are supported')
+        f'{path}: images are {rows}x{cols}; only '
+        f'{contracts.IMAGE_ROWS}x{contracts.IMAGE_COLS} images are supported')
   return header
 
 
@@ -207,7 +206,8 @@ def validate_split(files: IdxSplitFiles) -> Tuple[IdxHeader, IdxHeader]:
     raise IdxFormatError(
         f'{files.images} holds {images.count} images but {files.labels} '
         f'holds {labels.count} labels; the counts must match')
-  for header, max_label in ((images, None), (labels, NUM_CLASSES - 1)):
+  for header, max_label in ((images, None),
+                            (labels, contracts.NUM_CLASSES - 1)):
     with _open(header.path) as stream:
       _read_exactly(stream, header.path, header.data_offset, 'IDX header')
       _scan_data(stream, header, max_label)
@@ -254,23 +254,6 @@ def missing_canonical_files(directory: str) -> List[str]:
       if not any(tf.io.gfile.exists(os.path.join(directory, name + suffix))
                  for suffix in ('', '.gz'))
   ]
-
-
-def chunk_ranges(count: int, chunk_size: int) -> List[Tuple[int, int]]:
-  """Splits [0, count) into half-open ranges of at most `chunk_size`."""
-  return [(start, min(start + chunk_size, count))
-          for start in range(0, count, chunk_size)]
-
-
-def iter_examples(images: np.ndarray,
-                  labels: np.ndarray) -> Iterator[tf.train.Example]:
-  """Yields one tf.Example per image: `image` (784 int64) and `label`."""
-  flat = images.reshape(len(images), -1).tolist()
-  for pixels, label in zip(flat, labels.tolist()):
-    yield tf.train.Example(features=tf.train.Features(feature={
-        'image': tf.train.Feature(int64_list=tf.train.Int64List(value=pixels)),
-        'label': tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-    }))
 
 
 def write_idx(path: str, array: np.ndarray, compress: Optional[bool] = None,

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from components.idx_example_gen import idx
+from components.example_gen import idx
 from layouts import serving as serving_layout
 from layouts import spans as spans_layout
 

@@ -1,6 +1,9 @@
-"""IdxExampleGen: TFX's FileBasedExampleGen with the IDX executor plugged in.
+"""IdxExampleGen and TfdsExampleGen: TFX's FileBasedExampleGen with the
+IDX or the TFDS executor plugged in; both write `writer.iter_examples`.
 
-Data layout under ``input_base`` (see README "Data" and `layouts.spans`):
+IdxExampleGen reads IDX files.
+
+Data layout under ``input_base`` (see docs/data.md and `layouts.spans`):
 
 * flat: the four canonical files directly in the folder (the shipped
   ``data/mnist``);
@@ -16,16 +19,19 @@ fingerprints for the cache (see `make_input_config`).
 
 import logging
 import os
-from typing import Optional
+from typing import Dict, Optional
 
 import tensorflow as tf
-from google.protobuf import struct_pb2
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
-from components.idx_example_gen import executor
-from components.idx_example_gen import idx
+from components import config as config_lib
+from components.example_gen import idx
+from components.example_gen import idx_executor
+from components.example_gen import tfds_executor
+from components.example_gen import tfds_source
+from components.example_gen import writer
 from layouts import spans as spans_layout
 
 logger = logging.getLogger(__name__)
@@ -37,7 +43,7 @@ class DataDirError(ValueError):
 
 def make_input_config(
     use_spans: bool,
-    train_spans: int = spans_layout.DEFAULT_TRAIN_SPANS
+    train_spans: int = config_lib.DataConfig().train_spans
 ) -> example_gen_pb2.Input:
   """Input splits `train` (train-*) and `eval` (t10k-*), and with
   train_spans > 1 `history` (`spans.HISTORY_SPLIT`, train-* as well).
@@ -71,45 +77,6 @@ def make_input_config(
   ])
 
 
-def make_custom_config(
-    max_examples: Optional[int],
-    code_fingerprint: Optional[str],
-    train_spans: int = spans_layout.DEFAULT_TRAIN_SPANS,
-    serving_dir: Optional[str] = None,
-) -> Optional[example_gen_pb2.CustomConfig]:
-  """The custom_config Struct of `max_examples`, the window (`train_spans`
-  and `serving_dir`, only when train_spans > 1) and the code fingerprint,
-  read back by `executor.config_from`; None when nothing is set.
-
-  Raises:
-    ValueError: max_examples or train_spans is out of range, or
-      train_spans > 1 without serving_dir.
-  """
-  values = {}
-  if max_examples is not None:
-    if max_examples <= 0:
-      raise ValueError(f'max_examples must be positive, got {max_examples}')
-    values[executor.MAX_EXAMPLES_KEY] = max_examples
-  if train_spans < 1:
-    raise ValueError(f'train_spans must be at least 1, got {train_spans}')
-  if train_spans > 1:
-    if not serving_dir:
-      raise ValueError(
-          f'train_spans {train_spans} needs serving_dir, where the data gate '
-          'records its verdicts on spans')
-    values[executor.TRAIN_SPANS_KEY] = train_spans
-    values[executor.SERVING_DIR_KEY] = serving_dir
-  if code_fingerprint:
-    values[executor.CODE_FINGERPRINT_KEY] = code_fingerprint
-  if not values:
-    return None
-  config = struct_pb2.Struct()
-  config.update(values)
-  custom_config = example_gen_pb2.CustomConfig()
-  custom_config.custom_config.Pack(config)
-  return custom_config
-
-
 def check_data_dir(data_dir: str) -> bool:
   """Checks that data_dir holds a data set; returns True if it uses spans.
 
@@ -141,10 +108,10 @@ def check_data_dir(data_dir: str) -> bool:
 class IdxExampleGen(FileBasedExampleGen):
   """Reads an MNIST-style IDX data set into `train` and `eval` tf.Examples."""
 
-  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(idx_executor.Executor)
 
   def __init__(self, input_base: str, use_spans: bool = False,
-               train_spans: int = spans_layout.DEFAULT_TRAIN_SPANS,
+               train_spans: int = config_lib.DataConfig().train_spans,
                serving_dir: Optional[str] = None,
                max_examples: Optional[int] = None,
                code_fingerprint: Optional[str] = None):
@@ -168,5 +135,44 @@ class IdxExampleGen(FileBasedExampleGen):
     super().__init__(
         input_base=input_base,
         input_config=make_input_config(use_spans, train_spans),
-        custom_config=make_custom_config(max_examples, code_fingerprint,
+        custom_config=writer.make_custom_config(max_examples, code_fingerprint,
                                          train_spans, serving_dir))
+
+
+def split_patterns(source: tfds_source.TfdsSource) -> Dict[str, str]:
+  """ExampleGen split -> its record files' pattern under the data set's
+  folder (`source.dataset_dir`, the component's input_base)."""
+  return {split: tfds_source.split_pattern(source.name, tfds_split)
+          for split, tfds_split in tfds_source.SPLITS.items()}
+
+
+def make_tfds_input_config(source: tfds_source.TfdsSource
+                            ) -> example_gen_pb2.Input:
+  return example_gen_pb2.Input(splits=[
+      example_gen_pb2.Input.Split(name=split, pattern=pattern)
+      for split, pattern in split_patterns(source).items()
+  ])
+
+
+class TfdsExampleGen(FileBasedExampleGen):
+  """Reads a prepared TFDS data set into `train` and `eval` tf.Examples."""
+
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(tfds_executor.Executor)
+
+  def __init__(self, source: tfds_source.TfdsSource,
+               max_examples: Optional[int] = None,
+               code_fingerprint: Optional[str] = None):
+    """Constructs the component.
+
+    Args:
+      source: the prepared data set (its folder may be local, gs:// or
+        s3://).
+      max_examples: keep only the first N examples of each split.
+      code_fingerprint: fingerprint of the reader's code; part of the
+        custom_config, so that a change of the code reruns the component.
+    """
+    super().__init__(
+        input_base=source.dataset_dir,
+        input_config=make_tfds_input_config(source),
+        custom_config=writer.make_custom_config(max_examples,
+                                                code_fingerprint))

@@ -1,1 +1,0 @@
-"""TFDS ExampleGen: prepared TensorFlow Datasets data sets as tf.Examples."""
