@@ -208,17 +208,14 @@ def is_part(field: dataclasses.Field) -> bool:
   return dataclasses.is_dataclass(field.default)
 
 
-def to_dict(config: Any) -> dict:
-  return dataclasses.asdict(config)
-
-
 def to_json(config: Any) -> str:
   """The execution property a component receives its part as."""
-  return json.dumps(to_dict(config), sort_keys=True)
+  return json.dumps(dataclasses.asdict(config), sort_keys=True)
 
 
 def from_dict(cls: Type[T], value: Mapping[str, Any]) -> T:
-  """`cls` from `to_dict`'s output; missing keys take their defaults.
+  """`cls` from `dataclasses.asdict`'s output; missing keys take their
+  defaults.
 
   Raises:
     ValueError: an unknown key, or a value the part's checks reject.

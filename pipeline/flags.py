@@ -34,12 +34,22 @@ def _settings(cls: Type[Any], prefix: str = '', template: str = '{help}'
           type(field.default), prefix + field.metadata.get('prefix', ''),
           field.metadata.get('help_template', template))
       continue
-    name = field.metadata.get('flag', field.name.replace('_', '-'))
+    name = _flag_name(field)
     help_text = template.format(flag=name, help=field.metadata['help'])
-    yield field, prefix + name, (prefix + name).replace('-', '_'), help_text
+    yield field, prefix + name, _dest(prefix, field), help_text
 
 
-def _parser_of(field: dataclasses.Field, name: str):
+def _flag_name(field: dataclasses.Field) -> str:
+  """A setting's flag name within its part (without the part's prefix)."""
+  return field.metadata.get('flag', field.name.replace('_', '-'))
+
+
+def _dest(prefix: str, field: dataclasses.Field) -> str:
+  """Where argparse keeps a setting's value."""
+  return (prefix + _flag_name(field)).replace('-', '_')
+
+
+def _parser_of(field: dataclasses.Field):
   """argparse type: the field's type, checked against its bounds."""
   kind = type(field.default)
 
@@ -81,7 +91,7 @@ def add_flags(parser: argparse.ArgumentParser, cls: Type[Any],
       if isinstance(field.default, bool):
         options['action'] = 'store_true'
       else:
-        options.update(type=_parser_of(field, name),
+        options.update(type=_parser_of(field),
                        metavar=field.metadata.get('metavar'),
                        choices=field.metadata.get('choices'))
       group.add_argument('--' + name, **options)
@@ -94,8 +104,7 @@ def _build(cls: Type[T], args: argparse.Namespace, prefix: str) -> T:
       values[field.name] = _build(type(field.default), args,
                                   prefix + field.metadata.get('prefix', ''))
     else:
-      name = field.metadata.get('flag', field.name.replace('_', '-'))
-      values[field.name] = getattr(args, (prefix + name).replace('-', '_'))
+      values[field.name] = getattr(args, _dest(prefix, field))
   return cls(**values)
 
 
