@@ -47,26 +47,26 @@ logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-  """The command line: `compile` and `deploy` subcommands."""
+  """The command line: `compile` and `deploy` subcommands, their flags
+  generated from pipeline/runner_config.py's CompileConfig and
+  DeployConfig."""
+  from pipeline import flags  # pylint: disable=g-import-not-at-top
+  from pipeline import runner_config  # pylint: disable=g-import-not-at-top
   parser = exit_codes.ArgumentParser(
       description='Compile the mnist-vae-tfx pipeline for Kubeflow Pipelines '
       'v2 (KubeflowV2DagRunner, pipeline spec 2.1), and deploy it as a '
       'recurring run on Kubeflow Pipelines or a Vertex AI schedule.')
   commands = parser.add_subparsers(dest='command', required=True)
-
-  compile_parser = commands.add_parser(
-      'compile', help='write the KFP v2 YAML package',
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  compile_parser.add_argument(
-      '--output', required=True, metavar='FILE.yaml',
-      help='the package to write (.yaml or .yml: kfp.Client rejects .json).')
-  kubeflow_package.add_flags(compile_parser, required=True)
-
-  deploy_parser = commands.add_parser(
-      'deploy', help='upload and schedule on Kubeflow Pipelines or Vertex AI',
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  kubeflow_deploy.add_flags(deploy_parser)
-  kubeflow_package.add_flags(deploy_parser, required=False)
+  for name, help_text, cls, required in (
+      ('compile', 'write the KFP v2 YAML package',
+       runner_config.CompileConfig, True),
+      ('deploy', 'upload and schedule on Kubeflow Pipelines or Vertex AI',
+       runner_config.DeployConfig, False)):
+    flags.add_flags(
+        commands.add_parser(
+            name, help=help_text,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter),
+        cls, **kubeflow_package.help_names(required))
   return parser
 
 
@@ -76,7 +76,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser = build_parser()
   args = parser.parse_args(argv)
   try:
-    args.config = flags.config_from_args(args)
+    args.config = flags.config_from_args(args)  # The PipelineConfig part.
     kubeflow_package.check_args(args)
     if args.command == 'deploy':
       kubeflow_deploy.check_args(args)

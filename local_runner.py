@@ -24,66 +24,27 @@ DEFAULT_DATA_DIR = os.path.join(_HERE, 'data', 'mnist')
 SERVING_SUBDIR = 'serving_model'
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+  """The command line, its flags generated from pipeline/runner_config.py's
+  LocalRunnerConfig."""
   from pipeline import flags  # pylint: disable=g-import-not-at-top
+  from pipeline import runner_config  # pylint: disable=g-import-not-at-top
   parser = exit_codes.ArgumentParser(
       description='Train the MNIST convolutional VAE with a local TFX '
       'pipeline (LocalDagRunner, Beam DirectRunner, SQLite ML Metadata).',
       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
       epilog='Exit codes: ' + exit_codes.describe(*exit_codes.MEANINGS) + '.')
-  source = parser.add_argument_group(
-      'data source: IDX files (--data-dir) or a TensorFlow Datasets data set '
-      '(--tfds), not both')
-  source.add_argument(
-      '--data-dir', default=None,
-      help='folder with the four MNIST IDX files (train-images-idx3-ubyte, '
-      'train-labels-idx1-ubyte, t10k-images-idx3-ubyte, '
-      't10k-labels-idx1-ubyte; raw or .gz), or with span-N/ folders of them, '
-      'of which the newest is read. Defaults to the copy shipped in '
-      'data/mnist.')
-  source.add_argument(
-      '--tfds', metavar='NAME',
-      help='read the TensorFlow Datasets data set NAME instead (28x28x1 '
-      'uint8 images, integer labels 0..9: e.g. mnist, fashion_mnist, kmnist); '
-      'its train split becomes train, test becomes eval. Used as prepared in '
-      '--tfds-data-dir, or prepared there offline from --tfds-manual-dir; '
-      'nothing is downloaded.')
-  source.add_argument(
-      '--tfds-data-dir', metavar='DIR',
-      help="the TFDS data directory (default: TFDS's own, $TFDS_DATA_DIR or "
-      '~/tensorflow_datasets).')
-  source.add_argument(
-      '--tfds-manual-dir', metavar='DIR',
-      help="folder with the data set's original files, to prepare it offline "
-      'when it is not prepared in --tfds-data-dir (default for mnist: the '
-      'shipped data/mnist).')
-  parser.add_argument(
-      '--output-dir', default='outputs',
-      help='where component outputs (pipeline/), the ML Metadata store '
-      '(metadata.sqlite) and later runs go; reruns reuse it and its cache.')
-  parser.add_argument(
-      '--serving-dir', default=None, metavar='DIR',
-      help='the push destination, TensorFlow Serving\'s model base path (a '
-      'folder, or s3:// or gs://); several output dirs may share one, since '
-      'every push and rollback holds its lock. Default: '
-      f'<output-dir>/{SERVING_SUBDIR}.')
-  parser.add_argument(
-      '--max-examples', type=flags.positive_int, default=None, metavar='N',
-      help='use only the first N examples of each split (quick runs); '
-      'default: all 60,000 train and 10,000 eval images.')
-  parser.add_argument(
-      '--beam-arg', action='append', default=[], metavar='ARG',
-      help='extra Beam pipeline argument, repeatable, appended after the '
-      'defaults (which run the DirectRunner in multi-processing mode with '
-      'one worker per core), e.g. --beam-arg=--direct_num_workers=1 or '
-      '--beam-arg=--runner=DataflowRunner.')
-  flags.add_pipeline_flags(parser, 'the serving directory')
-  parser.add_argument(
-      '--no-cache', action='store_true',
-      help='rerun every component even if its inputs are unchanged.')
-  parser.add_argument(
-      '--verbose', action='store_true',
-      help='show TensorFlow, TFX (absl) and Beam INFO logs.')
+  flags.add_flags(parser, runner_config.LocalRunnerConfig,
+                  serving='the serving directory',
+                  serving_subdir=SERVING_SUBDIR)
+  return parser
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+  """Parses and checks the command line; exits with usage on a bad value."""
+  from pipeline import flags  # pylint: disable=g-import-not-at-top
+  from pipeline import runner_config  # pylint: disable=g-import-not-at-top
+  parser = build_parser()
   args = parser.parse_args(argv)
   if args.tfds and args.data_dir:
     parser.error('--data-dir and --tfds are two data sources: give one')
@@ -94,7 +55,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   elif not args.tfds_manual_dir and args.tfds == 'mnist':
     args.tfds_manual_dir = DEFAULT_DATA_DIR
   try:
-    args.config = flags.config_from_args(args)
+    args.config = flags.config_from_args(
+        args, runner_config.LocalRunnerConfig).pipeline
   except ValueError as e:
     parser.error(str(e))
   return args
@@ -116,7 +78,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
   from pipeline import local_run  # pylint: disable=g-import-not-at-top
   run = local_run.LocalRun(args, logger, SERVING_SUBDIR,
-                           default_beam_args() + args.beam_arg)
+                           default_beam_args() + list(args.beam_arg))
   try:
     return run.run()
   except local_run.STOPS as error:  # Documented errors only; see OUTCOMES.

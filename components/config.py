@@ -32,26 +32,12 @@ from models import validation
 T = TypeVar('T')
 
 
-def setting(default: Any, help_text: str, **metadata: Any) -> Any:
-  """A field with its default, flag help and bounds."""
-  return dataclasses.field(default=default,
-                           metadata={'help': help_text, **metadata})
-
-
-def part(default: Any, **metadata: Any) -> Any:
-  """A field that holds a nested part."""
-  return dataclasses.field(default=default, metadata=metadata)
-
-
-class _Checked:
-  """Checks the fields against their metadata on construction."""
-
-  def __post_init__(self):
-    validation.check_fields(self)
+setting = validation.setting
+part = validation.part
 
 
 @dataclasses.dataclass(frozen=True)
-class Thresholds(_Checked):
+class Thresholds(validation.Checked):
   """Largest drift a drop may show against a reference.
 
   Calibrated with benchmarks/data_gate.py (docs/data_gate.md has the
@@ -74,7 +60,7 @@ class Thresholds(_Checked):
 
 
 @dataclasses.dataclass(frozen=True)
-class SanityLimits(_Checked):
+class SanityLimits(validation.Checked):
   """What every split of a drop must satisfy, whatever the references."""
   max_eval_in_train: float = setting(
       0.01, 'largest share of the eval images that may also occur, exactly, '
@@ -92,7 +78,7 @@ class SanityLimits(_Checked):
 
 
 @dataclasses.dataclass(frozen=True)
-class GateConfig(_Checked):
+class GateConfig(validation.Checked):
   """Everything the data gate is configured with (components/data_gate)."""
   thresholds: Thresholds = part(Thresholds(), prefix='')
   anchor_thresholds: Thresholds = part(
@@ -110,7 +96,7 @@ class GateConfig(_Checked):
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig(_Checked):
+class DataConfig(validation.Checked):
   """What ExampleGen reads (components/example_gen)."""
   train_spans: int = setting(
       1, 'train on the newest span-N/ folder of the data root and up to K-1 '
@@ -120,7 +106,7 @@ class DataConfig(_Checked):
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainingConfig(_Checked):
+class TrainingConfig(validation.Checked):
   """The Trainer (components/vae_trainer, models/trainer.py)."""
   hyperparameters: vae.Hyperparameters = part(vae.Hyperparameters(),
                                               prefix='')
@@ -130,7 +116,7 @@ class TrainingConfig(_Checked):
 
 
 @dataclasses.dataclass(frozen=True)
-class EvaluationConfig(_Checked):
+class EvaluationConfig(validation.Checked):
   """The blessing (components/vae_evaluator)."""
   # A model that has learned digits is far below it; one that ignores its
   # latent code (the mean image under a Bernoulli model) is about 206.
@@ -156,7 +142,7 @@ class EvaluationConfig(_Checked):
 
 
 @dataclasses.dataclass(frozen=True)
-class ServingConfig(_Checked):
+class ServingConfig(validation.Checked):
   """The push destination (components/atomic_pusher)."""
   # Enough to roll back a few retrainings.
   keep_versions: int = setting(
@@ -165,7 +151,7 @@ class ServingConfig(_Checked):
 
 
 @dataclasses.dataclass(frozen=True)
-class PipelineConfig(_Checked):
+class PipelineConfig(validation.Checked):
   """Every part: what `create_pipeline` takes besides paths."""
   data: DataConfig = part(DataConfig(), prefix='',
                           group='data window (docs/operations.md)')
@@ -180,7 +166,7 @@ class PipelineConfig(_Checked):
 
 
 @dataclasses.dataclass(frozen=True)
-class KubeflowResources(_Checked):
+class KubeflowResources(validation.Checked):
   """CPU (cores) and memory (GB, 10^9 bytes: KFP's unit) each heavy Kubeflow
   task requests and is limited to.
 
@@ -203,11 +189,6 @@ class KubeflowResources(_Checked):
       metavar='GB')
 
 
-def is_part(field: dataclasses.Field) -> bool:
-  """Whether `field` holds a nested part rather than a setting."""
-  return dataclasses.is_dataclass(field.default)
-
-
 def to_json(config: Any) -> str:
   """The execution property a component receives its part as."""
   return json.dumps(dataclasses.asdict(config), sort_keys=True)
@@ -222,7 +203,7 @@ def from_dict(cls: Type[T], value: Mapping[str, Any]) -> T:
   """
   value = dict(value)
   for field in dataclasses.fields(cls):
-    if is_part(field) and field.name in value:
+    if validation.is_part(field) and field.name in value:
       value[field.name] = from_dict(type(field.default), value[field.name])
   return validation.from_dict(cls, value, f'{cls.__name__} field')
 

@@ -28,13 +28,6 @@ from models import schedules
 from models import validation
 
 
-
-def _field(default: Any, help_text: str, **checks: Any) -> Any:
-  """A field whose metadata holds its flag help, `choices` and bounds."""
-  return dataclasses.field(default=default,
-                           metadata={'help': help_text, **checks})
-
-
 @dataclasses.dataclass(frozen=True)
 class Hyperparameters:
   """Everything that configures training.
@@ -52,40 +45,40 @@ class Hyperparameters:
   `choices` or bounds (`min`, `max`, `above`, `below`). Passed to the Trainer
   as `custom_config['hyperparameters']` (`to_dict()`): keep it JSON-safe.
   """
-  latent_dim: int = _field(2, 'size of the latent space z', min=1)
-  epochs: int = _field(30, 'passes over the train split', min=1)
-  batch_size: int = _field(128, 'images per training step', min=1)
-  learning_rate: float = _field(1e-3, 'Adam learning rate', above=0)
-  seed: int = _field(
+  latent_dim: int = validation.setting(2, 'size of the latent space z', min=1)
+  epochs: int = validation.setting(30, 'passes over the train split', min=1)
+  batch_size: int = validation.setting(128, 'images per training step', min=1)
+  learning_rate: float = validation.setting(1e-3, 'Adam learning rate', above=0)
+  seed: int = validation.setting(
       42, 'random seed for initialisation, shuffling and sampling')
-  lr_schedule: str = _field(
+  lr_schedule: str = validation.setting(
       'constant', 'learning rate over the training: constant, or a cosine '
       'down to learning_rate x lr_final_fraction',
       choices=schedules.LR_SCHEDULES)
-  lr_final_fraction: float = _field(
+  lr_final_fraction: float = validation.setting(
       0.01, 'last learning rate of the cosine, as a fraction of learning_rate',
       min=0, max=1)
-  lr_warmup_fraction: float = _field(
+  lr_warmup_fraction: float = validation.setting(
       0.0, 'share of the steps over which the learning rate first rises '
       'linearly from 0 to learning_rate (0: none)', min=0, below=1)
-  kl_warmup_epochs: int = _field(
+  kl_warmup_epochs: int = validation.setting(
       0, "epochs over which the KL term's weight in the objective rises from 0 "
       'to 1 in each of kl_cycles cycles (0: always 1; the loss reported stays '
       'the true -ELBO)', min=0)
-  kl_cycles: int = _field(
+  kl_cycles: int = validation.setting(
       1, 'cycles of the KL warm-up (more than 1: cyclical, Fu et al., 2019)',
       min=1)
-  ema_momentum: float = _field(
+  ema_momentum: float = validation.setting(
       0.0, "momentum of Adam's moving average of the weights, which are then "
       'the trained model (0: off)', min=0, below=1)
-  steps_per_execution: int = _field(
+  steps_per_execution: int = validation.setting(
       7, 'train steps per call of the compiled step, rounded down to a divisor '
       'of the steps per epoch (speed only)', min=1)
-  validation_fraction: float = _field(
+  validation_fraction: float = validation.setting(
       0.02, 'share of the train split (by a hash of each image) held out of '
       'training as the validation set of every epoch (0: none)', min=0,
       below=0.5)
-  precision: str = _field(
+  precision: str = validation.setting(
       precision_lib.AUTO, 'numeric precision of training: mixed_bfloat16 is '
       'about 1.5x faster on CPUs with AMX/AVX512-BF16; auto picks it only '
       'there (the model is exported in float32 either way)',

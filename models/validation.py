@@ -5,8 +5,12 @@ a value that is not of the field's type (a bool is neither an int nor a
 float; an int is a float, and a float must be finite), is not one of
 `metadata['choices']`, or is outside the bounds in the metadata: `min`, `max`
 (inclusive), `above`, `below` (exclusive); `violation` is that check of one
-value (e.g. a flag's). `from_dict` builds such a config from a partial dict
-and rejects keys that are not fields.
+value (e.g. a flag's). An `Optional[X]` field may also be None, and a
+`Tuple[X, ...]` field holds values of X. `from_dict` builds such a config
+from a partial dict and rejects keys that are not fields.
+
+Such fields are declared with `setting` (a default, its flag's help and the
+bounds) and `part` (a nested config), and the config derives from `Checked`.
 """
 
 import dataclasses
@@ -20,6 +24,36 @@ T = TypeVar('T')
 _BOUNDS = (('min', '>=', operator.ge), ('above', '>', operator.gt),
            ('max', '<=', operator.le), ('below', '<', operator.lt))
 _TYPE_NAMES = {int: 'an int', float: 'a number', str: 'a str', bool: 'a bool'}
+
+
+def setting(default: Any, help_text: str, **metadata: Any) -> Any:
+  """A field with its default, its flag's help text and its checks."""
+  return dataclasses.field(default=default,
+                           metadata={'help': help_text, **metadata})
+
+
+def part(default: Any, **metadata: Any) -> Any:
+  """A field that holds a nested config."""
+  return dataclasses.field(default=default, metadata=metadata)
+
+
+def is_part(field: dataclasses.Field) -> bool:
+  """Whether `field` holds a nested config rather than a setting."""
+  return dataclasses.is_dataclass(field.default)
+
+
+class Checked:
+  """Checks the fields against their types and metadata on construction."""
+
+  def __post_init__(self):
+    check_fields(self)
+
+
+def value_type(kind: Any) -> type:
+  """The type of one value of a field of type `kind`: X for Optional[X] and
+  for Tuple[X, ...], `kind` otherwise."""
+  args = [a for a in typing.get_args(kind) if a is not type(None)]
+  return args[0] if args else kind
 
 
 def _has_type(value: Any, kind: type) -> bool:
@@ -36,6 +70,14 @@ def violation(field: dataclasses.Field, value: Any,
   default its default's), or None if it is valid."""
   meta = field.metadata
   kind = kind or type(field.default)
+  if typing.get_origin(kind) is tuple:
+    if not isinstance(value, tuple):
+      return 'a tuple'
+    rules = [violation(field, item, value_type(kind)) for item in value]
+    return next((f'a tuple of {rule}' for rule in rules if rule), None)
+  if value is None and type(None) in typing.get_args(kind):
+    return None
+  kind = value_type(kind)
   if 'choices' in meta:
     return None if value in meta['choices'] else f'one of {meta["choices"]}'
   bounds = [(key, sym, op) for key, sym, op in _BOUNDS if key in meta]

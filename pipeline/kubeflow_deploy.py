@@ -8,7 +8,8 @@ run `deploy_kfp` against a local fake of the KFP v2beta1 REST API).
                  run (replacing the experiment's one of the same name).
   deploy_vertex  a Vertex AI Pipelines schedule of the package.
 
-Also `deploy`'s own flags (add_flags, check_args) and the checks both
+Also the cross-checks of `deploy`'s own flags (check_args; the flags are
+pipeline/runner_config.py's DeployConfig) and the checks both
 targets share (package file type, cron syntax, run parameters). What
 `compile` writes into the package after TFX is in kubeflow_package.py.
 """
@@ -21,8 +22,6 @@ from typing import Any, Dict, List, Optional, Sequence
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_CONCURRENCY = 1
-DEFAULT_EXPERIMENT = 'mnist-vae-tfx'
 # Pipeline inputs (KFP runtime parameters) an operator may set per run or per
 # recurring run (--run-parameter) without compiling again; their defaults are
 # the compile flags --data-root and --epochs.
@@ -37,69 +36,6 @@ _TZ_PREFIX_RE = re.compile(r'^(CRON_TZ|TZ)=\S+\s+')
 
 class UsageError(ValueError):
   """A flag value that cannot work on a cluster; the message says why."""
-
-
-def add_flags(parser: argparse.ArgumentParser) -> None:
-  """Flags of `deploy` besides the pipeline's: where and when it runs."""
-  from pipeline import flags  # pylint: disable=g-import-not-at-top
-  parser.add_argument(
-      '--package', metavar='FILE.yaml',
-      help='an already compiled package (from `compile`); without it the '
-      'pipeline flags below are compiled to a temporary package first.')
-  parser.add_argument(
-      '--cron', required=True,
-      help='when to run. Kubeflow Pipelines: 6 fields, seconds first, e.g. '
-      '"0 0 3 * * *" (03:00 every day, UTC); Vertex AI: 5 fields, e.g. '
-      '"0 3 * * *" or "TZ=Europe/Berlin 0 3 * * *".')
-  parser.add_argument(
-      '--max-concurrency', type=flags.positive_int,
-      default=DEFAULT_MAX_CONCURRENCY, metavar='N',
-      help='runs of this schedule that may run at once; 1 keeps two runs '
-      'from pushing to --serving-root concurrently.')
-  parser.add_argument(
-      '--run-parameter', action='append', default=[], metavar='NAME=VALUE',
-      help='value of a runtime parameter for the scheduled runs, repeatable: '
-      f'{DATA_ROOT_PARAMETER}=URI (the folder with the span-N/ drops or the '
-      'IDX files) or '
-      f'{EPOCHS_PARAMETER}=N; without it a run uses the value compiled from '
-      '--data-root / --epochs.')
-  parser.add_argument(
-      '--schedule-name', default=None, metavar='NAME',
-      help='display name of the recurring run / schedule; default: '
-      '"<pipeline name> retraining".')
-  kfp_group = parser.add_argument_group('Kubeflow Pipelines')
-  kfp_group.add_argument(
-      '--host', metavar='URL',
-      help='the KFP API endpoint, e.g. http://localhost:8080 after '
-      '`kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`.')
-  kfp_group.add_argument(
-      '--experiment', default=DEFAULT_EXPERIMENT,
-      help='experiment the recurring run belongs to (created if missing).')
-  kfp_group.add_argument(
-      '--namespace', default=None,
-      help='Kubernetes namespace (multi-user Kubeflow only).')
-  kfp_group.add_argument(
-      '--version-name', default=None, metavar='NAME',
-      help='name of the uploaded pipeline version; default: '
-      '"<pipeline name>-<UTC time>".')
-  kfp_group.add_argument(
-      '--catchup', action='store_true',
-      help='backfill every missed interval after the schedule was paused '
-      '(default: only the latest one).')
-  kfp_group.add_argument(
-      '--keep-existing', action='store_true',
-      help='keep recurring runs of the same name in the experiment; by '
-      'default they are deleted once the new one exists, so a redeploy '
-      'does not train twice per tick.')
-  vertex = parser.add_argument_group('Vertex AI Pipelines')
-  vertex.add_argument('--vertex', action='store_true',
-                      help='create a Vertex AI schedule instead.')
-  vertex.add_argument('--project', help='Google Cloud project (--vertex).')
-  vertex.add_argument('--region', help='Vertex AI region, e.g. us-central1 '
-                      '(--vertex).')
-  vertex.add_argument('--service-account', default=None,
-                      help='service account the scheduled runs use '
-                      '(--vertex; default: the Compute Engine default).')
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -209,7 +145,7 @@ def _timestamp() -> str:
 
 
 def deploy_kfp(package: str, *, host: str, cron: str, experiment: str,
-               max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+               max_concurrency: int,
                schedule_name: Optional[str] = None,
                version_name: Optional[str] = None,
                namespace: Optional[str] = None, catchup: bool = False,
@@ -316,7 +252,7 @@ def _recurring_run_ids(client: Any, experiment_id: str, display_name: str,
 
 
 def deploy_vertex(package: str, *, project: str, region: str, cron: str,
-                  max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+                  max_concurrency: int,
                   schedule_name: Optional[str] = None,
                   service_account: Optional[str] = None,
                   parameters: Optional[Dict[str, Any]] = None

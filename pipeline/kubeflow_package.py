@@ -3,8 +3,8 @@
 `kubeflow_runner.py compile` builds the pipeline and has TFX's
 KubeflowV2DagRunner write it; this module holds the rest:
 
-  add_flags       the flags of the compiled pipeline (paths, image, s3://,
-                  Beam, resources, caching), shared by compile and deploy;
+  help_names      what the help texts of the compiled pipeline's flags
+                  (pipeline/runner_config.py) name, for compile and deploy;
   check_args      their cross-checks, before anything runs;
   beam_args       the Beam arguments every Beam-based task gets;
   task_resources  what each heavy task's container requests;
@@ -41,103 +41,29 @@ IMAGE_SCHEMA_FILE = '/pipeline/schema/schema.pbtxt'
 # evaluation tasks (with the ExampleGen of the data source).
 TRAINER_TASKS = (contracts.TRAINER,)
 DATA_TASKS = ('StatisticsGen', contracts.DATA_GATE, contracts.EVALUATOR)
-# s3:// paths (docs/kubeflow.md, "Storage"): the Kubernetes secret every task
-# gets its S3 credentials from, by default the one a stock Kubeflow Pipelines
-# install keeps its MinIO credentials in, and the keys it has.
-DEFAULT_S3_SECRET = 'mlpipeline-minio-artifact'
+# s3:// paths (docs/kubeflow.md, "Storage"): the keys of the Kubernetes
+# secret every task gets its S3 credentials from (--s3-secret; by default the
+# one a stock Kubeflow Pipelines install keeps its MinIO credentials in), and
+# the variables they become.
 S3_SECRET_KEYS = {'accesskey': 'AWS_ACCESS_KEY_ID',
                   'secretkey': 'AWS_SECRET_ACCESS_KEY'}
-DEFAULT_S3_REGION = 'us-east-1'
 # The container command of every compiled task (pipeline/kfp_entrypoint.py);
 # TFX's own would be kubeflow_v2_dag_runner.KUBEFLOW_TFX_CMD.
 ENTRYPOINT_COMMAND = ('python', '-m', kfp_entrypoint.ENTRYPOINT_MODULE)
 _URI_RE = re.compile(r'^[a-z][a-z0-9+.-]*://', re.IGNORECASE)
 
 
-def add_flags(parser: argparse.ArgumentParser, required: bool) -> None:
-  """Flags of the compiled pipeline (shared by compile and deploy)."""
-  from pipeline import flags  # pylint: disable=g-import-not-at-top
-  need = ' (required)' if required else ' (required unless --package)'
-  paths = parser.add_argument_group('pipeline paths and image')
-  paths.add_argument(
-      '--pipeline-root', metavar='URI',
-      help='root of all component outputs, a bucket every task can write, '
-      'e.g. gs://BUCKET/mnist-vae-tfx/root' + need)
-  paths.add_argument(
-      '--data-root', metavar='URI',
-      help='the data folder, e.g. gs://BUCKET/mnist/: the four MNIST IDX '
-      'files (raw or .gz), which the data-drop process overwrites, or one '
-      'span-N/ folder per drop, each with the four files. Every run lists it '
-      'when ExampleGen starts and reads the files, or the newest span (and, '
-      'with --train-spans, earlier spans the data gate passed). Compiled as '
-      f'the default of the runtime parameter '
-      f'{kubeflow_deploy.DATA_ROOT_PARAMETER!r}' + need
-      + ' (or --tfds)')
-  paths.add_argument(
-      '--tfds', metavar='NAME',
-      help='read the TensorFlow Datasets data set NAME (28x28x1 uint8 images, '
-      'labels 0..9, e.g. mnist, fashion_mnist) instead of --data-root, as '
-      'prepared in --tfds-data-dir; nothing is downloaded or prepared in a '
-      'task (see docs/kubeflow.md). No data_root runtime parameter then.')
-  paths.add_argument(
-      '--tfds-data-dir', metavar='URI',
-      help='the TFDS data directory the data set was prepared into, once, '
-      'e.g. gs://BUCKET/tensorflow_datasets (with --tfds; required then)')
-  paths.add_argument(
-      '--serving-root', metavar='URI',
-      help='the push destination (TensorFlow Serving model base path): '
-      'blessed decoders go to <serving-root>/<version>/, and the newest one '
-      "is the evaluator's baseline" + need)
-  paths.add_argument(
-      '--image', metavar='IMAGE',
-      help='the image built from ./Dockerfile, pushed to a registry the '
-      'cluster pulls from, e.g. us-docker.pkg.dev/P/R/mnist-vae-tfx:TAG; '
-      'prefer a unique tag or a digest to :latest' + need)
-  s3 = parser.add_argument_group(
-      's3:// storage (when a path above is s3://; docs/kubeflow.md)')
-  s3.add_argument(
-      '--s3-endpoint', metavar='URL',
-      help='the S3 API endpoint, with its scheme, e.g. '
-      'http://minio-service.kubeflow:9000 (the MinIO of a stock Kubeflow '
-      'Pipelines install); default: AWS S3. Compiled into every task as '
-      'S3_ENDPOINT (TensorFlow) and AWS_ENDPOINT_URL_S3 (Beam).')
-  s3.add_argument(
-      '--s3-region', default=DEFAULT_S3_REGION, metavar='REGION',
-      help='the S3 region (AWS_REGION of every task).')
-  s3.add_argument(
-      '--s3-secret', default=DEFAULT_S3_SECRET, metavar='NAME',
-      help='the Kubernetes secret in the run\'s namespace whose keys '
-      f'{" and ".join(S3_SECRET_KEYS)} become every task\'s '
-      f'{" and ".join(S3_SECRET_KEYS.values())}; "" for none (credentials '
-      'from the pod\'s service account, e.g. IRSA on EKS).')
-  parser.add_argument(
-      '--max-examples', type=flags.positive_int, default=None,
-      metavar='N',
-      help='use only the first N examples of each split (quick cluster '
-      'smoke runs); default: all.')
-  parser.add_argument(
-      '--beam-arg', action='append', default=[], metavar='ARG',
-      help='extra Beam pipeline argument for every Beam-based task, '
-      'repeatable, appended after the defaults '
-      f'({" ".join(DEFAULT_BEAM_ARGS)} --direct_num_workers=<--data-cpu, '
-      'rounded down>), e.g. '
-      '--beam-arg=--runner=DataflowRunner --beam-arg=--project=P '
-      '--beam-arg=--region=R --beam-arg=--temp_location=gs://B/tmp '
-      '--beam-arg=--sdk_container_image=IMAGE (see docs/kubeflow.md).')
-  parser.add_argument(
-      '--verbose', action='store_true',
-      help='show TensorFlow, TFX (absl) and client library INFO logs.')
-  from components import config as config_lib  # pylint: disable=g-import-not-at-top
-  flags.add_flags(
-      parser, config_lib.KubeflowResources, serving='--serving-root',
-      title='resources: what the container of each heavy task requests (and '
-      'is limited to); the other tasks get the namespace defaults')
-  parser.add_argument(
-      '--enable-cache', action='store_true',
-      help='compile with KFP caching on. Off by default: open-source KFP '
-      'would then serve ExampleGen, and so every task, from the first run, '
-      'never reading new data in --data-root.')
-  flags.add_pipeline_flags(parser, '--serving-root')
+def help_names(required: bool) -> Dict[str, str]:
+  """What the help texts of the package's flags (runner_config's
+  KubeflowPackageConfig) name in braces."""
+  return dict(
+      serving='--serving-root',
+      need=' (required)' if required else ' (required unless --package)',
+      data_root_parameter=kubeflow_deploy.DATA_ROOT_PARAMETER,
+      epochs_parameter=kubeflow_deploy.EPOCHS_PARAMETER,
+      default_beam_args=' '.join(DEFAULT_BEAM_ARGS),
+      secret_keys=' and '.join(S3_SECRET_KEYS),
+      secret_variables=' and '.join(S3_SECRET_KEYS.values()))
 
 
 def check_args(args: argparse.Namespace) -> None:

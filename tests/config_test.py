@@ -2,6 +2,7 @@
 its default lives: both runners' flags are generated from it, and a default
 changed there reaches the flag, the component and its executor."""
 
+import argparse
 import dataclasses
 import json
 import shutil
@@ -12,6 +13,7 @@ import pytest
 
 from components import config as config_lib
 from conftest import REPO_ROOT
+from models import validation
 from pipeline import flags
 import kubeflow_runner
 import local_runner
@@ -24,7 +26,7 @@ def settings(cls, prefix=''):
   """(flag, value) of every setting of a config instance's tree."""
   for field in dataclasses.fields(cls):
     value = getattr(cls, field.name)
-    if config_lib.is_part(field):
+    if validation.is_part(field):
       yield from settings(value, prefix + field.metadata.get('prefix', ''))
     else:
       yield (prefix + field.metadata.get('flag',
@@ -53,6 +55,49 @@ def test_both_runners_have_a_flag_for_every_setting_with_its_default():
     assert flags.config_from_args(args) == config_lib.PipelineConfig()
   for flag, default in settings(config_lib.KubeflowResources()):
     assert getattr(compiled, flag.replace('-', '_')) == default, flag
+
+
+def _dests(cls, prefix=''):
+  for field in dataclasses.fields(cls):
+    if validation.is_part(field):
+      yield from _dests(type(field.default),
+                        prefix + field.metadata.get('prefix', ''))
+    else:
+      yield (prefix + field.metadata.get(
+          'flag', field.name.replace('_', '-'))).replace('-', '_')
+
+
+def test_every_flag_of_both_runners_is_a_setting_of_their_tree():
+  from pipeline import runner_config  # pylint: disable=g-import-not-at-top
+  parsers = {'local': (local_runner.build_parser(),
+                       runner_config.LocalRunnerConfig)}
+  commands = next(a for a in kubeflow_runner.build_parser()._actions  # pylint: disable=protected-access
+                  if isinstance(a, argparse._SubParsersAction))  # pylint: disable=protected-access
+  parsers['compile'] = (commands.choices['compile'],
+                        runner_config.CompileConfig)
+  parsers['deploy'] = (commands.choices['deploy'],
+                       runner_config.DeployConfig)
+  for name, (parser, cls) in parsers.items():
+    options = {a.dest for a in parser._actions  # pylint: disable=protected-access
+               if a.option_strings and a.dest != 'help'}
+    settings_ = list(_dests(cls))
+    assert len(settings_) == len(set(settings_)), name  # One flag each.
+    assert options == set(settings_), name
+  # And the tree comes back from them, with its defaults.
+  compiled = kubeflow_runner.parse_args(['compile', '--output', 'p.yaml',
+                                         *KUBEFLOW_PATHS])
+  tree = flags.config_from_args(compiled, runner_config.CompileConfig)
+  assert tree.package.paths.image == 'i:1'
+  assert tree.package.s3 == runner_config.S3Storage()
+  assert tree.package.pipeline == config_lib.PipelineConfig()
+  local = flags.config_from_args(
+      local_runner.parse_args(['--beam-arg=--a', '--beam-arg=--b']),
+      runner_config.LocalRunnerConfig)
+  assert local.beam_arg == ('--a', '--b') and local.max_examples is None
+  for bad in (['--max-examples', '0'], ['--max-examples', 'x']):
+    with pytest.raises(SystemExit) as exit_info:
+      local_runner.parse_args(bad)
+    assert exit_info.value.code == 64, bad
 
 
 def test_flags_set_the_tree_and_check_its_bounds():

@@ -599,7 +599,7 @@ def test_s3_paths_compile_the_endpoint_and_the_secret(tmp_path):
   # Vertex AI does not run Kubernetes platform specs.
   with pytest.raises(kubeflow_deploy.UsageError, match='platform spec'):
     kubeflow_deploy.deploy_vertex(str(output), project='p', region='r',
-                                  cron='0 3 * * *')
+                                  cron='0 3 * * *', max_concurrency=1)
 
 
 def test_gs_packages_have_no_s3_settings(package):
