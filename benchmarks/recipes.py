@@ -161,7 +161,7 @@ def run_one(recipe: str, overrides: Optional[Dict[str, Any]], seed: int,
       hp = vae_lib.Hyperparameters(**{
           **overrides, 'seed': seed, **({'epochs': epochs} if epochs else {})})
       start = time.perf_counter()
-      vae, history = train_lib.train(
+      vae, history, _ = train_lib.train(
           hp, str(examples_dir / 'Split-train' / '*'),
           os.path.join(tmp, 'logs'), callbacks=callbacks, verbose=0)
       train_seconds = time.perf_counter() - start

@@ -112,7 +112,15 @@ class TrainingConfig(validation.Checked):
                                               prefix='')
   warm_start: bool = setting(
       False, 'start training from the weights of the model currently served '
-      'from {serving} (from scratch if none is)')
+      'from {serving} (from scratch if none is), and stop early once the '
+      'validation -ELBO stops improving (--patience, --min-improvement; at '
+      'most --epochs)')
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.warm_start and not self.hyperparameters.validation_fraction:
+      raise ValueError('--warm-start stops early on the validation '
+                       'carve-out: --validation-fraction must not be 0')
 
 
 @dataclasses.dataclass(frozen=True)

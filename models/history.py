@@ -9,7 +9,9 @@ logs (the ModelRun artifact), for the evaluator's report.
 
 `metrics` holds Keras' history keys: `loss`, `reconstruction_loss`,
 `kl_loss` (train) and their `val_` versions (validation), one value per
-epoch, in nats per image.
+epoch, in nats per image. `stopping` says how training ended
+(`early_stopping.Stopping.to_dict()`: epochs run, the reason, the best
+epoch), absent in histories written before it existed.
 """
 
 import csv
@@ -19,6 +21,8 @@ import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import tensorflow as tf
+
+from models import early_stopping
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +71,8 @@ def history_record(epochs: Sequence[int],
                       for key, values in sorted(metrics.items())}}
 
 
-def write_history(model_run_dir: str, keras_history) -> str:
+def write_history(model_run_dir: str, keras_history,
+                  stopping: Optional[early_stopping.Stopping] = None) -> str:
   """Writes `training_history.json` into `model_run_dir`.
 
   Takes the epoch log `history.csv` in `model_run_dir` when there is one (it
@@ -77,6 +82,7 @@ def write_history(model_run_dir: str, keras_history) -> str:
   Args:
     model_run_dir: the Trainer's run directory (fn_args.model_run_dir).
     keras_history: what `model.fit` returned (`.epoch`, `.history`).
+    stopping: how training ended.
 
   Returns:
     The path written.
@@ -87,6 +93,8 @@ def write_history(model_run_dir: str, keras_history) -> str:
     record = history_record(epochs, logged)
   else:
     record = history_record(keras_history.epoch, keras_history.history)
+  if stopping is not None:
+    record['stopping'] = stopping.to_dict()
   path = os.path.join(model_run_dir, HISTORY_FILE)
   tf.io.gfile.makedirs(model_run_dir)
   with tf.io.gfile.GFile(path, 'w') as f:
@@ -104,3 +112,11 @@ def read_history(model_run_dir: str) -> Optional[Dict]:
     return None
   with tf.io.gfile.GFile(path) as f:
     return json.load(f)
+
+
+def stopping_of(record: Optional[Dict]) -> Optional[early_stopping.Stopping]:
+  """How the training of a history `record` ended, or None where the record
+  (or its `stopping`) is missing."""
+  if not record or 'stopping' not in record:
+    return None
+  return early_stopping.Stopping.from_dict(record['stopping'])

@@ -2,12 +2,14 @@
 
 import logging
 import os
+import tempfile
 from typing import List, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
 
 from models import data
+from models import early_stopping
 from models import export
 from models import vae as vae_lib
 
@@ -17,6 +19,7 @@ logger = logging.getLogger(__name__)
 # of every epoch so far (appended, so a resumed run keeps the earlier ones).
 CHECKPOINT_DIR = 'checkpoint'
 HISTORY_FILE = 'history.csv'
+EARLY_STOPPING_DIR = 'early_stopping'
 
 
 class HistoryLogger(keras.callbacks.CSVLogger):
@@ -50,13 +53,19 @@ def train(hp: vae_lib.Hyperparameters,
           callbacks: Sequence[keras.callbacks.Callback] = (),
           verbose: int = 2,
           resume_dir: Optional[str] = None
-          ) -> Tuple[vae_lib.VAE, keras.callbacks.History]:
+          ) -> Tuple[vae_lib.VAE, keras.callbacks.History,
+                     early_stopping.Stopping]:
   """Trains a VAE on the train split, validating on its carve-out.
 
   The validation set of every epoch is the `hp.validation_fraction` of
   `train_files` carved out by `data.in_validation_carve_out` (none when 0);
   the model trains on the rest. The eval split is not an argument: it
   belongs to the evaluator, and nothing here may choose by it.
+
+  A warm-started training, and with `hp.early_stop_from_scratch` any, stops
+  early on the validation -ELBO and keeps its best epoch's weights
+  (models/early_stopping.py: `hp.patience`, `hp.min_improvement`, at most
+  `hp.epochs` epochs).
 
   Args:
     hp: the hyperparameters.
@@ -74,8 +83,16 @@ def train(hp: vae_lib.Hyperparameters,
       directory is removed.
 
   Returns:
-    (the trained VAE, the Keras History of losses per epoch).
+    (the trained VAE, the Keras History of losses per epoch, how training
+    ended).
+
+  Raises:
+    ValueError: a warm start without a validation carve-out to stop on.
   """
+  stop_early = bool(warm_start_dir) or hp.early_stop_from_scratch
+  if stop_early and not hp.validation_fraction:
+    raise ValueError('a warm-started training stops early on the validation '
+                     'carve-out, but validation_fraction is 0')
   keras.utils.set_random_seed(hp.seed)
   train_ds, steps_per_epoch = data.make_training_dataset(
       train_files, hp.batch_size, seed=hp.seed,
@@ -100,16 +117,28 @@ def train(hp: vae_lib.Hyperparameters,
     resume = [keras.callbacks.BackupAndRestore(checkpoint),
               HistoryLogger(os.path.join(resume_dir, HISTORY_FILE),
                             append=True)]
-  history = vae.fit(
-      train_ds,
-      steps_per_epoch=steps_per_epoch,
-      validation_data=validation_ds,
-      epochs=hp.epochs,
-      callbacks=resume + make_callbacks(log_dir) + list(callbacks),
-      verbose=verbose)
+  stopper = []
+  with tempfile.TemporaryDirectory(prefix='early-stopping-') as scratch:
+    if stop_early:
+      stopper = [early_stopping.EarlyStopping(
+          hp.patience, hp.min_improvement, hp.epochs,
+          os.path.join(resume_dir, EARLY_STOPPING_DIR) if resume_dir
+          else scratch)]
+    history = vae.fit(
+        train_ds,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=validation_ds,
+        epochs=hp.epochs,
+        # The stopper last: it restores the best weights after the others.
+        callbacks=(resume + make_callbacks(log_dir) + list(callbacks) +
+                   stopper),
+        verbose=verbose)
+  stopping = (stopper[0].stopping if stopper else early_stopping.Stopping(
+      epochs_run=hp.epochs, max_epochs=hp.epochs,
+      reason=early_stopping.NOT_MONITORED))
   if resume_dir:
     tf.io.gfile.makedirs(log_dir)
     tf.io.gfile.copy(os.path.join(resume_dir, HISTORY_FILE),
                      os.path.join(log_dir, HISTORY_FILE), overwrite=True)
     tf.io.gfile.rmtree(resume_dir)
-  return vae, history
+  return vae, history, stopping

@@ -47,7 +47,7 @@ def test_training_resumes_after_the_last_finished_epoch(examples_dir,
   assert first.started == [0, 1]
 
   second = _Record()
-  _, history = train_lib.train(
+  _, history, _ = train_lib.train(
       hp, train_files, str(tmp_path / 'run2'), callbacks=[second],
       verbose=0, resume_dir=str(resume_dir))
   # Epochs 3 and 4 only, from the weights the first run had after epoch 2.

@@ -7,7 +7,9 @@ The Trainer's `train_args.num_steps` / `eval_args.num_steps`
 (`fn_args.train_steps`, `fn_args.eval_steps`) are ignored: training runs
 `hyperparameters.epochs` full passes over the train split, less the validation
 carve-out of `hyperparameters.validation_fraction` that it validates on after
-each epoch. The eval split (`fn_args.eval_files`) is never read here: it is
+each epoch; a warm-started one stops early on that carve-out
+(models/early_stopping.py), and how training ended is written into the
+training history. The eval split (`fn_args.eval_files`) is never read here: it is
 the evaluator's held-out test set. `fn_args.hyperparameters` (a Tuner's
 output) is ignored too.
 """
@@ -117,13 +119,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                 'full epochs', fn_args.train_steps, fn_args.eval_steps,
                 hp.epochs)
   warm_start_dir = warm_start_dir_from_fn_args(fn_args)
-  vae, history = train_lib.train(
+  vae, history, stopping = train_lib.train(
       hp, fn_args.train_files, fn_args.model_run_dir,
       warm_start_dir=warm_start_dir,
       resume_dir=resume_dir_from_fn_args(fn_args, warm_start_dir))
   logger.info('Final epoch: %s',
               {k: v[-1] for k, v in history.history.items()})
-  # Beside the TensorBoard logs, for the evaluator's report.
-  history_lib.write_history(fn_args.model_run_dir, history)
+  # Beside the TensorBoard logs, for the evaluator's report and the run
+  # summary.
+  history_lib.write_history(fn_args.model_run_dir, history, stopping)
   model_dir = export.export_model(vae, hp, fn_args.serving_model_dir)
   logger.info('Model written to %s', model_dir)

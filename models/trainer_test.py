@@ -7,6 +7,7 @@ import pytest
 from tfx import v1 as tfx
 
 from layouts import model as model_layout
+from models import early_stopping
 from models import history
 from models import trainer
 from models import vae as vae_lib
@@ -47,10 +48,27 @@ def test_run_fn_trains_exports_and_warm_starts(examples_dir, tmp_path):
     assert len(record['metrics'][key]) == 1
     assert 0 < record['metrics'][key][0] < 1000
 
+  assert record['stopping']['reason'] == early_stopping.NOT_MONITORED
+  assert record['stopping']['epochs_run'] == 1
+
+  # Warm-started, it stops early on the carve-out, never on eval: an eval
+  # split of garbage bytes would fail any read of it.
+  garbage = tmp_path / 'eval-garbage' / 'data_tfrecord-00000-of-00001.gz'
+  garbage.parent.mkdir()
+  garbage.write_bytes(b'not a TFRecord file' * 100)
   second = _fn_args(examples_dir, tmp_path / 'second',
-                    base_model=first.serving_model_dir)
+                    base_model=first.serving_model_dir, epochs=6)
+  second.eval_files = [str(garbage)]
   trainer.run_fn(second)
   assert (tmp_path / 'second' / 'model' / model_layout.WARM_START_WEIGHTS).is_file()
+  record = history.read_history(second.model_run_dir)
+  stopping = record['stopping']
+  assert stopping['max_epochs'] == 6
+  assert stopping['epochs_run'] == len(record['epoch']) <= 6
+  assert stopping['reason'] in (early_stopping.PATIENCE_RAN_OUT,
+                                early_stopping.ALL_EPOCHS)
+  # Chosen on the carve-out's losses, which the history holds.
+  assert stopping['best_val_loss'] == min(record['metrics']['val_loss'])
 
 
 def test_hyperparameters_default_without_custom_config():

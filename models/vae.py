@@ -46,7 +46,9 @@ class Hyperparameters:
   as `custom_config['hyperparameters']` (`to_dict()`): keep it JSON-safe.
   """
   latent_dim: int = validation.setting(2, 'size of the latent space z', min=1)
-  epochs: int = validation.setting(30, 'passes over the train split', min=1)
+  epochs: int = validation.setting(
+      30, 'passes over the train split (the most, when training stops early)',
+      min=1)
   batch_size: int = validation.setting(128, 'images per training step', min=1)
   learning_rate: float = validation.setting(1e-3, 'Adam learning rate', above=0)
   seed: int = validation.setting(
@@ -78,6 +80,17 @@ class Hyperparameters:
       0.02, 'share of the train split (by a hash of each image) held out of '
       'training as the validation set of every epoch (0: none)', min=0,
       below=0.5)
+  patience: int = validation.setting(
+      2, 'early stopping (always after a warm start; see '
+      'early_stop_from_scratch): stop once the validation -ELBO has not '
+      'improved by min_improvement for this many epochs in a row, keeping the '
+      "best epoch's weights", min=1)
+  min_improvement: float = validation.setting(
+      0.1, 'early stopping: the least fall of the validation -ELBO (nats) '
+      'that counts as an improvement', min=0)
+  early_stop_from_scratch: bool = validation.setting(
+      False, 'stop early (patience, min_improvement) when training from '
+      'scratch too, not only after a warm start')
   precision: str = validation.setting(
       precision_lib.AUTO, 'numeric precision of training: mixed_bfloat16 is '
       'about 1.5x faster on CPUs with AMX/AVX512-BF16; auto picks it only '
@@ -86,6 +99,9 @@ class Hyperparameters:
 
   def __post_init__(self):
     validation.check_fields(self)
+    if self.early_stop_from_scratch and not self.validation_fraction:
+      raise ValueError('Hyperparameters.early_stop_from_scratch needs a '
+                       'validation carve-out: validation_fraction is 0')
     if self.kl_warmup_epochs * self.kl_cycles > self.epochs:
       raise ValueError(f'Hyperparameters.kl_warmup_epochs x kl_cycles '
                        f'({self.kl_warmup_epochs} x {self.kl_cycles}) must '

@@ -15,6 +15,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from layouts import contracts
 from layouts import spans as spans_layout
+from models import history as history_lib
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ def summarize(metadata_path: str) -> Dict[str, Any]:
       'model_uri': None,
       'data_gate': None,
       'spans': None,
+      'training': None,
       'components': components,
   }
   for name, produced in outputs.items():
@@ -108,6 +110,12 @@ def summarize(metadata_path: str) -> Dict[str, Any]:
   model = _single(outputs.get(contracts.TRAINER, {}), 'model')
   if model:
     summary['model_uri'] = model.uri
+  model_run = _single(outputs.get(contracts.TRAINER, {}), 'model_run')
+  stopping = model_run and history_lib.stopping_of(
+      history_lib.read_history(model_run.uri))
+  if stopping:
+    summary['training'] = {**stopping.to_dict(),
+                           'description': stopping.describe()}
   evaluation = _single(outputs.get(contracts.EVALUATOR, {}), 'evaluation')
   if evaluation:
     with open(os.path.join(evaluation.uri, contracts.METRICS_FILE)) as f:
@@ -146,6 +154,8 @@ def format_summary(summary: Dict[str, Any]) -> str:
   if gate:
     lines.append(f'  data gate: {_gate_line(gate)}')
     lines.extend(f'    {line}' for line in gate['blocking'] + gate['accepted'])
+  if summary.get('training'):
+    lines.append(f'  training: {summary["training"]["description"]}')
   if summary['metrics']:
     m = summary['metrics']
     lines.append(

@@ -84,6 +84,9 @@ def test_rollbacks_stick_and_a_lost_pipeline_root_pushes_a_new_model(
   _step(world, lifecycle._lost_pipeline_root)  # pylint: disable=protected-access
   summary = _summary(world)
   assert summary['pushed_model'] is not None, summary
+  # Warm-started, so early stopping watched its one epoch.
+  assert summary['training']['reason'] == 'all epochs'
+  assert summary['training']['best_epoch'] == 0
   newest = _served(world)
   assert newest == summary['pushed_model']
   assert identity(newest) not in {identity(first), identity(second)}

@@ -145,6 +145,13 @@ def test_subset_run_completes_and_names_its_outputs(tmp_path):
   assert summary['blessed'] is True
   assert summary['pushed_model'] == str(version_dir)
   assert summary['model_uri'] == model.uri
+  # How training ended: all of its one epoch, early stopping off (no warm
+  # start), also on the terminal.
+  assert summary['training']['epochs_run'] == 1
+  assert summary['training']['max_epochs'] == 1
+  assert summary['training']['reason'] == 'early stopping off'
+  assert not summary['training']['stopped_early']
+  assert f'training: {summary["training"]["description"]}' in result.stderr
   # Nothing was served: the schema was checked, drift was not.
   assert summary['data_gate']['passed'] is True
   assert summary['data_gate']['reference']['status'] == 'no model served'

@@ -75,9 +75,13 @@ def _read_history(model_run: Optional[types.Artifact]
     return None, (f'No training history is available: '
                   f'{history_lib.HISTORY_FILE} is not in {model_run.uri} '
                   '(a model trained before the Trainer wrote it).')
-  return record, (f'{len(record["epoch"])} epochs, from '
+  stopping = history_lib.stopping_of(record)
+  ran = (stopping.describe() if stopping else
+         f'{len(record["epoch"])} epochs.')
+  return record, (f'{ran} From '
                   f'{os.path.join(model_run.uri, history_lib.HISTORY_FILE)}'
-                  '. Validation as the Trainer ran it.')
+                  '. Validation on the carve-out of the train split, as the '
+                  'Trainer ran it.')
 
 
 def _label_counts(labels: Optional[np.ndarray]) -> Optional[Dict[str, int]]:
