@@ -188,8 +188,11 @@ def run_one(recipe: str, overrides: Optional[Dict[str, Any]], seed: int,
   return result
 
 
-def ensure_examples(work_dir: pathlib.Path) -> pathlib.Path:
-  """ExampleGen's output for the shipped MNIST, written once into work_dir."""
+def ensure_examples(work_dir: pathlib.Path,
+                    mnist_dir: pathlib.Path = recording.MNIST_DIR
+                    ) -> pathlib.Path:
+  """ExampleGen's output for the MNIST IDX files in `mnist_dir` (default:
+  the shipped ones), written once into work_dir."""
   examples = work_dir / 'examples'
   if (examples / 'Split-eval').is_dir() and (examples / 'Split-train').is_dir():
     return examples
@@ -209,7 +212,7 @@ def ensure_examples(work_dir: pathlib.Path) -> pathlib.Path:
       tmp_dir=str(work_dir / 'examples-tmp'))
   # What the component hands its executor: protos as JSON, unset ones left out.
   properties = example_gen_lib.IdxExampleGen(
-      input_base=str(recording.MNIST_DIR)).exec_properties
+      input_base=str(mnist_dir)).exec_properties
   idx_executor.Executor(context).Do(
       {}, {standard_component_specs.EXAMPLES_KEY: [artifact]},
       {key: proto_utils.proto_to_json(value) if hasattr(value, 'DESCRIPTOR')

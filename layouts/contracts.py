@@ -61,6 +61,17 @@ CODE_FINGERPRINT_KEY = 'code_fingerprint'
 SERVED_VERSION_KEY = 'served_version'
 # PushedModel custom property: why a blessed model was not pushed.
 NOT_PUSHED_REASON_KEY = 'not_pushed_reason'
+# Examples custom property (IdxExampleGen): the digest of exactly what was
+# read, every span of the window and --max-examples (layouts/lineage.py).
+DATA_DIGEST_KEY = 'data_digest'
+# Model custom property (Trainer), and the version record's key (Pusher):
+# what a model was trained on, its data digest and its training's
+# fingerprint (layouts/lineage.py), as JSON.
+TRAINED_ON_KEY = 'trained_on'
+# Custom property of the Trainer's, the evaluator's and the Pusher's outputs
+# when the served model was trained on exactly this run's data and
+# configuration: why nothing was trained, measured or pushed.
+NOTHING_NEW_KEY = 'nothing_new'
 # Examples custom property: the newest span read (TFX's own `span`, as TFX
 # 1.16's ExampleGen driver writes it, example_gen/driver.py
 # `update_output_artifact`).

@@ -32,6 +32,9 @@ from models import vae as vae_lib
 logger = logging.getLogger(__name__)
 
 HYPERPARAMETERS_KEY = 'hyperparameters'
+# custom_config key: the push destination (read by the Trainer's executor,
+# for the training identity; the run_fn ignores it).
+SERVING_DIR_KEY = 'serving_dir'
 # custom_config key: a push destination whose served model to warm-start from.
 WARM_START_SERVING_DIR_KEY = 'warm_start_serving_dir'
 # custom_config key read by nobody: the fingerprint of the training code, so

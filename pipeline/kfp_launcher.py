@@ -344,3 +344,9 @@ class Run:
 
   def output_uri(self, task: str, key: str) -> str:
     return self.mlmd[self.outputs[task][key]]['uri']
+
+  def output_property(self, task: str, key: str, name: str) -> Any:
+    """A custom property of a task's output artifact as ML Metadata holds
+    it (its value: string, int or double), or None."""
+    value = self.mlmd[self.outputs[task][key]]['custom_properties'].get(name)
+    return next(iter(value.values())) if value else None

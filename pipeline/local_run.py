@@ -4,8 +4,11 @@ Imported by the runner only once logging is configured: TensorFlow, which
 this module imports, reads its log level when imported.
 
   LocalRun.run      checks the data source, the served version and the drift
-                    anchor, then runs the pipeline (LocalDagRunner) under the
-                    output directory's lock and writes the run summary;
+                    anchor; ends at once with exit 0 when the served version
+                    was trained on exactly this data and configuration
+                    ("nothing new", layouts/lineage.py); otherwise runs the
+                    pipeline (LocalDagRunner) under the output directory's
+                    lock and writes the run summary;
   LocalRun.stopped  what a documented error (STOPS) ends the run with: the
                     exit code and the lines the operator reads (OUTCOMES).
 
@@ -20,9 +23,12 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence
 from components.data_gate import gate
 from components.example_gen import component as example_gen_lib
 from components.example_gen import idx
+from components.example_gen import idx_executor
+from components.example_gen import window as window_lib
 from components.example_gen import tfds_source
 from components.vae_evaluator import executor as evaluator
 from layouts import anchor as anchor_layout
+from layouts import lineage
 from layouts import serving as serving_layout
 from layouts import serving_lock
 from pipeline import exit_codes
@@ -169,6 +175,22 @@ class LocalRun:
     self.summary = summary
     self.summary_path = run_summary.write_summary(summary, self.output_dir)
 
+  def _nothing_new(self, data_root: str, use_spans: bool) -> Optional[str]:
+    """Why this run has nothing new to train, or None: the rule the Trainer
+    applies (layouts/lineage.py), checked before the pipeline starts, on the
+    window IdxExampleGen would read."""
+    config = self.args.config
+    patterns = {split.name: os.path.basename(split.pattern)
+                for split in example_gen_lib.make_input_config(
+                    use_spans, config.data.train_spans).splits}
+    window = window_lib.resolve_window(data_root, patterns,
+                                       config.data.train_spans,
+                                       self.serving_dir)
+    return lineage.nothing_new(self.serving_dir, lineage.identity(
+        idx_executor.data_digest(window, self.args.max_examples),
+        lineage.training_fingerprint(pipeline_lib.trainer_custom_config(
+            config.training, self.serving_dir))))
+
   def run(self) -> int:
     """Runs the pipeline; exit code 0, or raises one of STOPS."""
     args = self.args
@@ -188,6 +210,17 @@ class LocalRun:
       # version, and would not notice that the served one was damaged.
       serving_layout.verify_version(served_dir)
     anchor_layout.read_anchor(self.serving_dir)
+    reason = served_dir and data_root and self._nothing_new(data_root,
+                                                            use_spans)
+    if reason:
+      self.summary = run_summary.nothing_new_summary(reason, served_dir,
+                                                     self.output_dir)
+      self.summary_path = run_summary.write_summary(self.summary,
+                                                    self.output_dir)
+      print(run_summary.format_summary(self.summary))
+      self.log.info('Nothing to run: %s. Summary: %s', reason,
+                    self.summary_path)
+      return exit_codes.OK
     pipeline = pipeline_lib.create_pipeline(
         pipeline_name=pipeline_lib.PIPELINE_NAME,
         pipeline_root=self.pipeline_root,

@@ -4,7 +4,7 @@ Runners choose paths, the metadata store and the orchestrator; every other
 knob is an argument of `create_pipeline`.
 """
 
-from typing import List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 from ml_metadata.proto import metadata_store_pb2
@@ -33,6 +33,31 @@ TRAINER_RUN_FN = 'models.trainer.run_fn'
 ResourceSpec = (
     pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec
     .ResourceSpec)
+
+
+def code(component_class: Any, *modules: str) -> str:
+  """The fingerprint of the code a component runs (its executor's module,
+  and `modules`, with all they import: pipeline/code_fingerprint.py), for
+  its cache key, so that an edit reruns it and what follows."""
+  return code_fingerprint.fingerprint(
+      (component_class.EXECUTOR_SPEC.executor_class.__module__, *modules))
+
+
+def trainer_custom_config(training: config_lib.TrainingConfig,
+                          serving_dir: str) -> Dict[str, Any]:
+  """The Trainer's custom_config: what its run_fn trains with, the push
+  destination (whose served version's training identity tells whether there
+  is anything new, layouts/lineage.py), and the training code's fingerprint
+  (for the cache key)."""
+  custom_config = {
+      trainer_lib.HYPERPARAMETERS_KEY: training.hyperparameters.to_dict(),
+      trainer_lib.SERVING_DIR_KEY: serving_dir,
+      contracts.CODE_FINGERPRINT_KEY: code(
+          trainer_component.VaeTrainer, TRAINER_RUN_FN.rpartition('.')[0]),
+  }
+  if training.warm_start:
+    custom_config[trainer_lib.WARM_START_SERVING_DIR_KEY] = serving_dir
+  return custom_config
 
 
 def create_pipeline(
@@ -93,12 +118,6 @@ def create_pipeline(
   Returns:
     The TFX pipeline.
   """
-  # Each component's cache key includes the fingerprint of the code it runs
-  # (pipeline/code_fingerprint.py), so an edit reruns it and what follows.
-  def code(component_class, *modules: str) -> str:
-    return code_fingerprint.fingerprint(
-        (component_class.EXECUTOR_SPEC.executor_class.__module__, *modules))
-
   hyperparameters = config.training.hyperparameters
   train_spans = config.data.train_spans
   if (data_root is None) == (tfds_source is None):
@@ -143,13 +162,7 @@ def create_pipeline(
       split_patterns=split_patterns,
       code_fingerprint=code(DataGate),
       served_version=served_version)
-  trainer_config = {
-      trainer_lib.HYPERPARAMETERS_KEY: hyperparameters.to_dict(),
-      contracts.CODE_FINGERPRINT_KEY: code(
-          trainer_component.VaeTrainer, TRAINER_RUN_FN.rpartition('.')[0]),
-  }
-  if config.training.warm_start:
-    trainer_config[trainer_lib.WARM_START_SERVING_DIR_KEY] = serving_dir
+  trainer_config = trainer_custom_config(config.training, serving_dir)
   trainer = trainer_component.create_trainer(
       run_fn=TRAINER_RUN_FN,
       examples=example_gen.outputs['examples'],

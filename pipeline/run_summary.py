@@ -92,6 +92,7 @@ def summarize(metadata_path: str) -> Dict[str, Any]:
       'data_gate': None,
       'spans': None,
       'training': None,
+      contracts.NOTHING_NEW_KEY: None,
       'components': components,
   }
   for name, produced in outputs.items():
@@ -108,7 +109,11 @@ def summarize(metadata_path: str) -> Dict[str, Any]:
     with open(os.path.join(anomalies.uri, contracts.GATE_REPORT_FILE)) as f:
       summary['data_gate'] = json.load(f)
   model = _single(outputs.get(contracts.TRAINER, {}), 'model')
-  if model:
+  if model and contracts.NOTHING_NEW_KEY in model.custom_properties:
+    # The Trainer trained nothing (layouts/lineage.py).
+    summary[contracts.NOTHING_NEW_KEY] = model.custom_properties[
+        contracts.NOTHING_NEW_KEY].string_value
+  elif model:
     summary['model_uri'] = model.uri
   model_run = _single(outputs.get(contracts.TRAINER, {}), 'model_run')
   stopping = model_run and history_lib.stopping_of(
@@ -117,7 +122,7 @@ def summarize(metadata_path: str) -> Dict[str, Any]:
     summary['training'] = {**stopping.to_dict(),
                            'description': stopping.describe()}
   evaluation = _single(outputs.get(contracts.EVALUATOR, {}), 'evaluation')
-  if evaluation:
+  if evaluation and not summary.get(contracts.NOTHING_NEW_KEY):
     with open(os.path.join(evaluation.uri, contracts.METRICS_FILE)) as f:
       evaluated = json.load(f)
     summary['metrics'] = {k: evaluated[k] for k in contracts.METRIC_KEYS}
@@ -133,6 +138,19 @@ def summarize(metadata_path: str) -> Dict[str, Any]:
     summary[contracts.NOT_PUSHED_REASON_KEY] = pushed.custom_properties[
         contracts.NOT_PUSHED_REASON_KEY].string_value
   return summary
+
+
+def nothing_new_summary(reason: str, served_dir: str,
+                        output_dir: str) -> Dict[str, Any]:
+  """The summary of a run that ended before the pipeline, with nothing new
+  to train (layouts/lineage.py): the keys of `summarize`'s, nothing run."""
+  return {
+      'run_id': None, 'metrics': None, 'blessed': None, 'pushed_model': None,
+      'plots': None, 'model_uri': None, 'data_gate': None, 'spans': None,
+      'training': None, contracts.NOTHING_NEW_KEY: reason,
+      'served_version': served_dir, 'components': {},
+      'output_dir': output_dir,
+  }
 
 
 def write_summary(summary: Dict[str, Any], output_dir: str) -> str:
@@ -154,6 +172,9 @@ def format_summary(summary: Dict[str, Any]) -> str:
   if gate:
     lines.append(f'  data gate: {_gate_line(gate)}')
     lines.extend(f'    {line}' for line in gate['blocking'] + gate['accepted'])
+  if summary.get(contracts.NOTHING_NEW_KEY):
+    lines.append(f'  {summary[contracts.NOTHING_NEW_KEY]}: nothing trained, '
+                 'measured or pushed')
   if summary.get('training'):
     lines.append(f'  training: {summary["training"]["description"]}')
   if summary['metrics']:

@@ -81,7 +81,9 @@ class LocalRunnerConfig(validation.Checked):
   pipeline: config_lib.PipelineConfig = part(config_lib.PipelineConfig(),
                                              prefix='')
   no_cache: bool = setting(
-      False, 'rerun every component even if its inputs are unchanged')
+      False, 'rerun every component even if its inputs are unchanged (a run '
+      'with nothing new, layouts/lineage.py, still ends before the '
+      'pipeline)')
   verbose: bool = setting(
       False, 'show TensorFlow, TFX (absl) and Beam INFO logs')
 

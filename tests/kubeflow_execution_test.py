@@ -26,6 +26,8 @@ from benchmarks import kfp_package
 from components.example_gen import idx
 from conftest import load_mnist_head
 from conftest import write_mnist_subset
+from layouts import contracts
+from layouts import serving as serving_layout
 from pipeline import kfp_launcher
 
 TFX_ENTRYPOINT = ['python', '-m',
@@ -98,6 +100,33 @@ def test_every_task_runs_as_kfp_runs_it_to_a_pushed_model(tmp_path):
   [version] = [p for p in serving.iterdir() if p.name.isdigit()]
   assert (version / 'saved_model.pb').exists()
   assert decode_in_fresh_process(str(version)) == '(2, 28, 28, 1)'
+
+  # The next scheduled run sees the same drop: KFP has no cache, so every
+  # task runs, but the Trainer trains nothing (the served version was
+  # trained on exactly this data and configuration), the evaluator measures
+  # nothing and the Pusher pushes nothing; the run succeeds.
+  same = kfp_launcher.Run(
+      package, pipeline_root=str(tmp_path / 'root'),
+      runtime_parameters={'data_root': f'{drop}/', 'epochs': 1},
+      workdir=tmp_path / 'pods-same').run()
+  assert same.completed == ALL_TASKS
+  reason = same.output_property('Trainer', 'model', contracts.NOTHING_NEW_KEY)
+  assert reason == (f'nothing new: the served version {version.name} was '
+                    'trained on exactly this data with this training '
+                    'configuration')
+  assert not list(pathlib.Path(same.output_uri('Trainer', 'model')).rglob(
+      'saved_model.pb'))
+  assert same.output_property('VaeEvaluator', 'blessing', 'blessed') == 0
+  assert same.output_property('Pusher', 'pushed_model', 'pushed') == 0
+  assert same.output_property('Pusher', 'pushed_model',
+                              contracts.NOT_PUSHED_REASON_KEY) == reason
+  assert [p.name for p in serving.iterdir() if p.name.isdigit()] == [
+      version.name]
+  # What the version records it was trained on: this drop's digest.
+  trained_on = serving_layout.read_push_info(str(version))[
+      contracts.TRAINED_ON_KEY]
+  assert trained_on['data'] == same.output_property(
+      'IdxExampleGen', 'examples', contracts.DATA_DIGEST_KEY)
 
   # A second scheduled run, on inverted images: the data gate's task fails,
   # nothing after it runs, and the served version stays.

@@ -183,6 +183,9 @@ def test_trainer_run_fn_and_hyperparameters(spec):
   custom_config = json.loads(_constant(spec, 'Trainer', 'custom_config'))
   assert custom_config == {
       'hyperparameters': EXPECTED_HYPERPARAMETERS.to_dict(),
+      # Whose served version's training identity says if there is anything
+      # new (layouts/lineage.py).
+      'serving_dir': SERVING_ROOT,
       'code_fingerprint': code_fingerprint.fingerprint(
           ['components.vae_trainer.executor', 'models.trainer'])}
 

@@ -26,7 +26,9 @@ from components.example_gen.component import IdxExampleGen
 from conftest import load_mnist_head
 from conftest import REPO_ROOT
 from conftest import write_mnist_subset
+from layouts import contracts
 from layouts import model as model_layout
+from layouts import serving as serving_layout
 from pipeline import exit_codes
 from pipeline import run_lock
 
@@ -166,30 +168,42 @@ def test_subset_run_completes_and_names_its_outputs(tmp_path):
   assert all(c['seconds'] >= 0 for c in summary['components'].values())
   assert 'Run summary:' in result.stdout
 
-  # A rerun: the data and the model are reused from the cache. The model
-  # served changed (this run pushed one), so the gate and the evaluator
-  # measure again, against it; the candidate is that very model, so nothing
-  # new is pushed.
+  # The version records what it was trained on (layouts/lineage.py).
+  trained_on = serving_layout.read_push_info(str(version_dir))[
+      contracts.TRAINED_ON_KEY]
+  assert trained_on == json.loads(model.custom_properties[
+      contracts.TRAINED_ON_KEY].string_value)
+  assert trained_on['data'] == examples.custom_properties[
+      contracts.DATA_DIGEST_KEY].string_value
+
+  # A rerun on the same data with the same flags: the served version was
+  # trained on exactly that, so the run ends before the pipeline, exit 0,
+  # with or without the cache, and nothing is served but that version.
   args = ('--max-examples', '300', '--epochs', '1', '--output-dir', str(out),
           '--bless-threshold', '1000')
-  rerun = run_cli(*args)
-  assert rerun.returncode == 0, rerun.stderr[-3000:]
-  summary = json.loads((out / 'run_summary.json').read_text())
-  for name in ('IdxExampleGen', 'StatisticsGen', 'CuratedSchemaGen',
-               'Trainer'):
-    assert summary['components'][name]['status'] == 'cached'
-    assert f'{name} cached in' in rerun.stderr
-  assert summary['components']['VaeEvaluator']['status'] == 'ran'
-  assert summary['pushed_model'] is None
-  assert summary['not_pushed_reason'] == (
-      f'the candidate is already served as version {version_dir.name}')
+  runs_before = len(store.get_contexts_by_type('pipeline_run'))
+  for extra in ((), ('--no-cache',)):
+    rerun = run_cli(*args, *extra)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    summary = json.loads((out / 'run_summary.json').read_text())
+    assert summary[contracts.NOTHING_NEW_KEY] == (
+        f'nothing new: the served version {version_dir.name} was trained on '
+        'exactly this data with this training configuration')
+    assert summary['components'] == {} and summary['pushed_model'] is None
+    assert 'nothing trained, measured or pushed' in rerun.stdout
+    assert 'IdxExampleGen started' not in rerun.stderr
+  assert len(open_store(out).get_contexts_by_type('pipeline_run')) == (
+      runs_before)
   assert served_versions(out / 'serving_model') == [version_dir]
 
-  # Nothing changed since: everything is served from the cache.
-  again = run_cli(*args)
-  assert again.returncode == 0, again.stderr[-3000:]
+  # Another training configuration (a seed) is something new: it trains,
+  # from the cached data.
+  seeded = run_cli(*args, '--seed', '5')
+  assert seeded.returncode == 0, seeded.stderr[-3000:]
   summary = json.loads((out / 'run_summary.json').read_text())
-  assert {c['status'] for c in summary['components'].values()} == {'cached'}
+  assert summary['components']['IdxExampleGen']['status'] == 'cached'
+  assert summary['components']['Trainer']['status'] == 'ran'
+  assert summary[contracts.NOTHING_NEW_KEY] is None
 
 
 def test_second_run_on_the_same_output_dir_is_refused(tmp_path):

@@ -350,6 +350,15 @@ class Executor(tfx_pusher_executor.Executor):
           'AtomicPusher pushes to a filesystem destination only, got '
           f'{destination.WhichOneof("destination")}')
     serving_dir = destination.filesystem.base_directory
+    nothing_new = artifact_utils.get_single_instance(
+        input_dict[standard_component_specs.MODEL_BLESSING_KEY]
+    ).get_string_custom_property(contracts.NOTHING_NEW_KEY)
+    if nothing_new:
+      logger.info('Nothing pushed: %s', nothing_new)
+      self._MarkNotPushed(pushed_model)
+      for key in (contracts.NOT_PUSHED_REASON_KEY, contracts.NOTHING_NEW_KEY):
+        pushed_model.set_string_custom_property(key, nothing_new)
+      return
     if not self.CheckBlessing(input_dict):
       logger.info('Model not blessed: nothing pushed')
       self._MarkNotPushed(pushed_model)
@@ -382,7 +391,11 @@ class Executor(tfx_pusher_executor.Executor):
           lease, serving_dir, model_dir,
           {serving_layout.MODEL_URI_KEY: model.uri, 'model_id': model.id,
            'pushed_at': datetime.datetime.now(
-               datetime.timezone.utc).isoformat()},
+               datetime.timezone.utc).isoformat(),
+           # What it was trained on (layouts/lineage.py), or None.
+           contracts.TRAINED_ON_KEY: json.loads(
+               model.get_string_custom_property(contracts.TRAINED_ON_KEY)
+               or 'null')},
           reference,
           # So that the version stands without the pipeline root.
           {name: os.path.join(model.uri, name)

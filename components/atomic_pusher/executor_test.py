@@ -42,7 +42,8 @@ def _fake_version(directory: pathlib.Path) -> None:
 
 
 def _do(model_uri, serving_dir, tmp_path, blessed, evaluated_against=None,
-        keep_versions=None, statistics=None):
+        keep_versions=None, statistics=None, model_properties=(),
+        blessing_properties=()):
   """Runs the Pusher's executor.
 
   The blessing says the evaluator measured against `evaluated_against`
@@ -51,9 +52,13 @@ def _do(model_uri, serving_dir, tmp_path, blessed, evaluated_against=None,
   model = standard_artifacts.Model()
   model.uri = model_uri
   model.id = 3
+  for name, value in dict(model_properties).items():
+    model.set_string_custom_property(name, value)
   blessing = standard_artifacts.ModelBlessing()
   blessing.uri = str(tmp_path / 'blessing')
   blessing.set_int_custom_property('blessed', int(blessed))
+  for name, value in dict(blessing_properties).items():
+    blessing.set_string_custom_property(name, value)
   if evaluated_against is None:
     evaluated_against = serving_layout.latest_version_dir(str(serving_dir))
   blessing.set_string_custom_property(
@@ -160,6 +165,29 @@ def test_blessed_model_is_pushed_with_its_origin(exported_model, tmp_path):
   assert (own / model_layout.WARM_START_WEIGHTS).is_file()
   assert (own / model_layout.HYPERPARAMETERS_FILE).is_file()
   assert serving_layout.model_dir_of(str(version_dir)) == str(own)
+
+
+def test_the_version_records_what_its_model_was_trained_on(exported_model,
+                                                          tmp_path):
+  serving = tmp_path / 'serving'
+  trained_on = {'data': 'd' * 64, 'training': 't' * 64}
+  pushed = _do(exported_model, serving, tmp_path, blessed=True,
+               model_properties={
+                   contracts.TRAINED_ON_KEY: json.dumps(trained_on)})
+  version_dir = pushed.get_string_custom_property('pushed_destination')
+  assert serving_layout.read_push_info(version_dir)[
+      contracts.TRAINED_ON_KEY] == trained_on
+
+
+def test_nothing_new_is_not_pushed_and_says_why(exported_model, tmp_path):
+  serving = tmp_path / 'serving'
+  reason = 'nothing new: the served version 1 was trained on exactly ...'
+  pushed = _do(exported_model, serving, tmp_path, blessed=False,
+               blessing_properties={contracts.NOTHING_NEW_KEY: reason})
+  assert pushed.get_int_custom_property('pushed') == 0
+  assert pushed.get_string_custom_property(
+      contracts.NOT_PUSHED_REASON_KEY) == reason
+  assert not serving.exists() or not _names(serving)
 
 
 def test_model_already_served_is_not_pushed_again(exported_model, tmp_path):

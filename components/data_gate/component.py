@@ -49,7 +49,7 @@ class DataGateSpec(ComponentSpec):
       executor.SPLIT_PATTERNS_KEY: ExecutionParameter(type=str, optional=True),
       contracts.CODE_FINGERPRINT_KEY: ExecutionParameter(type=str,
                                                         optional=True),
-      executor.SERVED_VERSION_KEY: ExecutionParameter(type=str, optional=True),
+      contracts.SERVED_VERSION_KEY: ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
       executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),

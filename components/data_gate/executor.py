@@ -49,8 +49,6 @@ CONFIG_KEY = 'gate_config'
 # and each split's file pattern under it: named in messages.
 INPUT_BASE_KEY = 'input_base'
 SPLIT_PATTERNS_KEY = 'split_patterns'
-# Only for the cache key (see pipeline.create_pipeline's served_version).
-SERVED_VERSION_KEY = 'served_version'
 
 # As TFX's ExampleValidator names its per-split output.
 ANOMALIES_FILE = 'SchemaDiff.pb'

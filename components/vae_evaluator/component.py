@@ -28,7 +28,7 @@ class VaeEvaluatorSpec(ComponentSpec):
       executor.SEED_KEY: ExecutionParameter(type=int, optional=True),
       contracts.CODE_FINGERPRINT_KEY: ExecutionParameter(type=str,
                                                         optional=True),
-      executor.SERVED_VERSION_KEY: ExecutionParameter(type=str, optional=True),
+      contracts.SERVED_VERSION_KEY: ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
       executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),

@@ -13,6 +13,10 @@
    (`drawing.draw` -> `report.Figures`);
 4. write: the manifold, the clusters, metrics.json and report.html, then
    the blessing (`write`).
+
+A model the Trainer did not train, because there was nothing new
+(layouts/lineage.py), is not measured: metrics.json and the blessing say so
+(`write_nothing_new`).
 """
 
 import json
@@ -50,9 +54,6 @@ SERVING_DIR_KEY = 'serving_dir'
 # components.config.EvaluationConfig, as JSON.
 CONFIG_KEY = 'config'
 SEED_KEY = 'seed'
-# Only for the cache key: the served version when the pipeline was built
-# (local runs), so a rerun after another push measures again.
-SERVED_VERSION_KEY = 'served_version'
 
 # Latent samples per decoder call (images per batch = this // k): larger
 # batches made the 2-core CPU slower, not faster.
@@ -244,6 +245,23 @@ def write(evaluation: types.Artifact, blessing_artifact: types.Artifact,
                   measured.served.version_dir)
 
 
+def write_nothing_new(evaluation: types.Artifact,
+                      blessing_artifact: types.Artifact, model: types.Artifact,
+                      reason: str) -> None:
+  """What a run with nothing new writes instead of step 4: metrics.json with
+  the reason and no metrics, and a blessing that is not one, both carrying
+  `contracts.NOTHING_NEW_KEY`."""
+  logger.info('Nothing measured: %s', reason)
+  tf.io.gfile.makedirs(evaluation.uri)
+  _write_file(evaluation.uri, contracts.METRICS_FILE, json.dumps(
+      {'blessed': False, 'reasons': [reason],
+       contracts.NOTHING_NEW_KEY: reason}, indent=2, sort_keys=True))
+  _write_blessing(blessing_artifact, model,
+                  blessing.Decision(blessed=False, reasons=[reason]), None)
+  for artifact in (evaluation, blessing_artifact):
+    artifact.set_string_custom_property(contracts.NOTHING_NEW_KEY, reason)
+
+
 def _optional_input(inputs: Dict[str, List[types.Artifact]],
                     key: str) -> Optional[types.Artifact]:
   artifacts = inputs.get(key) or []
@@ -277,6 +295,10 @@ class Executor(base_executor.BaseExecutor):
         output_dict[BLESSING_KEY])
     settings = evaluation_config(exec_properties)
     seed = int(exec_properties.get(SEED_KEY) or 0)
+    nothing_new = model.get_string_custom_property(contracts.NOTHING_NEW_KEY)
+    if nothing_new:  # The Trainer trained nothing: nothing to measure.
+      write_nothing_new(evaluation, blessing_artifact, model, nothing_new)
+      return
 
     measured = measure(examples, model.uri, exec_properties[SERVING_DIR_KEY],
                        settings.iwae_samples, seed)

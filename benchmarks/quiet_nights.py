@@ -1,0 +1,190 @@
+"""Benchmark: what a scheduled run costs when there is nothing new.
+
+Locally: a first `local_runner.py` run into a fresh output directory trains
+and pushes a version. Then the same command again, --nights times: the
+first of them is the night right after a push, the others unchanged
+nights. Each is timed as a whole process and must end with "nothing new"
+(exit 0, layouts/lineage.py). Where the time goes: the same interpreter
+importing what a night imports (`local_runner`, then `pipeline.local_run`,
+TFX with it), timed alike; the rest is the served version's check, the
+window's digests and the summary.
+
+On Kubeflow (the launcher emulation, pipeline/kfp_launcher.py): the package
+compiled by `kubeflow_runner.py compile` runs twice on the same drop; the
+first run pushes, the second, with every task run (KFP has no cache), ends
+with "nothing new". Its wall time and each task's are recorded.
+
+  .venv/bin/python -m benchmarks.quiet_nights
+"""
+
+import argparse
+import datetime
+import logging
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+from benchmarks import kfp_package
+from benchmarks import recording
+from components.example_gen import idx
+from layouts import contracts
+from pipeline import kfp_launcher
+
+logger = logging.getLogger(__name__)
+
+TARGET_AFTER_PUSH_SECONDS = 20.0
+TARGET_UNCHANGED_SECONDS = 10.0
+IMPORTS = 'import local_runner; from pipeline import local_run'
+
+
+def _timed(command: Sequence[str]) -> Dict[str, Any]:
+  start = time.monotonic()
+  done = subprocess.run(list(command), cwd=recording.REPO_ROOT,
+                        capture_output=True, text=True, check=False)
+  return {'seconds': round(time.monotonic() - start, 2),
+          'returncode': done.returncode, 'stdout': done.stdout,
+          'stderr': done.stderr}
+
+
+def write_drop(directory: pathlib.Path, train: int, test: int) -> str:
+  """The first `train` and `test` MNIST images as a drop of IDX files."""
+  directory.mkdir(parents=True, exist_ok=True)
+  for prefix, count in (('train', train), ('t10k', test)):
+    images, labels = recording.read_mnist(prefix, 0, count)
+    idx.write_idx(str(directory / f'{prefix}-images-idx3-ubyte.gz'), images)
+    idx.write_idx(str(directory / f'{prefix}-labels-idx1-ubyte.gz'), labels)
+  return str(directory)
+
+
+def local_nights(work: pathlib.Path, first_flags: Sequence[str],
+                 nights: int) -> Dict[str, Any]:
+  """The first run, then `nights` runs of the same command, timed."""
+  command = [sys.executable, 'local_runner.py', '--output-dir',
+             str(work / 'out'), *first_flags]
+  logger.info('First run: %s', ' '.join(command[1:]))
+  first = _timed(command)
+  if first['returncode'] != 0:
+    raise RuntimeError(f'the first run failed:\n{first["stderr"][-3000:]}')
+  runs = []
+  for night in range(nights):
+    run = _timed(command)
+    ended = 'nothing new' in run['stdout']
+    if run['returncode'] != 0 or not ended:
+      raise RuntimeError(f'night {night + 1} did not end with nothing new:\n'
+                         f'{run["stderr"][-3000:]}')
+    logger.info('Night %d: %.1f s', night + 1, run['seconds'])
+    runs.append(run['seconds'])
+  imports = [_timed([sys.executable, '-c', IMPORTS])['seconds']
+             for _ in range(3)]
+  bare = [_timed([sys.executable, '-c', 'pass'])['seconds'] for _ in range(3)]
+  unchanged = runs[1:] or runs
+  return {
+      'command': ' '.join(['python'] + command[1:]),
+      'first_run_seconds': first['seconds'],
+      'night_after_push_seconds': runs[0],
+      'unchanged_night_seconds': unchanged,
+      'unchanged_night_median_seconds': statistics.median(unchanged),
+      'breakdown_median_seconds': {
+          'interpreter': statistics.median(bare),
+          'imports': round(statistics.median(imports) -
+                           statistics.median(bare), 2),
+          'check_and_summary': round(statistics.median(unchanged) -
+                                     statistics.median(imports), 2)},
+      'targets': {'after_push_seconds': TARGET_AFTER_PUSH_SECONDS,
+                  'unchanged_seconds': TARGET_UNCHANGED_SECONDS},
+      'met': (runs[0] <= TARGET_AFTER_PUSH_SECONDS and
+              statistics.median(unchanged) <= TARGET_UNCHANGED_SECONDS),
+  }
+
+
+def kubeflow_nights(work: pathlib.Path, drop: str) -> Dict[str, Any]:
+  """The emulated run that pushes, then the one with nothing new."""
+  serving = str(work / 'kfp-serving')
+  package = kfp_package.compile_package(
+      str(work / 'pipeline.yaml'), serving_root=serving,
+      pipeline_root=str(work / 'kfp-root'))
+  result = {}
+  for name in ('first', 'nothing_new'):
+    start = time.monotonic()
+    run = kfp_launcher.Run(
+        package, pipeline_root=str(work / 'kfp-root'),
+        runtime_parameters={'data_root': f'{drop}/', 'epochs': 1},
+        workdir=work / f'pods-{name}').run()
+    result[name] = {
+        'wall_seconds': round(time.monotonic() - start, 1),
+        'task_seconds': {task: stats['seconds']
+                         for task, stats in run.stats.items()},
+        'trainer_nothing_new': run.output_property(
+            'Trainer', 'model', contracts.NOTHING_NEW_KEY),
+        'pushed': run.output_property('Pusher', 'pushed_model', 'pushed'),
+    }
+    logger.info('Kubeflow run %s: %.0f s', name,
+                result[name]['wall_seconds'])
+  if not result['nothing_new']['trainer_nothing_new']:
+    raise RuntimeError('the second emulated run trained')
+  return result
+
+
+def markdown_lines(result: Dict[str, Any]) -> List[str]:
+  local, kfp = result['local'], result['kubeflow']
+  b = local['breakdown_median_seconds']
+  return [
+      f'### `{result["run_name"]}`: nights with nothing new', '',
+      *recording.header_lines(result), '',
+      f'- Local, night right after the push: '
+      f'{local["night_after_push_seconds"]:.1f} s (target '
+      f'{TARGET_AFTER_PUSH_SECONDS:.0f} s); unchanged night: median '
+      f'{local["unchanged_night_median_seconds"]:.1f} s (target '
+      f'{TARGET_UNCHANGED_SECONDS:.0f} s): interpreter {b["interpreter"]:.1f} '
+      f's, imports {b["imports"]:.1f} s, check and summary '
+      f'{b["check_and_summary"]:.1f} s.',
+      f'- Kubeflow (launcher emulation), the run with nothing new: '
+      f'{kfp["nothing_new"]["wall_seconds"]:.0f} s against '
+      f'{kfp["first"]["wall_seconds"]:.0f} s for the run that trained and '
+      'pushed; per task: ' + ', '.join(
+          f'{task} {s:.0f} s'
+          for task, s in kfp['nothing_new']['task_seconds'].items()) + '.',
+  ]
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--train', type=int, default=2000,
+                      help='train images of the drop (the first run trains '
+                      'one epoch on them)')
+  parser.add_argument('--test', type=int, default=500)
+  parser.add_argument('--nights', type=int, default=4)
+  parser.add_argument('--tag', default='')
+  parser.add_argument('--work-dir', type=pathlib.Path)
+  parser.add_argument('--results-dir', default=str(recording.RESULTS_DIR))
+  return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+  args = parse_args(argv)
+  now = datetime.datetime.now(datetime.timezone.utc)
+  with tempfile.TemporaryDirectory(prefix='quiet-nights-') as tmp:
+    work = args.work_dir or pathlib.Path(tmp)
+    drop = write_drop(work / 'drop', args.train, args.test)
+    local = local_nights(work, ['--data-dir', drop, '--epochs', '1',
+                                '--bless-threshold', '1000'], args.nights)
+    kubeflow = kubeflow_nights(work, drop)
+  result = {
+      **recording.result_header(
+          'benchmarks.quiet_nights',
+          recording.run_name('quiet_nights', now, args.tag), now, argv),
+      'drop': {'train': args.train, 'test': args.test},
+      'local': local, 'kubeflow': kubeflow,
+  }
+  return recording.report(result, args.results_dir, markdown_lines(result))
+
+
+if __name__ == '__main__':
+  recording.configure_logging()
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  main()
