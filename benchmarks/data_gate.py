@@ -1,14 +1,14 @@
-"""Benchmark: the data gate's thresholds, calibrated, and what it costs.
+"""Benchmark: the data gate's thresholds, calibrated.
 
 `--calibrate` checks drops with `gate.check_split` under the default
 thresholds, on TFDV statistics as StatisticsGen computes them: the cases that
 must pass or be stopped (`calibration_cases`), a creep of rotations against
 the moving reference and the anchor (`creep`), MNIST against an anchor
-(`anchor_mnist`), and the split sanity figures (`split_sanity`). `--timing`
-measures what the gate adds to a pipeline run (`timing`). Targets: the
-result's `targets`; figures: BENCHMARKS.md.
+(`anchor_mnist`), and the split sanity figures (`split_sanity`). Targets:
+the result's `targets`; figures: BENCHMARKS.md. (What the gate adds to a
+pipeline run, `--timing`, was measured until commit TIMING_RETIRED_AT.)
 
-  .venv/bin/python -m benchmarks.data_gate --calibrate [--timing]
+  .venv/bin/python -m benchmarks.data_gate --calibrate
 """
 
 import argparse
@@ -17,8 +17,6 @@ import datetime
 import hashlib
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -34,14 +32,13 @@ from components.data_gate import gate
 from components.data_gate import images as images_lib
 from components.example_gen import writer as example_writer
 from pipeline import data_schema
-from pipeline import run_summary
 
 logger = logging.getLogger(__name__)
 
-TARGET_SECONDS = 10.0
 # The code just before the data gate landed.
-DEFAULT_BASELINE_REV = '1af02e3'
-MODEL_SIDE = ('Trainer', 'VaeEvaluator', 'Pusher')
+# The last commit with `--timing` (what the gate adds to a pipeline run;
+# data_gate_2026-12-01_timing.json, target met).
+TIMING_RETIRED_AT = '2a2b67a'
 Drop = Tuple[np.ndarray, np.ndarray]
 # The result's keys for the gate's three drift measures.
 MEASURES = {'label_linf': 'label L-infinity distance',
@@ -379,80 +376,6 @@ def calibration() -> Dict[str, Any]:
   return result
 
 
-def _extract(rev: str, directory: str) -> str:
-  os.makedirs(directory)
-  archive = subprocess.run(['git', 'archive', rev], cwd=recording.REPO_ROOT,
-                           check=True,
-                           capture_output=True).stdout
-  subprocess.run(['tar', '-x', '-C', directory], input=archive, check=True)
-  return directory
-
-
-def _component_seconds(metadata_path: str) -> Dict[str, float]:
-  """Each component's seconds (created to last updated) in the newest run."""
-  store = run_summary.open_store(metadata_path)
-  run = max(store.get_contexts_by_type('pipeline_run'), key=lambda c: c.id)
-  node_type = store.get_context_type('node')
-  seconds = {}
-  for execution in store.get_executions_by_context(run.id):
-    [node] = [c for c in store.get_contexts_by_execution(execution.id)
-              if c.type_id == node_type.id]
-    seconds[node.name.split('.', 1)[1]] = (
-        execution.last_update_time_since_epoch -
-        execution.create_time_since_epoch) / 1000.0
-  return seconds
-
-
-def _run(repo: str, output_dir: str, no_cache: bool) -> Dict[str, Any]:
-  command = [sys.executable, os.path.join(repo, 'local_runner.py'),
-             '--output-dir', output_dir, '--epochs', '1', '--bless-threshold',
-             '1000', '--bless-tolerance', '1000']
-  if no_cache:
-    command.append('--no-cache')
-  start = time.perf_counter()
-  completed = subprocess.run(command, cwd=repo, check=False, text=True,
-                             capture_output=True,
-                             env=dict(os.environ, PYTHONPATH=repo))
-  if completed.returncode != 0:
-    raise RuntimeError(f'{command} failed: {completed.stderr[-3000:]}')
-  seconds = _component_seconds(os.path.join(output_dir, 'metadata.sqlite'))
-  return {
-      'process_seconds': time.perf_counter() - start,
-      'components': seconds,
-      'data_side_seconds': sum(v for k, v in seconds.items()
-                               if k not in MODEL_SIDE),
-  }
-
-
-def timing(baseline_rev: str, rounds: int) -> Dict[str, Any]:
-  """The data side's seconds (all but MODEL_SIDE) of pipeline runs on 70,000
-  images, `--epochs 1`, nothing served then served: this checkout against
-  `baseline_rev` (before the gate), in interleaved rounds."""
-  runs: Dict[str, List[Dict[str, Any]]] = {'baseline': [], 'gate': []}
-  with tempfile.TemporaryDirectory(prefix='data_gate_timing_') as root:
-    repos = {'baseline': _extract(baseline_rev, os.path.join(root, 'base')),
-             'gate': str(recording.REPO_ROOT)}
-    for round_ in range(rounds):
-      for version, repo in repos.items():
-        output_dir = os.path.join(root, f'{version}-{round_}')
-        first = _run(repo, output_dir, no_cache=False)
-        second = _run(repo, output_dir, no_cache=True)
-        runs[version].append({'nothing_served': first, 'served': second})
-        logger.info('%s round %d: %s', version, round_, runs[version][-1])
-
-  def median(version, key):
-    return float(np.median([r[key]['data_side_seconds'] for r in runs[version]]))
-
-  added = {key: median('gate', key) - median('baseline', key)
-           for key in ('nothing_served', 'served')}
-  return {'baseline_rev': baseline_rev, 'rounds': rounds, 'runs': runs,
-          'median_data_side_seconds': {
-              v: {k: median(v, k) for k in ('nothing_served', 'served')}
-              for v in runs},
-          'added_seconds': added, 'target_seconds': TARGET_SECONDS,
-          'met': max(added.values()) <= TARGET_SECONDS}
-
-
 def _verdict(passes: bool) -> str:
   return 'passes' if passes else 'stopped'
 
@@ -542,9 +465,8 @@ def _sanity_lines(sanity: Dict[str, Dict[str, Any]]) -> List[str]:
 def markdown_lines(result: Dict[str, Any]) -> List[str]:
   """This run as markdown, as printed at its end."""
   thresholds = result['thresholds']
-  title = 'the data gate\'s thresholds' + (
-      ' and cost' if result.get('timing') else ', calibrated')
-  lines = [f'### `{result["run_name"]}`: {title}',
+  lines = [f'### `{result["run_name"]}`: the data gate\'s thresholds, '
+           'calibrated',
            '', *recording.header_lines(result),
            f'- Default thresholds: label L-inf {thresholds["max_label_linf"]}, '
            f'pixel JSD {thresholds["max_pixel_jsd"]}, mean-image L-inf '
@@ -577,42 +499,19 @@ def markdown_lines(result: Dict[str, Any]) -> List[str]:
     lines += ['', 'Targets: ' + '; '.join(
         f'{name.replace("_", " ")}: {"met" if met else "NOT met"}'
         for name, met in result['targets'].items()) + '.']
-  if result.get('timing'):
-    timing_ = result['timing']
-    medians = timing_['median_data_side_seconds']
-    lines += ['', f'Cost: the pipeline with `--epochs 1` on 70,000 images, '
-              f'this code against `{timing_["baseline_rev"]}` (before the '
-              f'gate), {timing_["rounds"]} interleaved rounds. Data side: '
-              'every component but ' + ', '.join(MODEL_SIDE) + '.', '',
-              '| | data side, nothing served (s, median) | data side, model '
-              'served (s, median) | DataGate (s, per round) |',
-              '| --- | --- | --- | --- |']
-    for version, runs in timing_['runs'].items():
-      gate_seconds = ', '.join(
-          f'{run[key]["components"]["DataGate"]:.1f}'
-          for run in runs for key in ('nothing_served', 'served')
-          if 'DataGate' in run[key]['components']) or '-'
-      lines.append(f'| {version} | {medians[version]["nothing_served"]:.1f} | '
-                   f'{medians[version]["served"]:.1f} | {gate_seconds} |')
-    added = timing_['added_seconds']
-    lines += ['', f'**Added by the gate: {added["nothing_served"]:+.1f} s '
-              f'(nothing served), {added["served"]:+.1f} s (model served)** '
-              f'(target <= {timing_["target_seconds"]:.0f} s: '
-              f'{"met" if timing_["met"] else "NOT met"}).']
   return lines
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--calibrate', action='store_true')
-  parser.add_argument('--timing', action='store_true')
-  parser.add_argument('--baseline-rev', default=DEFAULT_BASELINE_REV)
-  parser.add_argument('--rounds', type=int, default=2)
+  parser.add_argument('--calibrate', action='store_true',
+                      help='required: what the benchmark does')
   parser.add_argument('--tag', default='')
   parser.add_argument('--results-dir', default=str(recording.RESULTS_DIR))
   args = parser.parse_args(argv)
-  if not (args.calibrate or args.timing):
-    parser.error('give --calibrate and/or --timing')
+  if not args.calibrate:
+    parser.error('give --calibrate (--timing was retired at commit '
+                 f'{TIMING_RETIRED_AT}: its target was met)')
   return args
 
 
@@ -629,10 +528,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                      'max_duplicate_share': limits.max_duplicate_share,
                      'min_split_examples': limits.min_examples},
   }
-  if args.calibrate:
-    result.update(calibration())
-  if args.timing:
-    result['timing'] = timing(args.baseline_rev, args.rounds)
+  result.update(calibration())
   return recording.report(result, args.results_dir, markdown_lines(result))
 
 

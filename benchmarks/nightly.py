@@ -30,8 +30,6 @@ import logging
 import os
 import pathlib
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
@@ -101,35 +99,18 @@ def run_one(kind: str, seed: int, work_dir: pathlib.Path,
       'stopping': stopping.to_dict(),
   }
   if kind == CURVE:
-    per_epoch = []
-    for weights in keeper.weights:
-      copy = vae_lib.build_uncompiled_vae(hp.latent_dim)
-      for variable, value in zip(copy.trainable_weights, weights):
-        variable.assign(value)
-      per_epoch.append(round(recipes.score(
-          recipes.KerasScorable(copy), examples, seed)['neg_elbo'], 3))
-    result['held_out_neg_elbo_per_epoch'] = per_epoch
+    result['held_out_neg_elbo_per_epoch'] = recipes.score_per_epoch(
+        keeper, hp, examples)
   return result
 
 
 def _child(kind: str, seed: int, args: argparse.Namespace,
            overrides: Dict[str, Any]) -> Dict[str, Any]:
   """Runs one training in a fresh Python process."""
-  with tempfile.NamedTemporaryFile(suffix='.json', delete=False) as f:
-    out = f.name
-  child = {'kind': kind, 'seed': seed, 'overrides': overrides, 'out': out}
-  command = [sys.executable, '-m', 'benchmarks.nightly', '--child',
-             json.dumps(child), '--work-dir', str(args.work_dir)]
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  logger.info('Start %s seed %d', kind, seed)
-  done = subprocess.run(command, env=env, cwd=recording.REPO_ROOT,
-                        capture_output=True, text=True, check=False)
-  if done.returncode != 0:
-    raise RuntimeError(f'{kind} seed {seed} failed ({done.returncode}):\n'
-                       f'{done.stderr[-3000:]}')
-  with open(out) as f:
-    result = json.load(f)
-  os.unlink(out)
+  result = recording.run_child(
+      'benchmarks.nightly', {'kind': kind, 'seed': seed,
+                             'overrides': overrides},
+      ['--work-dir', str(args.work_dir)], f'{kind} seed {seed}')
   logger.info('Done %s seed %d: held-out -ELBO %.2f, %d epochs, %.0f s',
               kind, seed, result['held_out']['neg_elbo'],
               result['stopping']['epochs_run'], result['train_seconds'])
@@ -176,12 +157,6 @@ def calibration(curves: Sequence[Dict[str, Any]],
   return grid
 
 
-def _spread(values: Sequence[float]) -> Dict[str, float]:
-  return {'mean': round(statistics.mean(values), 3),
-          'sd': round(statistics.stdev(values), 3) if len(values) > 1 else 0.0,
-          'min': round(min(values), 3), 'max': round(max(values), 3)}
-
-
 def summarize(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
   """Per kind of B run: held-out -ELBO, training time and epochs; and the
   nightly target."""
@@ -190,9 +165,9 @@ def summarize(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     mine = [r for r in runs if r['kind'] == kind]
     if mine:
       summary[kind] = {
-          'held_out_neg_elbo': _spread([r['held_out']['neg_elbo']
+          'held_out_neg_elbo': recording.spread([r['held_out']['neg_elbo']
                                         for r in mine]),
-          'train_seconds': _spread([r['train_seconds'] for r in mine]),
+          'train_seconds': recording.spread([r['train_seconds'] for r in mine]),
           'epochs_run': [r['stopping']['epochs_run'] for r in mine],
           'seeds': [r['seed'] for r in mine]}
   if SCRATCH in summary and WARM in summary:

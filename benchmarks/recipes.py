@@ -23,9 +23,6 @@ import json
 import logging
 import os
 import pathlib
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
@@ -177,15 +174,22 @@ def run_one(recipe: str, overrides: Optional[Dict[str, Any]], seed: int,
       'final_training_metrics': final_train,
   }
   if curve:
-    per_epoch = []
-    for weights in keeper.weights:
-      copy = vae_lib.build_uncompiled_vae(hp.latent_dim)
-      for variable, value in zip(copy.trainable_weights, weights):
-        variable.assign(value)
-      per_epoch.append(round(score(KerasScorable(copy), examples_dir,
-                                   hp.seed)['neg_elbo'], 3))
-    result['held_out_neg_elbo_per_epoch'] = per_epoch
+    result['held_out_neg_elbo_per_epoch'] = score_per_epoch(
+        keeper, hp, examples_dir)
   return result
+
+
+def score_per_epoch(keeper: WeightsPerEpoch, hp: vae_lib.Hyperparameters,
+                    examples_dir: pathlib.Path) -> List[float]:
+  """The held-out -ELBO of the weights `keeper` kept after every epoch."""
+  per_epoch = []
+  for weights in keeper.weights:
+    copy = vae_lib.build_uncompiled_vae(hp.latent_dim)
+    for variable, value in zip(copy.trainable_weights, weights):
+      variable.assign(value)
+    per_epoch.append(round(score(KerasScorable(copy), examples_dir,
+                                 hp.seed)['neg_elbo'], 3))
+  return per_epoch
 
 
 def ensure_examples(work_dir: pathlib.Path,
@@ -236,36 +240,19 @@ def parse_recipe(text: str) -> Dict[str, Any]:
 
 def _child(recipe: str, overrides, seed: int, args) -> Dict[str, Any]:
   """Runs one (recipe, seed) in a fresh Python process."""
-  with tempfile.NamedTemporaryFile(suffix='.json', delete=False) as f:
-    out = f.name
-  child = {'recipe': recipe, 'overrides': overrides, 'seed': seed, 'out': out}
-  command = [sys.executable, '-m', 'benchmarks.recipes', '--child',
-             json.dumps(child), '--work-dir', str(args.work_dir)]
+  extra = ['--work-dir', str(args.work_dir)]
   if args.curve and args.candidate in (None, recipe):
-    command.append('--curve')
+    extra.append('--curve')
   if args.epochs:
-    command += ['--epochs', str(args.epochs)]
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  logger.info('Start %s seed %d', recipe, seed)
-  done = subprocess.run(command, env=env, cwd=recording.REPO_ROOT,
-                        capture_output=True, text=True, check=False)
-  if done.returncode != 0:
-    raise RuntimeError(f'{recipe} seed {seed} failed ({done.returncode}):\n'
-                       f'{done.stderr[-3000:]}')
-  with open(out) as f:
-    result = json.load(f)
-  os.unlink(out)
+    extra += ['--epochs', str(args.epochs)]
+  result = recording.run_child(
+      'benchmarks.recipes',
+      {'recipe': recipe, 'overrides': overrides, 'seed': seed}, extra,
+      f'{recipe} seed {seed}')
   logger.info('Done %s seed %d: held-out -ELBO %.2f, training %.0f s',
               recipe, seed, result['held_out']['neg_elbo'],
               result['train_seconds'])
   return result
-
-
-def _spread(values: Sequence[float]) -> Dict[str, float]:
-  return {'mean': round(statistics.mean(values), 3),
-          'sd': round(statistics.stdev(values), 3) if len(values) > 1 else 0.0,
-          'min': round(min(values), 3), 'max': round(max(values), 3),
-          'n': len(values)}
 
 
 def summarize(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
@@ -274,8 +261,9 @@ def summarize(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
   for recipe in dict.fromkeys(run['recipe'] for run in runs):
     mine = [run for run in runs if run['recipe'] == recipe]
     summary[recipe] = {
-        'held_out_neg_elbo': _spread([r['held_out']['neg_elbo'] for r in mine]),
-        'train_seconds': _spread([r['train_seconds'] for r in mine]),
+        'held_out_neg_elbo': recording.spread(
+            [r['held_out']['neg_elbo'] for r in mine]),
+        'train_seconds': recording.spread([r['train_seconds'] for r in mine]),
         'seeds': [r['seed'] for r in mine],
         'overrides': RECIPES.get(recipe, mine[0].get('overrides')),
     }

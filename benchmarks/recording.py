@@ -9,7 +9,10 @@ import os
 import pathlib
 import platform
 import shlex
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -144,6 +147,36 @@ class EpochTimer(keras.callbacks.Callback):
 
   def on_epoch_end(self, epoch, logs=None):
     self.seconds.append(time.perf_counter() - self._start)
+
+
+def spread(values: Sequence[float]) -> Dict[str, float]:
+  """Mean, sd, min and max of `values` (rounded), and how many."""
+  return {'mean': round(statistics.mean(values), 3),
+          'sd': round(statistics.stdev(values), 3) if len(values) > 1 else 0.0,
+          'min': round(min(values), 3), 'max': round(max(values), 3),
+          'n': len(values)}
+
+
+def run_child(module: str, child: Dict[str, Any], extra: Sequence[str],
+              what: str) -> Dict[str, Any]:
+  """Runs `python -m module --child JSON *extra` in a fresh process (so that
+  runs are timed alike); the child writes its result as JSON to
+  `child['out']`, which is returned. `what` names the run in messages."""
+  with tempfile.NamedTemporaryFile(suffix='.json', delete=False) as f:
+    out = f.name
+  command = [sys.executable, '-m', module, '--child',
+             json.dumps({**child, 'out': out}), *extra]
+  logger.info('Start %s', what)
+  done = subprocess.run(command, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'),
+                        cwd=REPO_ROOT, capture_output=True, text=True,
+                        check=False)
+  if done.returncode != 0:
+    raise RuntimeError(f'{what} failed ({done.returncode}):\n'
+                       f'{done.stderr[-3000:]}')
+  with open(out) as f:
+    result = json.load(f)
+  os.unlink(out)
+  return result
 
 
 def configure_logging() -> None:

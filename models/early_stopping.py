@@ -60,7 +60,9 @@ class Stopping:
   def describe(self) -> str:
     """One sentence for the log and the report."""
     if self.reason == NOT_MONITORED:
-      return f'{self.epochs_run} epochs, all of them (early stopping off).'
+      plural = 's' if self.epochs_run != 1 else ''
+      return (f'{self.epochs_run} epoch{plural}, all of them (early stopping '
+              'off).')
     best = (f'the weights of epoch {self.best_epoch + 1} (validation -ELBO '
             f'{self.best_val_loss:.2f}) are the model')
     if self.stopped_early:

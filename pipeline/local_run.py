@@ -24,8 +24,8 @@ from components.data_gate import gate
 from components.example_gen import component as example_gen_lib
 from components.example_gen import idx
 from components.example_gen import idx_executor
-from components.example_gen import window as window_lib
 from components.example_gen import tfds_source
+from components.example_gen import window as window_lib
 from components.vae_evaluator import executor as evaluator
 from layouts import anchor as anchor_layout
 from layouts import lineage
