@@ -153,7 +153,7 @@ def test_subset_run_completes_and_names_its_outputs(tmp_path):
   assert summary['training']['max_epochs'] == 1
   assert summary['training']['reason'] == 'early stopping off'
   assert not summary['training']['stopped_early']
-  assert f'training: {summary["training"]["description"]}' in result.stderr
+  assert f'training: {summary["training"]["description"]}' in result.stdout
   # Nothing was served: the schema was checked, drift was not.
   assert summary['data_gate']['passed'] is True
   assert summary['data_gate']['reference']['status'] == 'no model served'
