@@ -52,6 +52,13 @@ def identity(data: str, training: str) -> Dict[str, str]:
   return {'data': data, 'training': training}
 
 
+def training_identity(data: str,
+                      custom_config: Mapping[str, Any]) -> Dict[str, str]:
+  """The identity of training on data digest `data` with the Trainer's
+  `custom_config`: what the Trainer records and the local runner checks."""
+  return identity(data, training_fingerprint(custom_config))
+
+
 def nothing_new(serving_dir: str, trained_on: Mapping[str, str]
                 ) -> Optional[str]:
   """Why a run whose training identity is `trained_on` has nothing new to

@@ -186,10 +186,10 @@ class LocalRun:
     window = window_lib.resolve_window(data_root, patterns,
                                        config.data.train_spans,
                                        self.serving_dir)
-    return lineage.nothing_new(self.serving_dir, lineage.identity(
+    return lineage.nothing_new(self.serving_dir, lineage.training_identity(
         idx_executor.data_digest(window, self.args.max_examples),
-        lineage.training_fingerprint(pipeline_lib.trainer_custom_config(
-            config.training, self.serving_dir))))
+        pipeline_lib.trainer_custom_config(config.training,
+                                           self.serving_dir)))
 
   def run(self) -> int:
     """Runs the pipeline; exit code 0, or raises one of STOPS."""

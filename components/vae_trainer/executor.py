@@ -82,5 +82,4 @@ def training_identity(examples: List[types.Artifact],
              for e in examples]
   if not digests or not all(digests):
     return None
-  return lineage.identity(','.join(digests),
-                          lineage.training_fingerprint(custom_config))
+  return lineage.training_identity(','.join(digests), custom_config)
