@@ -147,8 +147,10 @@ def test_gate_lets_mnist_through_and_stops_bad_drops(tmp_path):
   accepted_version = pathlib.Path(summary['pushed_model']).name
   assert versions(out) == sorted(served + [accepted_version])
 
-  # ... so the next identical span passes without the flag.
-  shutil.copytree(drops / 'span-3', drops / 'span-6')
+  # ... so the next span with the same drift passes without the flag (other
+  # images, inverted alike: a copy of span 5 would be nothing new).
+  write_drop(drops / 'span-6', ((255 - first[0][0], first[0][1])),
+             ((255 - first[1][0], first[1][1])))
   result = run_cli(*args)
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.loads((out / 'run_summary.json').read_text())

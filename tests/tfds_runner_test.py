@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from layouts import contracts
 from pipeline import exit_codes
 import local_runner
 
@@ -28,9 +29,13 @@ def test_tfds_mnist_run_completes_like_an_idx_run(tfds_mnist, tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.loads((out / 'run_summary.json').read_text())
   idx_summary = json.loads(_IDX_RUNS.read_text())['runs'][1]['run_summary']
-  # Recorded before the window of spans and the anchor: the keys they added
-  # (and the gate's one config, which replaced its thresholds).
-  assert set(summary) == set(idx_summary) | {'spans'}
+  # Recorded before the window of spans, the anchor, early stopping and the
+  # nothing-new rule: the keys they added (and the gate's one config, which
+  # replaced its thresholds).
+  assert set(summary) == set(idx_summary) | {
+      'spans', 'training', contracts.NOTHING_NEW_KEY}
+  assert summary[contracts.NOTHING_NEW_KEY] is None  # TFDS has no digest
+  assert summary['training']['epochs_run'] == 1
   assert set(summary['data_gate']) == (
       set(idx_summary['data_gate']) - {'thresholds'}) | {
           'anchor', 'window', 'config'}
