@@ -20,6 +20,12 @@ MNIST_DIR = REPO_ROOT / 'data' / 'mnist'
 IMAGE_MARKER = 'image'
 # End-to-end pipeline runs: `pytest -m "not slow"` leaves them out.
 SLOW_MARKER = 'slow'
+# Beam's DirectRunner in the runner's own process, for the tests' pipeline
+# runs: what it computes is the same, and a small run takes about half a
+# minute less than with a worker process per core, the runners' default
+# (which tests/local_runner_test.py's subset run and the code cache test keep).
+IN_MEMORY_BEAM = ('--beam-arg=--direct_running_mode=in_memory',
+                  '--beam-arg=--direct_num_workers=1')
 
 
 def pytest_configure(config):
@@ -32,8 +38,13 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-  """Skips `image` tests unless the marker expression names them, so the
+  """Runs the `slow` tests first, so that pytest-xdist's workers (pyproject:
+  `-n auto`, one test at a time to each) start the long pipeline runs early
+  and the quick tests fill in at the end.
+
+  Skips `image` tests unless the marker expression names them, so the
   default `python -m pytest` (CI's) never builds or runs the image."""
+  items.sort(key=lambda item: item.get_closest_marker(SLOW_MARKER) is None)
   if IMAGE_MARKER in (config.getoption('markexpr') or '').split():
     return
   skip = pytest.mark.skip(

@@ -26,14 +26,12 @@ from pipeline import exit_codes
 from pipeline import run_summary
 
 pytestmark = pytest.mark.slow
-IN_MEMORY_BEAM = ('--beam-arg=--direct_running_mode=in_memory',
-                  '--beam-arg=--direct_num_workers=1')
 
 
 @pytest.fixture
 def world(tmp_path):
   return drops.DropsWorld(tmp_path, 'local',
-                          night_flags=drops.NIGHT_FLAGS + IN_MEMORY_BEAM)
+                          night_flags=drops.NIGHT_FLAGS + conftest.IN_MEMORY_BEAM)
 
 
 def _step(world, step):

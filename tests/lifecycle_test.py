@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import lifecycle
+from conftest import IN_MEMORY_BEAM
 from layouts import serving as serving_layout
 
 
@@ -45,9 +46,7 @@ def test_rollbacks_stick_and_a_lost_pipeline_root_pushes_a_new_model(
   # serving root's life is the same, in less time.
   world = lifecycle.World(
       tmp_path, 'local', drop_size=(600, 200),
-      night_flags=lifecycle.NIGHT_FLAGS + (
-          '--beam-arg=--direct_running_mode=in_memory',
-          '--beam-arg=--direct_num_workers=1'))
+      night_flags=lifecycle.NIGHT_FLAGS + IN_MEMORY_BEAM)
   identity = serving_layout.identity_of
 
   _step(world, lifecycle._good_night)  # pylint: disable=protected-access

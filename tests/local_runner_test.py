@@ -23,6 +23,7 @@ from tfx import v1 as tfx
 
 from components.example_gen import idx
 from components.example_gen.component import IdxExampleGen
+from conftest import IN_MEMORY_BEAM
 from conftest import load_mnist_head
 from conftest import REPO_ROOT
 from conftest import write_mnist_subset
@@ -39,9 +40,13 @@ COMPONENTS = ('CuratedSchemaGen', 'IdxExampleGen', 'StatisticsGen', 'DataGate',
               'Trainer', 'VaeEvaluator', 'Pusher')
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+def run_cli(*args: str, beam_workers: bool = False
+            ) -> subprocess.CompletedProcess:
+  """local_runner.py with `args`; Beam in one process (IN_MEMORY_BEAM)
+  unless `beam_workers`, the runner's default."""
+  beam = () if beam_workers else IN_MEMORY_BEAM
   return subprocess.run(
-      [sys.executable, str(REPO_ROOT / 'local_runner.py'), *args],
+      [sys.executable, str(REPO_ROOT / 'local_runner.py'), *args, *beam],
       cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False)
 
 
@@ -95,8 +100,9 @@ def test_subset_run_completes_and_names_its_outputs(tmp_path):
   out = tmp_path / 'out'
   # One epoch on 300 images is far from the default threshold: loosen it so
   # the model is blessed and pushed.
+  # Beam as the runner runs it by default: a worker process per core.
   result = run_cli('--max-examples', '300', '--epochs', '1', '--output-dir',
-                   str(out), '--bless-threshold', '1000')
+                   str(out), '--bless-threshold', '1000', beam_workers=True)
   assert result.returncode == 0, result.stderr[-3000:]
   assert f'Outputs: {out}' in result.stderr
   # Keras' per-epoch line, with the validation -ELBO.
