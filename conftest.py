@@ -21,9 +21,10 @@ IMAGE_MARKER = 'image'
 # End-to-end pipeline runs: `pytest -m "not slow"` leaves them out.
 SLOW_MARKER = 'slow'
 # Beam's DirectRunner in the runner's own process, for the tests' pipeline
-# runs: what it computes is the same, and a small run takes about half a
-# minute less than with a worker process per core, the runners' default
-# (which tests/local_runner_test.py's subset run and the code cache test keep).
+# runs: what it computes is the same, and on a few hundred images starting a
+# worker process per core (the runners' default, which the subset run in
+# tests/local_runner_test.py and the code cache test keep) costs more than it
+# saves.
 IN_MEMORY_BEAM = ('--beam-arg=--direct_running_mode=in_memory',
                   '--beam-arg=--direct_num_workers=1')
 
@@ -67,14 +68,9 @@ def write_mnist_subset(directory: os.PathLike, counts: Dict[str, int],
                        compress: bool = True) -> pathlib.Path:
   """Writes the first counts[prefix] examples of each split as IDX files."""
   directory = pathlib.Path(directory)
-  directory.mkdir(parents=True, exist_ok=True)
-  suffix = '.gz' if compress else ''
   for prefix, count in counts.items():
-    images, labels = load_mnist_head(prefix, count)
-    idx.write_idx(str(directory / f'{prefix}-images-idx3-ubyte{suffix}'),
-                  images)
-    idx.write_idx(str(directory / f'{prefix}-labels-idx1-ubyte{suffix}'),
-                  labels)
+    idx.write_split(str(directory), prefix, *load_mnist_head(prefix, count),
+                    compress=compress)
   return directory
 
 
@@ -86,10 +82,7 @@ def write_span(root: pathlib.Path, number: int, train: int,
   folder.mkdir(parents=True)
   for prefix, size in (('train', train), ('t10k', t10k)):
     images, labels = load_mnist_head(prefix, number * size)
-    idx.write_idx(str(folder / f'{prefix}-images-idx3-ubyte.gz'),
-                  images[-size:])
-    idx.write_idx(str(folder / f'{prefix}-labels-idx1-ubyte.gz'),
-                  labels[-size:])
+    idx.write_split(str(folder), prefix, images[-size:], labels[-size:])
   return folder
 
 

@@ -13,7 +13,6 @@ pipeline run, `--timing`, was measured until commit TIMING_RETIRED_AT.)
 
 import argparse
 import dataclasses
-import datetime
 import hashlib
 import logging
 import os
@@ -503,11 +502,9 @@ def markdown_lines(result: Dict[str, Any]) -> List[str]:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = recording.parser(__doc__)
   parser.add_argument('--calibrate', action='store_true',
                       help='required: what the benchmark does')
-  parser.add_argument('--tag', default='')
-  parser.add_argument('--results-dir', default=str(recording.RESULTS_DIR))
   args = parser.parse_args(argv)
   if not args.calibrate:
     parser.error('give --calibrate (--timing was retired at commit '
@@ -517,12 +514,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   args = parse_args(argv)
-  now = datetime.datetime.now(datetime.timezone.utc)
-  run_name = recording.run_name('data_gate', now, args.tag)
   thresholds = dataclasses.asdict(config_lib.Thresholds())
   limits = config_lib.SanityLimits()
   result = {
-      **recording.result_header('benchmarks.data_gate', run_name, now, argv),
+      **recording.result_header('benchmarks.data_gate', args.tag, argv),
       'thresholds': {**thresholds, 'served': thresholds, 'anchor': thresholds,
                      'max_eval_in_train': limits.max_eval_in_train,
                      'max_duplicate_share': limits.max_duplicate_share,

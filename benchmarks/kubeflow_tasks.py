@@ -12,7 +12,6 @@ BENCHMARKS.md, "Speed and cost targets". Run it alone on the machine.
 """
 
 import argparse
-import datetime
 import json
 import logging
 import pathlib
@@ -27,11 +26,9 @@ logger = logging.getLogger(__name__)
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = recording.parser(__doc__)
   parser.add_argument('--epochs', type=int, default=None,
                       help='training epochs (default: the compile default)')
-  parser.add_argument('--results-dir', default=str(recording.RESULTS_DIR))
-  parser.add_argument('--tag', default='')
   return parser.parse_args(argv)
 
 
@@ -65,8 +62,8 @@ def markdown_lines(result: Dict[str, Any]) -> List[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   args = parse_args(argv)
-  now = datetime.datetime.now(datetime.timezone.utc)
-  run_name = recording.run_name('kubeflow_tasks', now, args.tag)
+  header = recording.result_header('benchmarks.kubeflow_tasks', args.tag,
+                                   argv)
   flags = ['--epochs', str(args.epochs)] if args.epochs else []
   with tempfile.TemporaryDirectory(prefix='kubeflow-tasks-') as tmp:
     tmp = pathlib.Path(tmp)
@@ -89,8 +86,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
       f'{task}_executor']['container'].get('resources', {})
                for task in run.stats}
   result = {
-      **recording.result_header('benchmarks.kubeflow_tasks', run_name, now,
-                                argv),
+      **header,
       'epochs': run.spec['root']['inputDefinitions']['parameters']['epochs'][
           'defaultValue'],
       'beam_args': [a for a in run.spec['deploymentSpec']['executors'][

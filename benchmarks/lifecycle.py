@@ -18,7 +18,6 @@ on the serving root itself:
 import argparse
 import contextlib
 import dataclasses
-import datetime
 import json
 import logging
 import os
@@ -133,8 +132,7 @@ class World:
       elif prefix == 't10k' and kind == 'tiny eval':
         pixels, classes = pixels[:20], classes[:20]
       written[prefix] = pixels, classes
-      idx.write_idx(str(directory / f'{prefix}-images-idx3-ubyte.gz'), pixels)
-      idx.write_idx(str(directory / f'{prefix}-labels-idx1-ubyte.gz'), classes)
+      idx.write_split(str(directory), prefix, pixels, classes)
     return directory
 
   def night_command(self, out: str = 'a', *extra: str) -> List[str]:
@@ -546,10 +544,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parser.parse_args(argv)
   recording.configure_logging()
   steps = (MONTH if args.store == 'local' else OBJECT_STORE)[:args.steps]
-  now = datetime.datetime.now(datetime.timezone.utc)
-  result = recording.result_header(
-      'benchmarks.lifecycle', recording.run_name('lifecycle', now, args.store),
-      now, argv)
+  result = recording.result_header('benchmarks.lifecycle', args.store, argv)
   root = pathlib.Path(args.work_dir or tempfile.mkdtemp(prefix='lifecycle-'))
   with contextlib.ExitStack() as stack:
     s3 = None

@@ -17,7 +17,6 @@ The nightly runs widen the moving reference's mean-image threshold
     .venv/bin/python -m benchmarks.lifecycle_drops
 """
 
-import datetime
 import logging
 import pathlib
 import sys
@@ -188,10 +187,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   args = lifecycle.scenario_parser(__doc__).parse_args(argv)
   recording.configure_logging()
-  now = datetime.datetime.now(datetime.timezone.utc)
-  result = recording.result_header(
-      'benchmarks.lifecycle_drops', recording.run_name('lifecycle', now,
-                                                       'drops'), now, argv)
+  result = recording.result_header('benchmarks.lifecycle_drops', 'drops',
+                                   argv, prefix='lifecycle')
   root = pathlib.Path(args.work_dir or tempfile.mkdtemp(prefix='drops-'))
   world = DropsWorld(root, 'local')
   result.update(store='local', serving_dir=world.serving,

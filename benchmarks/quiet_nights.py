@@ -4,10 +4,11 @@ Locally: a first `local_runner.py` run into a fresh output directory trains
 and pushes a version. Then the same command again, --nights times: the
 first of them is the night right after a push, the others unchanged
 nights. Each is timed as a whole process and must end with "nothing new"
-(exit 0, layouts/lineage.py). Where the time goes: the same interpreter
-importing what a night imports (`local_runner`, then `pipeline.local_run`,
-TFX with it), timed alike; the rest is the served version's check, the
-window's digests and the summary.
+(exit 0, layouts/lineage.py). Where the time goes: a probe, the same
+interpreter timing its own import of TensorFlow, then of what a night imports
+besides (`local_runner`, `pipeline.local_run`, TFX with them), and leaving as
+a night does (`os._exit`, without tearing down what it loaded); the rest of a
+night is the served version's check, the window's digests and the summary.
 
 On Kubeflow (the launcher emulation, pipeline/kfp_launcher.py): the package
 compiled by `kubeflow_runner.py compile` runs twice on the same drop; the
@@ -18,7 +19,6 @@ with "nothing new". Its wall time and each task's are recorded.
 """
 
 import argparse
-import datetime
 import logging
 import os
 import pathlib
@@ -39,7 +39,11 @@ logger = logging.getLogger(__name__)
 
 TARGET_AFTER_PUSH_SECONDS = 20.0
 TARGET_UNCHANGED_SECONDS = 10.0
-IMPORTS = 'import local_runner; from pipeline import local_run'
+PROBE = ('import os, time; start = time.monotonic(); import tensorflow; '
+         'loaded = time.monotonic(); import local_runner; '
+         'from pipeline import local_run; '
+         'print(loaded - start, time.monotonic() - loaded, flush=True); '
+         'os._exit(0)')
 
 
 def _timed(command: Sequence[str]) -> Dict[str, Any]:
@@ -53,11 +57,9 @@ def _timed(command: Sequence[str]) -> Dict[str, Any]:
 
 def write_drop(directory: pathlib.Path, train: int, test: int) -> str:
   """The first `train` and `test` MNIST images as a drop of IDX files."""
-  directory.mkdir(parents=True, exist_ok=True)
   for prefix, count in (('train', train), ('t10k', test)):
-    images, labels = recording.read_mnist(prefix, 0, count)
-    idx.write_idx(str(directory / f'{prefix}-images-idx3-ubyte.gz'), images)
-    idx.write_idx(str(directory / f'{prefix}-labels-idx1-ubyte.gz'), labels)
+    idx.write_split(str(directory), prefix,
+                    *recording.read_mnist(prefix, 0, count))
   return str(directory)
 
 
@@ -79,9 +81,10 @@ def local_nights(work: pathlib.Path, first_flags: Sequence[str],
                          f'{run["stderr"][-3000:]}')
     logger.info('Night %d: %.1f s', night + 1, run['seconds'])
     runs.append(run['seconds'])
-  imports = [_timed([sys.executable, '-c', IMPORTS])['seconds']
-             for _ in range(3)]
-  bare = [_timed([sys.executable, '-c', 'pass'])['seconds'] for _ in range(3)]
+  probes = [_timed([sys.executable, '-c', PROBE]) for _ in range(3)]
+  tensorflow, others = (statistics.median(float(p['stdout'].split()[i])
+                                          for p in probes) for i in (0, 1))
+  probe = statistics.median(p['seconds'] for p in probes)
   unchanged = runs[1:] or runs
   return {
       'command': ' '.join(['python'] + command[1:]),
@@ -90,11 +93,11 @@ def local_nights(work: pathlib.Path, first_flags: Sequence[str],
       'unchanged_night_seconds': unchanged,
       'unchanged_night_median_seconds': statistics.median(unchanged),
       'breakdown_median_seconds': {
-          'interpreter': statistics.median(bare),
-          'imports': round(statistics.median(imports) -
-                           statistics.median(bare), 2),
-          'check_and_summary': round(statistics.median(unchanged) -
-                                     statistics.median(imports), 2)},
+          'interpreter_start_and_exit': round(probe - tensorflow - others, 2),
+          'import_tensorflow': round(tensorflow, 2),
+          'import_the_rest': round(others, 2),
+          'check_and_summary': round(
+              statistics.median(unchanged) - probe, 2)},
       'targets': {'after_push_seconds': TARGET_AFTER_PUSH_SECONDS,
                   'unchanged_seconds': TARGET_UNCHANGED_SECONDS},
       'met': (runs[0] <= TARGET_AFTER_PUSH_SECONDS and
@@ -142,8 +145,10 @@ def markdown_lines(result: Dict[str, Any]) -> List[str]:
       f'{local["night_after_push_seconds"]:.1f} s (target '
       f'{TARGET_AFTER_PUSH_SECONDS:.0f} s); unchanged night: median '
       f'{local["unchanged_night_median_seconds"]:.1f} s (target '
-      f'{TARGET_UNCHANGED_SECONDS:.0f} s): interpreter {b["interpreter"]:.1f} '
-      f's, imports {b["imports"]:.1f} s, check and summary '
+      f'{TARGET_UNCHANGED_SECONDS:.0f} s): interpreter start and exit '
+      f'{b["interpreter_start_and_exit"]:.1f} s, importing TensorFlow '
+      f'{b["import_tensorflow"]:.1f} s and the rest '
+      f'{b["import_the_rest"]:.1f} s, check and summary '
       f'{b["check_and_summary"]:.1f} s.',
       f'- Kubeflow (launcher emulation), the run with nothing new: '
       f'{kfp["nothing_new"]["wall_seconds"]:.0f} s against '
@@ -155,21 +160,19 @@ def markdown_lines(result: Dict[str, Any]) -> List[str]:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser = recording.parser(__doc__)
   parser.add_argument('--train', type=int, default=2000,
                       help='train images of the drop (the first run trains '
                       'one epoch on them)')
   parser.add_argument('--test', type=int, default=500)
   parser.add_argument('--nights', type=int, default=4)
-  parser.add_argument('--tag', default='')
   parser.add_argument('--work-dir', type=pathlib.Path)
-  parser.add_argument('--results-dir', default=str(recording.RESULTS_DIR))
   return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   args = parse_args(argv)
-  now = datetime.datetime.now(datetime.timezone.utc)
+  header = recording.result_header('benchmarks.quiet_nights', args.tag, argv)
   with tempfile.TemporaryDirectory(prefix='quiet-nights-') as tmp:
     work = args.work_dir or pathlib.Path(tmp)
     drop = write_drop(work / 'drop', args.train, args.test)
@@ -177,9 +180,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                                 '--bless-threshold', '1000'], args.nights)
     kubeflow = kubeflow_nights(work, drop)
   result = {
-      **recording.result_header(
-          'benchmarks.quiet_nights',
-          recording.run_name('quiet_nights', now, args.tag), now, argv),
+      **header,
       'drop': {'train': args.train, 'test': args.test},
       'local': local, 'kubeflow': kubeflow,
   }

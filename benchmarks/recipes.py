@@ -18,7 +18,6 @@ final -ELBO. Figures: BENCHMARKS.md, "Quality".
 import argparse
 import concurrent.futures
 import dataclasses
-import datetime
 import json
 import logging
 import os
@@ -319,9 +318,7 @@ def markdown_lines(result: Dict[str, Any]) -> List[str]:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-      description=__doc__.split('\n\n')[0],
-      formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = recording.parser(__doc__)
   parser.add_argument('--recipes', default='today,default',
                       help='comma-separated names of RECIPES (or --recipe)')
   parser.add_argument('--recipe', action='append', default=[],
@@ -336,12 +333,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                       "the candidate's, with --candidate)")
   parser.add_argument('--reference', help='recipe A of the catch-up epoch')
   parser.add_argument('--candidate', help='recipe B of the catch-up epoch')
-  parser.add_argument('--tag', default='', help='suffix of the result file')
   parser.add_argument('--work-dir', type=pathlib.Path,
                       default=pathlib.Path(tempfile.gettempdir()) /
                       'mnist-vae-recipes',
                       help='where the examples are written once')
-  parser.add_argument('--results-dir', default=str(recording.RESULTS_DIR))
   # One run in a child process: {recipe, overrides, seed, out} as JSON.
   parser.add_argument('--child', help=argparse.SUPPRESS)
   return parser.parse_args(argv)
@@ -360,8 +355,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                                                     args.recipes.split(','))}
   for text in args.recipe:
     recipes.update(parse_recipe(text))
-  now = datetime.datetime.now(datetime.timezone.utc)
-  run_name = recording.run_name('recipes', now, args.tag)
+  header = recording.result_header('benchmarks.recipes', args.tag, argv)
   ensure_examples(args.work_dir)
   order = [(recipe, seed) for seed in args.seeds for recipe in recipes]
   load_before = os.getloadavg()
@@ -371,7 +365,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   for run in runs:
     run['overrides'] = recipes[run['recipe']]
   result = {
-      **recording.result_header('benchmarks.recipes', run_name, now, argv),
+      **header,
       'jobs': args.jobs,
       'load_average_1min': {'start': load_before[0],
                             'end': os.getloadavg()[0]},

@@ -2,6 +2,7 @@
 and how a result is recorded (JSON in benchmarks/results/, with the machine,
 versions and command of the run). BENCHMARKS.md quotes the figures."""
 
+import argparse
 import datetime
 import json
 import logging
@@ -55,11 +56,6 @@ def rotate(images: np.ndarray, angle: float) -> np.ndarray:
   return ndimage.rotate(images, angle, axes=(1, 2), reshape=False, order=0)
 
 
-def run_name(prefix: str, now: datetime.datetime, tag: str = '') -> str:
-  """`<prefix>_<date>[_<tag>]`, the name of a run and of its result file."""
-  return f'{prefix}_{now:%Y-%m-%d}' + (f'_{tag}' if tag else '')
-
-
 def _cpu_model() -> str:
   """The CPU's model name, from /proc/cpuinfo."""
   try:
@@ -81,10 +77,27 @@ def machine_info() -> Dict[str, Any]:
   }
 
 
-def result_header(module: str, name: str, now: datetime.datetime,
-                  argv: Optional[Sequence[str]]) -> Dict[str, Any]:
-  """What every result records first: run, module, file, date, the
-  command as typed from the repository root, machine."""
+def parser(doc: str) -> argparse.ArgumentParser:
+  """A benchmark's parser: the first paragraph of `doc` (its docstring) as
+  written, and the flags every benchmark has, --tag and --results-dir."""
+  parser_ = argparse.ArgumentParser(
+      description=doc.split('\n\n')[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser_.add_argument('--tag', default='', help='suffix of the result file')
+  parser_.add_argument('--results-dir', default=str(RESULTS_DIR),
+                       help='where the result file is written')
+  return parser_
+
+
+def result_header(module: str, tag: str, argv: Optional[Sequence[str]],
+                  prefix: Optional[str] = None) -> Dict[str, Any]:
+  """What every result records first, for a run of `module` starting now:
+  its name `<prefix>_<date>[_<tag>]` (prefix: the module's own name), which
+  names the result file too; module, date, the command as typed from the
+  repository root, machine."""
+  now = datetime.datetime.now(datetime.timezone.utc)
+  name = (f'{prefix or module.rpartition(".")[2]}_{now:%Y-%m-%d}' +
+          (f'_{tag}' if tag else ''))
   args = sys.argv[1:] if argv is None else list(argv)
   return {
       'run_name': name,

@@ -13,7 +13,6 @@ BENCHMARKS.md, "Speed and cost targets".
 """
 
 import argparse
-import datetime
 import logging
 import os
 import pathlib
@@ -87,7 +86,7 @@ def summarize(images: int, fits: Sequence[Dict[str, Any]],
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = recording.parser(__doc__)
   parser.add_argument('--examples-dir', default=str(DEFAULT_EXAMPLES_DIR),
                       help='ExampleGen Examples artifact dir with Split-train/')
   parser.add_argument('--mnist-dir', default=str(recording.MNIST_DIR),
@@ -101,8 +100,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                       default=vae_lib.Hyperparameters().precision,
                       help="the Trainer path's training precision (default: "
                       "the Trainer's); the seed's loop is float32 as written")
-  parser.add_argument('--tag', default='')
-  parser.add_argument('--results-dir', default=str(recording.RESULTS_DIR))
   args = parser.parse_args(argv)
   if args.epochs <= args.warmup_epochs:
     parser.error('--epochs must exceed --warmup-epochs')
@@ -113,8 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   """Runs the interleaved rounds; records and returns the result."""
   args = parse_args(argv)
   script_start = time.perf_counter()
-  now = datetime.datetime.now(datetime.timezone.utc)
-  run_name = recording.run_name('throughput', now, args.tag)
+  header = recording.result_header('benchmarks.throughput', args.tag, argv)
   train_files = os.path.join(args.examples_dir, 'Split-train', '*')
   mnist_digits = seed_lib.seed_digits(mnist_dir=pathlib.Path(args.mnist_dir))
   logger.info('Seed data: %s %s', mnist_digits.shape, mnist_digits.dtype)
@@ -142,7 +138,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 for f in fits.values())
   ratio = ours['median_images_per_s'] / seed['median_images_per_s']
   result = {
-      **recording.result_header('benchmarks.throughput', run_name, now, argv),
+      **header,
       'rounds': args.rounds, 'epochs': args.epochs,
       'warmup_epochs': args.warmup_epochs, 'fresh_models_each_round': True,
       'seed': {**seed, 'fits': fits['seed']},

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from components.atomic_pusher import executor as pusher
+from components.atomic_pusher import reasons
 from layouts import model as model_layout
 from layouts import rejections
 from layouts import serving as serving_layout
@@ -160,7 +161,7 @@ def test_a_corrupt_version_is_passed_over_and_a_rejected_model_never_pushed(
   moved = tmp_path / 'elsewhere'
   tf.io.gfile.makedirs(str(moved))
   pusher.copy_tree(other_exported_models[2], str(moved))
-  reason = pusher.rejected_reason(
+  reason = reasons.rejected_reason(
       serving_layout.model_identity(str(moved / model_layout.SERVING_MODEL_DIR)),
       str(serving))
   assert reason and 'rolled back from (version ' in reason

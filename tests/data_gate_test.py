@@ -27,8 +27,7 @@ EXIT_DATA_GATE = 4
 def write_drop(directory: pathlib.Path, train, evaluation) -> None:
   directory.mkdir(parents=True)
   for prefix, (images, labels) in (('train', train), ('t10k', evaluation)):
-    idx.write_idx(str(directory / f'{prefix}-images-idx3-ubyte.gz'), images)
-    idx.write_idx(str(directory / f'{prefix}-labels-idx1-ubyte.gz'), labels)
+    idx.write_split(str(directory), prefix, images, labels)
 
 
 def versions(out: pathlib.Path) -> List[str]:

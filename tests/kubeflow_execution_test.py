@@ -131,11 +131,10 @@ def test_every_task_runs_as_kfp_runs_it_to_a_pushed_model(tmp_path):
   # A second scheduled run, on inverted images: the data gate's task fails,
   # nothing after it runs, and the served version stays.
   inverted = tmp_path / 'drop-2'
-  inverted.mkdir()
   for prefix, count in (('train', 300), ('t10k', 100)):
     images, labels = load_mnist_head(prefix, count)
-    idx.write_idx(str(inverted / f'{prefix}-images-idx3-ubyte'), 255 - images)
-    idx.write_idx(str(inverted / f'{prefix}-labels-idx1-ubyte'), labels)
+    idx.write_split(str(inverted), prefix, 255 - images, labels,
+                    compress=False)
   second = kfp_launcher.Run(
       package, pipeline_root=str(tmp_path / 'root'),
       runtime_parameters={'data_root': f'{inverted}/', 'epochs': 1},

@@ -189,7 +189,7 @@ def test_subset_run_completes_and_names_its_outputs(tmp_path):
           '--bless-threshold', '1000')
   runs_before = len(store.get_contexts_by_type('pipeline_run'))
   for extra in ((), ('--no-cache',)):
-    rerun = run_cli(*args, *extra)
+    rerun = run_cli(*args, *extra, beam_workers=True)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     summary = json.loads((out / 'run_summary.json').read_text())
     assert summary[contracts.NOTHING_NEW_KEY] == (
@@ -204,7 +204,8 @@ def test_subset_run_completes_and_names_its_outputs(tmp_path):
 
   # Another training configuration (a seed) is something new: it trains,
   # from the cached data.
-  seeded = run_cli(*args, '--seed', '5')
+  # (Beam's arguments are part of the cache key: the first run's again.)
+  seeded = run_cli(*args, '--seed', '5', beam_workers=True)
   assert seeded.returncode == 0, seeded.stderr[-3000:]
   summary = json.loads((out / 'run_summary.json').read_text())
   assert summary['components']['IdxExampleGen']['status'] == 'cached'
@@ -293,7 +294,8 @@ def test_run_killed_during_training_resumes_to_completion(tmp_path):
   args = ('--max-examples', '2000', '--epochs', '4', '--output-dir', str(out),
           '--bless-threshold', '1000')
   process = subprocess.Popen(
-      [sys.executable, str(REPO_ROOT / 'local_runner.py'), *args],
+      [sys.executable, str(REPO_ROOT / 'local_runner.py'), *args,
+       *IN_MEMORY_BEAM],  # as run_cli runs the rerun
       cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
       text=True, start_new_session=True)
   seen = []

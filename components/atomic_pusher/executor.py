@@ -10,7 +10,7 @@ directories and machines):
 1. removes what writers that died left behind: `.tmp-push-*` directories and
    incomplete versions older than the lock's lease;
 2. re-checks, against the newest complete version, that the model may be
-   pushed (`not_pushed_reason`): it is not a model an operator rolled back
+   pushed (`reasons.not_pushed_reason`): it is not a model an operator rolled back
    from, not the model already served, and the served version is still the
    one the evaluator measured the candidate against (compare-and-swap);
 3. picks version = max(unix seconds, newest existing version + 1), so
@@ -50,10 +50,10 @@ from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
 from components import config as config_lib
+from components.atomic_pusher import reasons
 from layouts import anchor as anchor_layout
 from layouts import contracts
 from layouts import model as model_layout
-from layouts import rejections
 from layouts import serving as serving_layout
 from layouts import serving_lock
 from layouts import spans as spans_layout
@@ -210,65 +210,12 @@ def push(model_dir: str, serving_dir: str, push_info: Dict[str, Any],
     RejectedModelError: an operator rolled back from this model.
   """
   with serving_lock.serving_lock(serving_dir, 'push') as lease:
-    reason = rejected_reason(serving_layout.model_identity(model_dir),
-                             serving_dir)
+    reason = reasons.rejected_reason(
+        serving_layout.model_identity(model_dir), serving_dir)
     if reason:
       raise RejectedModelError(f'{model_dir}: {reason}')
     return publish_model(lease, serving_dir, model_dir, push_info,
                          reference_statistics, model_files)
-
-
-def rejected_reason(model_sha256: str, serving_dir: str) -> Optional[str]:
-  """Why not to push: an operator rolled back from this very model."""
-  entry = rejections.rejected_models(serving_dir).get(model_sha256)
-  if entry is None:
-    return None
-  return (f'the candidate is a model an operator rolled back from (version '
-          f'{entry.get("version", "?")}, rejected at {entry["at"]}; model '
-          f'{model_sha256[:12]}); python -m pipeline.rollback --unreject '
-          f'{model_sha256[:12]} takes that back')
-
-
-def already_served_reason(model_sha256: str,
-                          serving_dir: str) -> Optional[str]:
-  """Why not to push: the newest version holds this very model (same
-  weights; a rerun after its own push re-evaluates it against itself)."""
-  current = serving_layout.latest_version_dir(serving_dir)
-  if current is None or serving_layout.identity_of(current) != model_sha256:
-    return None
-  return (f'the candidate is already served as version '
-          f'{serving_layout.version_name(current)}')
-
-
-def served_changed_reason(blessing: types.Artifact,
-                          serving_dir: str) -> Optional[str]:
-  """Why publishing now would go backwards, or None if it may go ahead.
-
-  The blessing records the version the evaluator measured the candidate
-  against; if the newest complete version is another one, the comparison is
-  stale.
-  """
-  if not blessing.has_custom_property(
-      serving_layout.BLESSING_SERVED_VERSION_KEY):
-    return ('the blessing does not record which served model it was '
-            'measured against (it predates compare-and-swap); run again')
-  evaluated = blessing.get_string_custom_property(
-      serving_layout.BLESSING_SERVED_VERSION_KEY) or None
-  current = serving_layout.latest_version_dir(serving_dir)
-  if (evaluated or '').rstrip('/') == (current or '').rstrip('/'):
-    return None
-  return (f'served model changed since evaluation '
-          f'({serving_layout.version_name(evaluated)} -> '
-          f'{serving_layout.version_name(current)}); run again')
-
-
-def not_pushed_reason(model_sha256: str, blessing: types.Artifact,
-                      serving_dir: str) -> Optional[str]:
-  """Why a blessed model must not be published now, or None. Checked under
-  the serving root's lock, right before publishing."""
-  return (rejected_reason(model_sha256, serving_dir) or
-          already_served_reason(model_sha256, serving_dir) or
-          served_changed_reason(blessing, serving_dir))
 
 
 def prune_versions(serving_dir: str, keep: int, pushed_dir: str) -> List[str]:
@@ -380,7 +327,7 @@ class Executor(tfx_pusher_executor.Executor):
             if exec_properties.get(CONFIG_KEY) else None)
     with serving_lock.serving_lock(serving_dir, 'push') as lease:
       remove_leftovers(serving_dir, time.time())
-      reason = not_pushed_reason(model_sha256, blessing, serving_dir)
+      reason = reasons.not_pushed_reason(model_sha256, blessing, serving_dir)
       if reason:
         logger.warning('Nothing pushed: %s', reason)
         self._MarkNotPushed(pushed_model)

@@ -9,7 +9,6 @@ from typing import Iterable
 import numpy as np
 
 from layouts import contracts
-from models import data
 
 
 @dataclasses.dataclass

@@ -273,3 +273,14 @@ def write_idx(path: str, array: np.ndarray, compress: Optional[bool] = None,
     payload = gzip.compress(payload, mtime=0)
   with tf.io.gfile.GFile(path, 'wb') as f:
     f.write(payload)
+
+
+def write_split(directory: str, prefix: str, images: np.ndarray,
+                labels: np.ndarray, compress: bool = True) -> None:
+  """Writes one split of a drop as IdxExampleGen reads it:
+  `<prefix>-images-idx3-ubyte[.gz]` and `<prefix>-labels-idx1-ubyte[.gz]`
+  in `directory` (made if missing); `prefix` is one of SPLIT_PREFIXES'."""
+  tf.io.gfile.makedirs(directory)
+  suffix = '.gz' if compress else ''
+  for marker, array in ((IMAGES_MARKER, images), (LABELS_MARKER, labels)):
+    write_idx(os.path.join(directory, f'{prefix}-{marker}{suffix}'), array)

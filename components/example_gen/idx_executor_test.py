@@ -242,3 +242,12 @@ def test_spans_use_newest_folder_and_require_its_files(tmp_path):
   (root / 'span-2').mkdir()
   with pytest.raises(component.DataDirError, match=f'{root}/span-2: not an'):
     component.check_data_dir(str(root))
+
+
+def test_write_split_writes_the_files_the_reader_looks_for(tmp_path):
+  images, labels = load_mnist_head('t10k', 5)
+  for prefix in idx.SPLIT_PREFIXES.values():
+    idx.write_split(str(tmp_path / 'drop'), prefix, images, labels)
+  assert idx.missing_canonical_files(str(tmp_path / 'drop')) == []
+  [(read_images, read_labels)] = _sources(tmp_path / 'drop', 'train')
+  assert read_images.count == 5 and read_labels.count == 5
