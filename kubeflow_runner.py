@@ -93,7 +93,7 @@ def compile_pipeline(args: argparse.Namespace, output: str) -> str:
   """Compiles the pipeline to the YAML package `output`; returns its path."""
   from components.example_gen import tfds_source  # pylint: disable=g-import-not-at-top
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
-  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner  # pylint: disable=g-import-not-at-top
   from tfx.orchestration import data_types  # pylint: disable=g-import-not-at-top
 
   kubeflow_deploy.check_package_path(output)
@@ -132,8 +132,8 @@ def compile_pipeline(args: argparse.Namespace, output: str) -> str:
       metadata_connection_config=None,  # The cluster's ML Metadata.
       enable_cache=args.enable_cache,
   )
-  runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-      config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+  runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
+      config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
           default_image=args.image,
           # Every task runs the project's entrypoint, which repairs what the
           # open-source KFP driver leaves out, then runs TFX's.

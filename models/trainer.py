@@ -20,7 +20,7 @@ import logging
 import os
 from typing import Optional
 
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
 
 from layouts import model as model_layout
 from layouts import serving as serving_layout
@@ -42,14 +42,14 @@ WARM_START_SERVING_DIR_KEY = 'warm_start_serving_dir'
 
 
 def hyperparameters_from_fn_args(
-    fn_args: tfx.components.FnArgs) -> vae_lib.Hyperparameters:
+    fn_args: FnArgs) -> vae_lib.Hyperparameters:
   """`custom_config['hyperparameters']`, defaults for anything missing."""
   custom_config = fn_args.custom_config or {}
   return vae_lib.Hyperparameters.from_dict(
       custom_config.get(HYPERPARAMETERS_KEY))
 
 
-def warm_start_dir_from_fn_args(fn_args: tfx.components.FnArgs) -> Optional[str]:
+def warm_start_dir_from_fn_args(fn_args: FnArgs) -> Optional[str]:
   """The model directory to warm-start from, or None to start fresh.
 
   `fn_args.base_model` (a previous model's serving dir) wins; otherwise, with
@@ -85,7 +85,7 @@ def warm_start_dir_from_fn_args(fn_args: tfx.components.FnArgs) -> Optional[str]
   return None
 
 
-def resume_dir_from_fn_args(fn_args: tfx.components.FnArgs,
+def resume_dir_from_fn_args(fn_args: FnArgs,
                             warm_start_dir: Optional[str]) -> str:
   """A directory shared by every attempt at the same training.
 
@@ -105,7 +105,7 @@ def resume_dir_from_fn_args(fn_args: tfx.components.FnArgs,
   return os.path.join(trainer_root, 'resume', key)
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def run_fn(fn_args: FnArgs) -> None:
   """Trains the VAE and writes the model artifact (see `models.export`).
 
   Uses fn_args.train_files (ExampleGen's GZIP TFRecords; eval_files are

@@ -36,7 +36,10 @@ from pipeline import flags
 from pipeline import pipeline as pipeline_lib
 from pipeline import run_lock
 from pipeline import run_summary
-from tfx import v1 as tfx
+# TFX's modules themselves, not its public `tfx.v1` facade, whose extensions
+# import Google Cloud's clients: seconds of every run's start-up.
+from tfx.orchestration import metadata
+from tfx.orchestration.local import local_dag_runner
 
 
 class DataSourceError(ValueError):
@@ -232,7 +235,7 @@ class LocalRun:
         config=args.config,
         beam_pipeline_args=self.beam_args,
         metadata_connection_config=(
-            tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            metadata.sqlite_metadata_connection_config(
                 self.metadata_path)),
         enable_cache=enable_cache,
         # The served version is part of the gate's and evaluator's cache keys.
@@ -244,7 +247,7 @@ class LocalRun:
                 args.config.training.hyperparameters)
     with run_lock.run_lock(self.output_dir):
       try:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+        local_dag_runner.LocalDagRunner().run(pipeline)
       except gate.DataGateError as e:
         # Nothing was trained or pushed; the summary says what was found.
         self._write_summary(data_gate=e.report)

@@ -8,8 +8,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 from ml_metadata.proto import metadata_store_pb2
-from tfx import v1 as tfx
+# TFX's modules themselves, not its public `tfx.v1` facade, whose extensions
+# import Google Cloud's clients: seconds of every run's start-up.
+from tfx.components.statistics_gen.component import StatisticsGen
+from tfx.dsl.components.base import base_node
 from tfx.orchestration import data_types
+from tfx.orchestration import pipeline as tfx_pipeline
 
 from components import config as config_lib
 from components.atomic_pusher import component as pusher_lib
@@ -78,7 +82,7 @@ def create_pipeline(
         metadata_store_pb2.ConnectionConfig] = None,
     enable_cache: bool = True,
     resources: Optional[Mapping[str, ResourceSpec]] = None,
-) -> tfx.dsl.Pipeline:
+) -> tfx_pipeline.Pipeline:
   """Builds the pipeline.
 
   Args:
@@ -148,7 +152,7 @@ def create_pipeline(
   # With the schema, TFDV treats the label as categorical: its distribution
   # is what the gate's L-infinity comparator measures.
   # The window's earlier spans were gated when they arrived.
-  statistics_gen = tfx.components.StatisticsGen(
+  statistics_gen = StatisticsGen(
       examples=example_gen.outputs['examples'],
       schema=schema_gen.outputs['schema'],
       exclude_splits=[spans_layout.HISTORY_SPLIT])
@@ -192,14 +196,14 @@ def create_pipeline(
       code_fingerprint=code(pusher_lib.AtomicPusher),
       config=config.serving)
 
-  nodes: List[tfx.types.BaseNode] = [
+  nodes: List[base_node.BaseNode] = [
       example_gen, schema_gen, statistics_gen, data_gate, trainer, evaluator,
       pusher
   ]
   for node in nodes:
     if resources and node.id in resources:
       node.with_platform_config(resources[node.id])
-  return tfx.dsl.Pipeline(
+  return tfx_pipeline.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
       components=nodes,
