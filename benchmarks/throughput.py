@@ -28,7 +28,6 @@ import numpy as np
 
 from benchmarks import recording
 from benchmarks import seed as seed_lib
-from models import data
 from models import precision as precision_lib
 from models import schedules
 from models import train as train_lib
@@ -58,16 +57,14 @@ def run_ours(train_files: str, epochs: int, seed: int,
              precision: str) -> Dict[str, Any]:
   """One training of a fresh VAE as the Trainer runs it (`train.train`)."""
   hp = vae_lib.Hyperparameters(epochs=epochs, seed=seed, precision=precision)
-  # Every batch is full: an epoch is its steps times the batch size.
-  _, steps_per_epoch = data.make_training_dataset(
-      train_files, hp.batch_size, seed=hp.seed,
-      validation_fraction=hp.validation_fraction)
   start = time.perf_counter()
   timer = recording.EpochTimer()
   with tempfile.TemporaryDirectory(prefix='throughput-') as tmp:
     _, history, _ = train_lib.train(
         hp, train_files, os.path.join(tmp, 'logs'), callbacks=[timer],
         verbose=0, resume_dir=os.path.join(tmp, 'resume'))
+  # Every batch is full: an epoch is its steps times the batch size.
+  steps_per_epoch = history.params['steps']
   return {'images': steps_per_epoch * hp.batch_size,
           'steps_per_epoch': steps_per_epoch,
           'steps_per_execution': schedules.exact_steps_per_execution(
