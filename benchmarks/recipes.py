@@ -70,6 +70,14 @@ RECIPES: Dict[str, Optional[Dict[str, Any]]] = {
     'one_cycle_b': {**TODAY, 'lr_schedule': 'cosine', 'learning_rate': 3e-3,
                     'lr_warmup_fraction': 0.07, 'steps_per_execution': 7,
                     'validation_fraction': 0.02},
+    # Issue #25's candidate against early instability, on today's default:
+    # one-cycle with a lower peak and a longer warm-up (3 of 30 epochs), the
+    # gradients' global norm clipped at 250 (the 90th percentile of a first
+    # epoch's norms is about 370, of the third's about 200), and the KL
+    # weight ramped up over the first epoch.
+    'stable_one_cycle': {'lr_schedule': 'cosine', 'learning_rate': 2e-3,
+                         'lr_warmup_fraction': 0.1,
+                         'gradient_clip_norm': 250.0, 'kl_warmup_epochs': 1},
 }
 
 

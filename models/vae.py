@@ -73,6 +73,9 @@ class Hyperparameters:
   ema_momentum: float = validation.setting(
       0.0, "momentum of Adam's moving average of the weights, which are then "
       'the trained model (0: off)', min=0, below=1)
+  gradient_clip_norm: float = validation.setting(
+      0.0, "Adam's gradients are scaled down to this global norm when theirs "
+      'is larger (0: no clipping)', min=0)
   steps_per_execution: int = validation.setting(
       7, 'train steps per call of the compiled step, rounded down to a divisor '
       'of the steps per epoch (speed only)', min=1)
@@ -298,6 +301,7 @@ def build_vae(hp: Hyperparameters, steps_per_epoch: int = 1) -> VAE:
   optimizer_lib.compile_with_adam(
       vae, hp.learning_rate_schedule(steps_per_epoch),
       ema_momentum=hp.ema_momentum,
+      gradient_clip_norm=hp.gradient_clip_norm,
       steps_per_execution=hp.steps_per_execution,
       steps_per_epoch=steps_per_epoch)
   return vae

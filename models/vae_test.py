@@ -96,6 +96,28 @@ def test_train_steps_follow_the_schedules():
   assert kl_weights == pytest.approx([0.25, 0.5, 0.75, 1.0] * 3)
 
 
+def test_gradient_clip_norm_scales_the_gradients_adam_sees():
+  """Adam's step is nearly independent of the gradients' scale, except
+  against its epsilon (1e-7): clipped to a global norm of 1e-9, the first
+  step moves the weights about 100x less than unclipped."""
+  images, _ = load_mnist_head('train', 8)
+  batch = (images[..., None] / 255.0).astype(np.float32)
+  moved = {}
+  for clip in (0.0, 1e-9):
+    hp = vae_lib.Hyperparameters(batch_size=8, precision='float32', seed=0,
+                                 gradient_clip_norm=clip)
+    vae = vae_lib.build_vae(hp, steps_per_epoch=1)
+    assert vae.optimizer.global_clipnorm == (clip or None)
+    before = [w.numpy() for w in vae.trainable_weights]
+    vae.train_on_batch(batch)
+    moved[clip] = max(float(np.abs(w.numpy() - b).max())
+                      for w, b in zip(vae.trainable_weights, before))
+  assert moved[0.0] == pytest.approx(1e-3, rel=1e-2)  # the learning rate
+  assert moved[1e-9] < moved[0.0] / 50
+  with pytest.raises(ValueError, match='gradient_clip_norm'):
+    vae_lib.Hyperparameters(gradient_clip_norm=-1.0)
+
+
 def test_parameter_counts_match_keras_io():
   assert vae_lib.build_encoder(2).count_params() == 69_076
   assert vae_lib.build_decoder(2).count_params() == 65_089
