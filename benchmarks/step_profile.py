@@ -99,9 +99,9 @@ class LayerSpec:
     it is); every weight of a Dense layer."""
     if self.kind == 'dense':
       return 2 * self.kernel[0] * self.kernel[1]
-    hw = self.out_hw if self.kind == 'conv2d' else self.in_hw
     if self.kind not in ('conv2d', 'conv2d_transpose'):
       raise ValueError(f'unknown layer kind {self.kind!r}')
+    hw = self.out_hw if self.kind == 'conv2d' else self.in_hw
     k_h, k_w, c_in, c_out = self.kernel
     return 2 * hw[0] * hw[1] * k_h * k_w * c_in * c_out
 
