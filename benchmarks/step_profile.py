@@ -106,9 +106,14 @@ class LayerSpec:
     return 2 * hw[0] * hw[1] * k_h * k_w * c_in * c_out
 
   @property
-  def training_flops(self) -> int:
+  def passes(self) -> int:
     """Forward, weight gradient and (unless the image) input gradient."""
-    return self.forward_flops * (3 if self.needs_input_grad else 2)
+    return 3 if self.needs_input_grad else 2
+
+  @property
+  def training_flops(self) -> int:
+    """Per image, over every pass; each costs the forward pass's FLOPs."""
+    return self.forward_flops * self.passes
 
   def tensor_sizes(self) -> Tuple[int, int, int]:
     """Elements per image of the input and output, and of the kernel."""
@@ -333,9 +338,13 @@ def roofline(peak_runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
       s for run in peak_runs for s in run[key][kind])
   result = {}
   for dtype in ('float32', 'bfloat16'):
-    matmul = 2 * MATMUL_N**3 / merged(dtype, 'matmul') / 1e9
-    conv = (2 * CONV_INPUT[0] * CONV_INPUT[1] * CONV_INPUT[2] * 9 * 64 * 64 /
-            merged(dtype, 'conv') / 1e9)
+    # A matmul is a dense layer over MATMUL_N rows; the convolution keeps
+    # its [56, 56] size (stride 1) over a batch of CONV_INPUT[0].
+    matmul = (LayerSpec('matmul', 'dense', (MATMUL_N, MATMUL_N)).forward_flops
+              * MATMUL_N / merged(dtype, 'matmul') / 1e9)
+    conv = (LayerSpec('conv', 'conv2d', (3, 3, CONV_INPUT[3], 64),
+                      CONV_INPUT[1:3], CONV_INPUT[1:3]).forward_flops *
+            CONV_INPUT[0] / merged(dtype, 'conv') / 1e9)
     result[dtype] = {'matmul_gflops': round(matmul, 1),
                      'conv_gflops': round(conv, 1),
                      'peak_gflops': round(max(matmul, conv), 1)}
@@ -382,8 +391,8 @@ def layer_roofline(specs: Sequence[LayerSpec], batch_size: int,
 
     seconds = statistics.median(call_seconds(step, repeats))
     flops = batch_size * spec.training_flops
-    passes = 3 if spec.needs_input_grad else 2
-    moved = passes * (batch_size * (x_size + y_size) + k_size) * dtype.size
+    moved = spec.passes * (batch_size * (x_size + y_size) + k_size) * (
+        dtype.size)
     intensity = flops / moved
     bound = min(measured[dtype.name]['peak_gflops'],
                 intensity * measured['bandwidth_gb_per_s'])

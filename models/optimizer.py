@@ -11,7 +11,7 @@ logger = logging.getLogger(__name__)
 
 def compile_with_adam(model: keras.Model,
                       learning_rate: schedules.LearningRate, *,
-                      ema_momentum: float, gradient_clip_norm: float = 0.0,
+                      ema_momentum: float, gradient_clip_norm: float,
                       steps_per_execution: int,
                       steps_per_epoch: int) -> None:
   """Compiles `model` with Adam for epochs of `steps_per_epoch` steps.
