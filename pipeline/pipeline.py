@@ -4,8 +4,10 @@ Runners choose paths, the metadata store and the orchestrator; every other
 knob is an argument of `create_pipeline`.
 """
 
+import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
+from apache_beam.options import pipeline_options as beam_options
 from kfp.pipeline_spec import pipeline_spec_pb2
 from ml_metadata.proto import metadata_store_pb2
 # TFX's modules themselves, not its public `tfx.v1` facade, whose extensions
@@ -37,6 +39,34 @@ TRAINER_RUN_FN = 'models.trainer.run_fn'
 ResourceSpec = (
     pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec
     .ResourceSpec)
+
+
+# TFX's Beam-based executors (IdxExampleGen, StatisticsGen) package the
+# installed TFX for the Beam workers unless a Beam dependency option is set
+# (tfx/utils/dependency_utils.py, make_beam_dependency_flags): each copies TFX
+# into a new temporary folder (about 50 MB, never deleted) and runs its
+# setup.py, 2-3 s a component. The DirectRunner's workers are processes of
+# this Python environment and install nothing, which an empty requirements
+# file says. (A remote runner needs an image with the project, whose
+# executors that package would not hold: docs/kubeflow.md.)
+DIRECT_RUNNER_REQUIREMENTS = f'--requirements_file={os.devnull}'
+# Beam's names of its local runners, as --runner may give them.
+_DIRECT_RUNNERS = ('direct', 'switchingdirect', 'bundlebaseddirect')
+
+
+def with_beam_dependencies(beam_pipeline_args: Sequence[str]) -> List[str]:
+  """`beam_pipeline_args`, and DIRECT_RUNNER_REQUIREMENTS when they run the
+  DirectRunner and set no dependency option of their own."""
+  args = list(beam_pipeline_args)
+  options = beam_options.PipelineOptions(flags=args)
+  runner = options.view_as(beam_options.StandardOptions).runner
+  setup = options.view_as(beam_options.SetupOptions)
+  direct = runner is None or (
+      runner.lower().removesuffix('runner') in _DIRECT_RUNNERS)
+  if direct and not (setup.requirements_file or setup.setup_file or
+                     setup.extra_packages):
+    args.append(DIRECT_RUNNER_REQUIREMENTS)
+  return args
 
 
 def code(component_class: Any, *modules: str) -> str:
@@ -112,7 +142,8 @@ def create_pipeline(
       the gate's and the evaluator's cache keys, so that their cached verdicts
       are reused only against the model they measured. None (Kubeflow, where
       it is unknown at compile time) leaves it out.
-    beam_pipeline_args: arguments for every Beam-based component.
+    beam_pipeline_args: arguments for every Beam-based component (on the
+      DirectRunner, with DIRECT_RUNNER_REQUIREMENTS).
     metadata_connection_config: ML Metadata store; None lets the orchestrator
       provide one (Kubeflow).
     enable_cache: reuse outputs of components whose inputs did not change.
@@ -209,5 +240,5 @@ def create_pipeline(
       components=nodes,
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,
-      beam_pipeline_args=list(beam_pipeline_args),
+      beam_pipeline_args=with_beam_dependencies(beam_pipeline_args),
   )

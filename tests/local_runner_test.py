@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 import sys
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import pytest
 import tensorflow as tf
@@ -40,14 +40,18 @@ COMPONENTS = ('CuratedSchemaGen', 'IdxExampleGen', 'StatisticsGen', 'DataGate',
               'Trainer', 'VaeEvaluator', 'Pusher')
 
 
-def run_cli(*args: str, beam_workers: bool = False
+def run_cli(*args: str, beam_workers: bool = False,
+            temp_dir: Optional[pathlib.Path] = None
             ) -> subprocess.CompletedProcess:
   """local_runner.py with `args`; Beam in one process (IN_MEMORY_BEAM)
-  unless `beam_workers`, the runner's default."""
+  unless `beam_workers`, the runner's default; temporary files in
+  `temp_dir` if given."""
   beam = () if beam_workers else IN_MEMORY_BEAM
+  env = dict(os.environ, TMPDIR=str(temp_dir)) if temp_dir else None
   return subprocess.run(
       [sys.executable, str(REPO_ROOT / 'local_runner.py'), *args, *beam],
-      cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False)
+      cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False,
+      env=env)
 
 
 def open_store(output_dir: pathlib.Path) -> metadata_store.MetadataStore:
@@ -98,12 +102,17 @@ def test_help_explains_the_flags():
 @pytest.mark.slow
 def test_subset_run_completes_and_names_its_outputs(tmp_path):
   out = tmp_path / 'out'
+  temp = tmp_path / 'temp'
+  temp.mkdir()
   # One epoch on 300 images is far from the default threshold: loosen it so
   # the model is blessed and pushed.
   # Beam as the runner runs it by default: a worker process per core.
   result = run_cli('--max-examples', '300', '--epochs', '1', '--output-dir',
-                   str(out), '--bless-threshold', '1000', beam_workers=True)
+                   str(out), '--bless-threshold', '1000', beam_workers=True,
+                   temp_dir=temp)
   assert result.returncode == 0, result.stderr[-3000:]
+  # The Beam components packaged no copy of TFX (pipeline.with_beam_dependencies).
+  assert not list(temp.rglob('tfx_ephemeral*')), sorted(temp.rglob('*'))[:5]
   assert f'Outputs: {out}' in result.stderr
   # Keras' per-epoch line, with the validation -ELBO.
   assert re.search(r'loss: [\d.]+ .*val_loss: [\d.]+', result.stdout), (
