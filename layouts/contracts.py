@@ -61,6 +61,14 @@ CODE_FINGERPRINT_KEY = 'code_fingerprint'
 SERVED_VERSION_KEY = 'served_version'
 # PushedModel custom property: why a blessed model was not pushed.
 NOT_PUSHED_REASON_KEY = 'not_pushed_reason'
+# The Trainer's custom_config (pipeline/trainer_config.py): the
+# hyperparameters (models.vae.Hyperparameters.to_dict()); the push
+# destination, for the training identity (read by the Trainer's executor;
+# the run_fn ignores it); a push destination whose served model to
+# warm-start from.
+TRAINER_HYPERPARAMETERS_KEY = 'hyperparameters'
+TRAINER_SERVING_DIR_KEY = 'serving_dir'
+WARM_START_SERVING_DIR_KEY = 'warm_start_serving_dir'
 # Examples custom property (IdxExampleGen): the digest of exactly what was
 # read, every span of the window and --max-examples (layouts/lineage.py).
 DATA_DIGEST_KEY = 'data_digest'

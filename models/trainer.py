@@ -22,6 +22,7 @@ from typing import Optional
 
 from tfx.components.trainer.fn_args_utils import FnArgs
 
+from layouts import contracts
 from layouts import model as model_layout
 from layouts import serving as serving_layout
 from models import export
@@ -31,22 +32,13 @@ from models import vae as vae_lib
 
 logger = logging.getLogger(__name__)
 
-HYPERPARAMETERS_KEY = 'hyperparameters'
-# custom_config key: the push destination (read by the Trainer's executor,
-# for the training identity; the run_fn ignores it).
-SERVING_DIR_KEY = 'serving_dir'
-# custom_config key: a push destination whose served model to warm-start from.
-WARM_START_SERVING_DIR_KEY = 'warm_start_serving_dir'
-# custom_config key read by nobody: the fingerprint of the training code, so
-# that the Trainer's cache key changes with the code.
-
 
 def hyperparameters_from_fn_args(
     fn_args: FnArgs) -> vae_lib.Hyperparameters:
   """`custom_config['hyperparameters']`, defaults for anything missing."""
   custom_config = fn_args.custom_config or {}
   return vae_lib.Hyperparameters.from_dict(
-      custom_config.get(HYPERPARAMETERS_KEY))
+      custom_config.get(contracts.TRAINER_HYPERPARAMETERS_KEY))
 
 
 def warm_start_dir_from_fn_args(fn_args: FnArgs) -> Optional[str]:
@@ -64,7 +56,8 @@ def warm_start_dir_from_fn_args(fn_args: FnArgs) -> Optional[str]:
   if fn_args.base_model:
     candidates.append(fn_args.base_model)
   else:
-    serving_dir = (fn_args.custom_config or {}).get(WARM_START_SERVING_DIR_KEY)
+    serving_dir = (fn_args.custom_config or {}).get(
+        contracts.WARM_START_SERVING_DIR_KEY)
     if serving_dir:
       version_dir = serving_layout.latest_version_dir(serving_dir)
       if version_dir is None:

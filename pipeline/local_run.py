@@ -14,32 +14,30 @@ this module imports, reads its log level when imported.
 
 Nothing else is caught: any other exception is a failure with a traceback
 (exit code 1).
+
+The checks, and with them this module, need TensorFlow but not TFX, TFDV or
+the components' executors: those are imported only when the pipeline runs,
+so that a night with nothing new does not pay for them (BENCHMARKS.md,
+"Nights with nothing new").
 """
 
 import logging
 import os
 from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence
 
-from components.data_gate import gate
-from components.example_gen import component as example_gen_lib
+from components.data_gate import errors as gate_errors
 from components.example_gen import idx
-from components.example_gen import idx_executor
-from components.example_gen import tfds_source
+from components.example_gen import inputs
 from components.example_gen import window as window_lib
-from components.vae_evaluator import executor as evaluator
+from components.vae_evaluator import errors as evaluator_errors
 from layouts import anchor as anchor_layout
 from layouts import lineage
 from layouts import serving as serving_layout
 from layouts import serving_lock
 from pipeline import exit_codes
-from pipeline import flags
-from pipeline import pipeline as pipeline_lib
 from pipeline import run_lock
 from pipeline import run_summary
-# TFX's modules themselves, not its public `tfx.v1` facade, whose extensions
-# import Google Cloud's clients: seconds of every run's start-up.
-from tfx.orchestration import metadata
-from tfx.orchestration.local import local_dag_runner
+from pipeline import trainer_config
 
 
 class DataSourceError(ValueError):
@@ -47,8 +45,9 @@ class DataSourceError(ValueError):
   found before anything ran (the message names it)."""
 
 
-def _gate_advice(error: gate.DataGateError) -> str:
+def _gate_advice(error: gate_errors.DataGateError) -> str:
   """What an operator can do about what stopped the run."""
+  from components.data_gate import gate  # pylint: disable=g-import-not-at-top
   kinds = {finding['kind'] for split in error.report['splits'].values()
            for finding in split.get('findings', ())}
   if kinds & {gate.SCHEMA, gate.SANITY}:
@@ -83,11 +82,11 @@ OUTCOMES: Dict[type, Outcome] = {
     # ExampleGen: the IDX files (or spans), or the TFDS data set, are bad.
     idx.IdxFormatError: Outcome(exit_codes.BAD_INPUT,
                                 'bad input data: {error}'),
-    tfds_source.TfdsSourceError: Outcome(exit_codes.BAD_INPUT,
+    inputs.TfdsSourceError: Outcome(exit_codes.BAD_INPUT,
                                          'bad input data: {error}'),
     run_lock.RunLockedError: Outcome(exit_codes.OUTPUT_DIR_LOCKED, '{error}'),
     # DataGate; the run summary says what was found.
-    gate.DataGateError: Outcome(
+    gate_errors.DataGateError: Outcome(
         exit_codes.DATA_GATE, '{error}',
         after_summary='Nothing was trained or pushed (exit code {code}). '
         'Summary: {summary_path}. {advice}',
@@ -110,7 +109,7 @@ OUTCOMES: Dict[type, Outcome] = {
         '{error}. Nothing was pushed (exit code {code}); the next run '
         'measures against whatever that writer published.'),
     # The evaluator, after its retries.
-    evaluator.ServedModelError: Outcome(
+    evaluator_errors.ServedModelError: Outcome(
         exit_codes.FAILURE,
         '{error}. Nothing was pushed; the error was an I/O error each time: '
         'check the storage and run again.'),
@@ -160,6 +159,7 @@ class LocalRun:
     args = self.args
     try:
       if args.tfds:
+        from components.example_gen import tfds_source  # pylint: disable=g-import-not-at-top
         source = tfds_source.prepare(
             args.tfds,
             data_dir=local_or_uri(args.tfds_data_dir),
@@ -167,9 +167,9 @@ class LocalRun:
         return (None, source, False,
                 f'TFDS {source.name} {source.version} ({source.dataset_dir})')
       data_root = os.path.abspath(args.data_dir)
-      use_spans = example_gen_lib.check_data_dir(data_root)
+      use_spans = inputs.check_data_dir(data_root)
       return data_root, None, use_spans, data_root
-    except (example_gen_lib.DataDirError, tfds_source.TfdsSourceError) as e:
+    except (inputs.DataDirError, inputs.TfdsSourceError) as e:
       raise DataSourceError(str(e)) from e
 
   def _write_summary(self, **extra: Any) -> None:
@@ -184,15 +184,15 @@ class LocalRun:
     window IdxExampleGen would read."""
     config = self.args.config
     patterns = {split.name: os.path.basename(split.pattern)
-                for split in example_gen_lib.make_input_config(
+                for split in inputs.make_input_config(
                     use_spans, config.data.train_spans).splits}
     window = window_lib.resolve_window(data_root, patterns,
                                        config.data.train_spans,
                                        self.serving_dir)
     return lineage.nothing_new(self.serving_dir, lineage.training_identity(
-        idx_executor.data_digest(window, self.args.max_examples),
-        pipeline_lib.trainer_custom_config(config.training,
-                                           self.serving_dir)))
+        window_lib.data_digest(window, self.args.max_examples),
+        trainer_config.trainer_custom_config(config.training,
+                                             self.serving_dir)))
 
   def run(self) -> int:
     """Runs the pipeline; exit code 0, or raises one of STOPS."""
@@ -224,6 +224,13 @@ class LocalRun:
       self.log.info('Nothing to run: %s. Summary: %s', reason,
                     self.summary_path)
       return exit_codes.OK
+    # pylint: disable=g-import-not-at-top
+    from pipeline import pipeline as pipeline_lib
+    # TFX's modules themselves, not its public `tfx.v1` facade, whose
+    # extensions import Google Cloud's clients: seconds of every start-up.
+    from tfx.orchestration import metadata
+    from tfx.orchestration.local import local_dag_runner
+    # pylint: enable=g-import-not-at-top
     pipeline = pipeline_lib.create_pipeline(
         pipeline_name=pipeline_lib.PIPELINE_NAME,
         pipeline_root=self.pipeline_root,
@@ -248,7 +255,7 @@ class LocalRun:
     with run_lock.run_lock(self.output_dir):
       try:
         local_dag_runner.LocalDagRunner().run(pipeline)
-      except gate.DataGateError as e:
+      except gate_errors.DataGateError as e:
         # Nothing was trained or pushed; the summary says what was found.
         self._write_summary(data_gate=e.report)
         raise

@@ -5,7 +5,7 @@ knob is an argument of `create_pipeline`.
 """
 
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, List, Mapping, Optional, Sequence, Union
 
 from apache_beam.options import pipeline_options as beam_options
 from kfp.pipeline_spec import pipeline_spec_pb2
@@ -22,19 +22,16 @@ from components.atomic_pusher import component as pusher_lib
 from components.data_gate.component import CuratedSchemaGen
 from components.data_gate.component import DataGate
 from components.example_gen import component as example_gen_lib
+from components.example_gen import inputs
 from components.example_gen import tfds_source as tfds_source_lib
 from components.vae_evaluator import component as evaluator_lib
 from components.vae_trainer import component as trainer_component
-from layouts import contracts
 from layouts import spans as spans_layout
-from models import trainer as trainer_lib
 from pipeline import code_fingerprint
 from pipeline import data_schema
+from pipeline import trainer_config as trainer_config_lib
 
 PIPELINE_NAME = 'mnist-vae-tfx'
-# The Trainer imports its run_fn by module path, so the same code runs in a
-# local process and in a Kubeflow container with the project installed.
-TRAINER_RUN_FN = 'models.trainer.run_fn'
 # Kubeflow: what each container may use (KFP v2 / Vertex AI ResourceSpec).
 ResourceSpec = (
     pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec
@@ -75,23 +72,6 @@ def code(component_class: Any, *modules: str) -> str:
   its cache key, so that an edit reruns it and what follows."""
   return code_fingerprint.fingerprint(
       (component_class.EXECUTOR_SPEC.executor_class.__module__, *modules))
-
-
-def trainer_custom_config(training: config_lib.TrainingConfig,
-                          serving_dir: str) -> Dict[str, Any]:
-  """The Trainer's custom_config: what its run_fn trains with, the push
-  destination (whose served version's training identity tells whether there
-  is anything new, layouts/lineage.py), and the training code's fingerprint
-  (for the cache key)."""
-  custom_config = {
-      trainer_lib.HYPERPARAMETERS_KEY: training.hyperparameters.to_dict(),
-      trainer_lib.SERVING_DIR_KEY: serving_dir,
-      contracts.CODE_FINGERPRINT_KEY: code(
-          trainer_component.VaeTrainer, TRAINER_RUN_FN.rpartition('.')[0]),
-  }
-  if training.warm_start:
-    custom_config[trainer_lib.WARM_START_SERVING_DIR_KEY] = serving_dir
-  return custom_config
 
 
 def create_pipeline(
@@ -174,7 +154,7 @@ def create_pipeline(
     input_base = data_root
     split_patterns = {
         split.name: split.pattern
-        for split in example_gen_lib.make_input_config(
+        for split in inputs.make_input_config(
             use_spans, train_spans).splits}
   schema_gen = CuratedSchemaGen(
       schema_file=schema_file,
@@ -197,9 +177,10 @@ def create_pipeline(
       split_patterns=split_patterns,
       code_fingerprint=code(DataGate),
       served_version=served_version)
-  trainer_config = trainer_custom_config(config.training, serving_dir)
+  trainer_config = trainer_config_lib.trainer_custom_config(
+      config.training, serving_dir)
   trainer = trainer_component.create_trainer(
-      run_fn=TRAINER_RUN_FN,
+      run_fn=trainer_config_lib.TRAINER_RUN_FN,
       examples=example_gen.outputs['examples'],
       schema=schema_gen.outputs['schema'],
       custom_config=trainer_config, epochs=epochs,

@@ -44,3 +44,11 @@ def test_beam_executors_leave_no_copy_of_tfx_behind(monkeypatch, tmp_path):
   assert any(p.name.startswith('tfx_ephemeral') for p in left), left
   assert _executor_temp_files(
       monkeypatch, tmp_path, pipeline_lib.with_beam_dependencies(DIRECT)) == []
+
+
+def test_the_trainer_fingerprint_covers_the_executor_the_trainer_runs():
+  from components.vae_trainer import component  # pylint: disable=g-import-not-at-top
+  from pipeline import trainer_config  # pylint: disable=g-import-not-at-top
+  assert trainer_config.TRAINER_EXECUTOR_MODULE == (
+      component.VaeTrainer.EXECUTOR_SPEC.executor_class.__module__)
+  assert trainer_config.TRAINER_RUN_FN.rpartition('.')[0] == 'models.trainer'

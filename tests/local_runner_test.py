@@ -41,13 +41,13 @@ COMPONENTS = ('CuratedSchemaGen', 'IdxExampleGen', 'StatisticsGen', 'DataGate',
 
 
 def run_cli(*args: str, beam_workers: bool = False,
-            temp_dir: Optional[pathlib.Path] = None
+            env: Optional[Dict[str, str]] = None
             ) -> subprocess.CompletedProcess:
   """local_runner.py with `args`; Beam in one process (IN_MEMORY_BEAM)
-  unless `beam_workers`, the runner's default; temporary files in
-  `temp_dir` if given."""
+  unless `beam_workers`, the runner's default; `env`: more environment
+  variables."""
   beam = () if beam_workers else IN_MEMORY_BEAM
-  env = dict(os.environ, TMPDIR=str(temp_dir)) if temp_dir else None
+  env = dict(os.environ, **env) if env else None
   return subprocess.run(
       [sys.executable, str(REPO_ROOT / 'local_runner.py'), *args, *beam],
       cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False,
@@ -109,7 +109,7 @@ def test_subset_run_completes_and_names_its_outputs(tmp_path):
   # Beam as the runner runs it by default: a worker process per core.
   result = run_cli('--max-examples', '300', '--epochs', '1', '--output-dir',
                    str(out), '--bless-threshold', '1000', beam_workers=True,
-                   temp_dir=temp)
+                   env={'TMPDIR': str(temp)})
   assert result.returncode == 0, result.stderr[-3000:]
   # The Beam components packaged no copy of TFX (pipeline.with_beam_dependencies).
   assert not list(temp.rglob('tfx_ephemeral*')), sorted(temp.rglob('*'))[:5]
@@ -198,8 +198,23 @@ def test_subset_run_completes_and_names_its_outputs(tmp_path):
           '--bless-threshold', '1000')
   runs_before = len(store.get_contexts_by_type('pipeline_run'))
   for extra in ((), ('--no-cache',)):
-    rerun = run_cli(*args, *extra, beam_workers=True)
+    # Python lists every module it imports (PYTHONPROFILEIMPORTTIME).
+    rerun = run_cli(*args, *extra, beam_workers=True,
+                    env={'PYTHONPROFILEIMPORTTIME': '1'})
     assert rerun.returncode == 0, rerun.stderr[-3000:]
+    # It ended before TFX, TFDV, Beam, TFDS and the components' executors
+    # were imported (pipeline/local_run.py).
+    imported = {line.rsplit('|', 1)[1].strip()
+                for line in rerun.stderr.splitlines()
+                if line.startswith('import time:') and '|' in line}
+    assert 'tensorflow' in imported and 'pipeline.local_run' in imported
+    late = {name for name in imported
+            if name.split('.')[0] in ('tensorflow_data_validation',
+                                      'apache_beam', 'tensorflow_datasets')
+            or name.startswith(('tfx.orchestration', 'tfx.components',
+                                'tfx.dsl', 'pipeline.pipeline'))
+            or (name.startswith('components.') and 'executor' in name)}
+    assert not late, sorted(late)[:20]
     summary = json.loads((out / 'run_summary.json').read_text())
     assert summary[contracts.NOTHING_NEW_KEY] == (
         f'nothing new: the served version {version_dir.name} was trained on '

@@ -7,6 +7,7 @@ import shutil
 import pytest
 from tfx import v1 as tfx
 
+from layouts import contracts
 from components.atomic_pusher import executor as pusher
 from conftest import write_examples_dir
 from layouts import model as model_layout
@@ -34,8 +35,8 @@ def test_warm_start_from_the_served_model(exported_model, tmp_path, caplog):
               str(serving), {'model_uri': exported_model})
   hp = vae_lib.Hyperparameters(epochs=1, batch_size=64)
   fn_args = _fn_args(tmp_path, {
-      trainer.HYPERPARAMETERS_KEY: hp.to_dict(),
-      trainer.WARM_START_SERVING_DIR_KEY: str(serving)})
+      contracts.TRAINER_HYPERPARAMETERS_KEY: hp.to_dict(),
+      contracts.WARM_START_SERVING_DIR_KEY: str(serving)})
   assert trainer.warm_start_dir_from_fn_args(fn_args) == exported_model
   with caplog.at_level(logging.INFO, logger='models.export'):
     trainer.run_fn(fn_args)
@@ -44,7 +45,7 @@ def test_warm_start_from_the_served_model(exported_model, tmp_path, caplog):
 
 def test_warm_start_with_nothing_served_trains_from_scratch(tmp_path):
   fn_args = _fn_args(tmp_path, {
-      trainer.WARM_START_SERVING_DIR_KEY: str(tmp_path / 'serving')})
+      contracts.WARM_START_SERVING_DIR_KEY: str(tmp_path / 'serving')})
   assert trainer.warm_start_dir_from_fn_args(fn_args) is None
 
 
@@ -54,7 +55,7 @@ def test_warm_start_from_a_model_without_weights_fails_clearly(
   pusher.push(os.path.join(exported_model, model_layout.SERVING_MODEL_DIR),
               str(serving), {'model_uri': str(tmp_path / 'gone')})
   fn_args = _fn_args(tmp_path, {
-      trainer.WARM_START_SERVING_DIR_KEY: str(serving)})
+      contracts.WARM_START_SERVING_DIR_KEY: str(serving)})
   with pytest.raises(FileNotFoundError,
                      match='carries no model files .* is gone with its '
                      'pipeline root: roll back past that version'):
@@ -79,7 +80,7 @@ def test_warm_start_from_a_version_whose_pipeline_root_is_gone(
   shutil.rmtree(tmp_path / 'pipeline-root')
 
   fn_args = _fn_args(tmp_path, {
-      trainer.WARM_START_SERVING_DIR_KEY: str(serving)})
+      contracts.WARM_START_SERVING_DIR_KEY: str(serving)})
   warm_dir = trainer.warm_start_dir_from_fn_args(fn_args)
   assert warm_dir == os.path.join(version_dir, 'assets.extra', 'model')
   fresh = vae_lib.build_vae(vae_lib.Hyperparameters(seed=3))

@@ -45,6 +45,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from components import config as config_lib
+from components.data_gate import errors
 from components.data_gate import images as images_lib
 from layouts import contracts
 from models import data
@@ -109,12 +110,7 @@ class SplitResult:
   drift: Dict[str, Dict[str, Dict[str, Any]]]
 
 
-class DataGateError(RuntimeError):
-  """A data drop failed the gate; `report` says what was found."""
-
-  def __init__(self, message: str, report: Dict[str, Any]):
-    super().__init__(message)
-    self.report = report
+DataGateError = errors.DataGateError
 
 
 def schema_with_comparators(schema: schema_pb2.Schema,

@@ -67,7 +67,6 @@ from components.example_gen import idx
 from components.example_gen import window as window_lib
 from components.example_gen import writer
 from layouts import contracts
-from layouts import lineage
 from layouts import spans as spans_layout
 
 logger = logging.getLogger(__name__)
@@ -227,15 +226,8 @@ class Executor(BaseExampleGenExecutor):
           spans_layout.WINDOW_PROPERTY,
           spans_layout.encode_window(window.reads()))
       examples.set_string_custom_property(
-          contracts.DATA_DIGEST_KEY, data_digest(window, config.max_examples))
-
-
-def data_digest(window: window_lib.Window,
-                max_examples: Optional[int]) -> str:
-  """What this window with --max-examples is, for the training identity
-  (layouts/lineage.py)."""
-  return lineage.data_digest([read.digest for read in window.reads()],
-                             max_examples)
+          contracts.DATA_DIGEST_KEY,
+          window_lib.data_digest(window, config.max_examples))
 
 
 def _input_config(exec_properties: Dict[str, Any]) -> example_gen_pb2.Input:

@@ -14,6 +14,7 @@ from tfx.types import standard_component_specs
 from components.example_gen import component
 from components.example_gen import idx
 from components.example_gen import idx_executor
+from components.example_gen import inputs
 from components.example_gen import writer
 from conftest import executor_properties
 from conftest import load_mnist_head
@@ -110,16 +111,16 @@ def test_max_examples_must_be_positive(tiny_mnist):
 
 def test_input_config_with_spans():
   # No {SPAN}: the local driver fingerprints every span's files.
-  config = component.make_input_config(use_spans=True)
+  config = inputs.make_input_config(use_spans=True)
   assert [(s.name, s.pattern) for s in config.splits] == [
       ('train', 'span-*/train-*-ubyte*'),
       ('eval', 'span-*/t10k-*-ubyte*')]
-  config = component.make_input_config(use_spans=True, train_spans=3)
+  config = inputs.make_input_config(use_spans=True, train_spans=3)
   assert [(s.name, s.pattern) for s in config.splits] == [
       ('train', 'span-*/train-*-ubyte*'),
       ('eval', 'span-*/t10k-*-ubyte*'),
       ('history', 'span-*/train-*-ubyte*')]
-  config = component.make_input_config(use_spans=False, train_spans=2)
+  config = inputs.make_input_config(use_spans=False, train_spans=2)
   assert [(s.name, s.pattern) for s in config.splits] == [
       ('train', 'train-*-ubyte*'), ('eval', 't10k-*-ubyte*'),
       ('history', 'train-*-ubyte*')]
@@ -130,9 +131,9 @@ def test_input_config_with_spans():
 
 def test_missing_directory(tmp_path):
   missing = tmp_path / 'no-such-dir'
-  with pytest.raises(component.DataDirError,
+  with pytest.raises(inputs.DataDirError,
                      match=f'{missing}: data directory not found'):
-    component.check_data_dir(str(missing))
+    inputs.check_data_dir(str(missing))
   with pytest.raises(idx.IdxFormatError,
                      match=f'{missing}: data directory not found'):
     _run_executor(missing, tmp_path / 'out')
@@ -141,8 +142,8 @@ def test_missing_directory(tmp_path):
 def test_directory_without_the_four_files(tiny_mnist, tmp_path):
   (tiny_mnist / 't10k-labels-idx1-ubyte.gz').unlink()
   (tiny_mnist / 'train-images-idx3-ubyte.gz').unlink()
-  with pytest.raises(component.DataDirError) as error:
-    component.check_data_dir(str(tiny_mnist))
+  with pytest.raises(inputs.DataDirError) as error:
+    inputs.check_data_dir(str(tiny_mnist))
   assert str(tiny_mnist) in str(error.value)
   assert 'missing train-images-idx3-ubyte, t10k-labels-idx1-ubyte' in str(
       error.value)
@@ -238,10 +239,10 @@ def test_non_ubyte_data_type_is_rejected(tmp_path, tiny_mnist):
 def test_spans_use_newest_folder_and_require_its_files(tmp_path):
   root = pathlib.Path(tmp_path / 'drops')
   write_mnist_subset(root / 'span-1', {'train': 10, 't10k': 5})
-  assert component.check_data_dir(str(root)) is True
+  assert inputs.check_data_dir(str(root)) is True
   (root / 'span-2').mkdir()
-  with pytest.raises(component.DataDirError, match=f'{root}/span-2: not an'):
-    component.check_data_dir(str(root))
+  with pytest.raises(inputs.DataDirError, match=f'{root}/span-2: not an'):
+    inputs.check_data_dir(str(root))
 
 
 def test_write_split_writes_the_files_the_reader_looks_for(tmp_path):

@@ -30,6 +30,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import file_utils
 from tensorflow_datasets.core.utils import gcs_utils
 
+from components.example_gen import inputs
 from layouts import contracts
 
 logger = logging.getLogger(__name__)
@@ -43,8 +44,8 @@ DOWNLOADS_DIR = 'downloads'
 _RECORD_SUFFIX = '.tfrecord*'
 
 
-class TfdsSourceError(ValueError):
-  """A TFDS data set is unknown, not prepared, or does not fit the pipeline."""
+# Defined beside the IDX data directory's checks, for the local runner.
+TfdsSourceError = inputs.TfdsSourceError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import tensorflow as tf
 
 from components.example_gen import idx
+from layouts import lineage
 from layouts import serving as serving_layout
 from layouts import spans as spans_layout
 
@@ -278,3 +279,10 @@ def recheck(window: Window) -> None:
             span.where, f'{path} changed while it was read ({change}; a drop '
             'still being written?); nothing was written: rerun once it is '
             'complete')
+
+
+def data_digest(window: Window, max_examples: Optional[int]) -> str:
+  """What this window with --max-examples is, for the training identity
+  (layouts/lineage.py)."""
+  return lineage.data_digest([read.digest for read in window.reads()],
+                             max_examples)

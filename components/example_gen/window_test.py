@@ -19,6 +19,7 @@ from tfx.types import standard_component_specs
 from components.example_gen import component
 from components.example_gen import idx
 from components.example_gen import idx_executor
+from components.example_gen import inputs
 from components.example_gen import window as window_lib
 from components.example_gen import writer
 from conftest import executor_properties
@@ -287,7 +288,7 @@ def test_the_local_driver_fingerprints_every_span_and_resolves_span_0(
   """TFX 1.16's FileBasedDriver on the patterns without {SPAN}."""
   root = tmp_path / 'drops'
   write_span(root, 1)
-  config = component.make_input_config(use_spans=True, train_spans=2)
+  config = inputs.make_input_config(use_spans=True, train_spans=2)
 
   def resolve():
     splits = [type(s)(name=s.name, pattern=s.pattern) for s in config.splits]

@@ -33,6 +33,7 @@ from tfx.types import artifact_utils
 
 from components import config as config_lib
 from components.vae_evaluator import blessing
+from components.vae_evaluator import errors
 from components.vae_evaluator import drawing
 from components.vae_evaluator import metrics as metrics_lib
 from components.vae_evaluator import report
@@ -63,8 +64,7 @@ SERVED_READ_ATTEMPTS = 4
 SERVED_READ_BACKOFF_SECONDS = 2.0
 
 
-class ServedModelError(RuntimeError):
-  """The served model could not be read, even after retries."""
+ServedModelError = errors.ServedModelError
 
 
 def _eval_dataset(examples: types.Artifact,

@@ -20,7 +20,6 @@ from tfx.types import standard_component_specs
 
 from layouts import contracts
 from layouts import lineage
-from models import trainer as trainer_lib
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ def with_epochs(custom_config: str, epochs: int) -> str:
   if int(epochs) != epochs or epochs < 1:
     raise ValueError(f'epochs must be a positive integer, got {epochs}')
   config = json.loads(custom_config or '{}') or {}
-  config.setdefault(trainer_lib.HYPERPARAMETERS_KEY, {})['epochs'] = int(epochs)
+  config.setdefault(contracts.TRAINER_HYPERPARAMETERS_KEY, {})['epochs'] = int(epochs)
   return json.dumps(config, sort_keys=True)
 
 
@@ -57,7 +56,7 @@ class Executor(trainer_executor.GenericExecutor):
         input_dict[standard_component_specs.EXAMPLES_KEY], custom_config)
     models = (output_dict[standard_component_specs.MODEL_KEY] +
               output_dict[standard_component_specs.MODEL_RUN_KEY])
-    serving_dir = custom_config.get(trainer_lib.SERVING_DIR_KEY)
+    serving_dir = custom_config.get(contracts.TRAINER_SERVING_DIR_KEY)
     if trained_on is not None and serving_dir:
       reason = lineage.nothing_new(serving_dir, trained_on)
       if reason:

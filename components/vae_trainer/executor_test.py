@@ -12,7 +12,6 @@ from components.vae_trainer import executor
 from layouts import contracts
 from layouts import lineage
 from layouts import model as model_layout
-from models import trainer as trainer_lib
 
 
 def _examples(digest):
@@ -70,8 +69,8 @@ def test_nothing_new_only_for_the_served_versions_exact_identity(
 def test_nothing_new_trains_nothing_and_says_so_on_its_outputs(
     exported_model, tmp_path):
   serving = tmp_path / 'serving'
-  custom_config = {trainer_lib.HYPERPARAMETERS_KEY: {'epochs': 1},
-                   trainer_lib.SERVING_DIR_KEY: str(serving)}
+  custom_config = {contracts.TRAINER_HYPERPARAMETERS_KEY: {'epochs': 1},
+                   contracts.TRAINER_SERVING_DIR_KEY: str(serving)}
   trained_on = lineage.identity(
       'digest', lineage.training_fingerprint(custom_config))
   _serve(exported_model, serving, trained_on)
